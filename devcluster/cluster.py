@@ -1,0 +1,582 @@
+"""The local Maxwell: real Slurm daemons of three releases, DESY's portal (emulated), a Keycloak
+stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run as root.
+
+    python3 devcluster/cluster.py up       bring everything up (idempotent: what runs stays)
+    python3 devcluster/cluster.py down     stop what `up` started, by PID, and unmount the roots
+    python3 devcluster/cluster.py status   what runs, one line each
+
+State lives in .devcluster/ (PIDs, logs, keys, configs, `connections.env`, `cluster.json`);
+caches (Debian roots for 24.11 and 26.05, the IdP's virtual environment) in .cache/.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+STATE = Path(os.environ.get("MAXWELL_DEV_STATE", PROJECT / ".devcluster")).resolve()
+CACHE = Path(os.environ.get("MAXWELL_DEV_CACHE", PROJECT / ".cache")).resolve()
+USERS = json.loads((HERE / "users.json").read_text())
+REST_USER = "slurmrest"  # slurmrestd refuses to run as root or SlurmUser
+REST_UID = 20100
+
+MARIADB_PORT = 13306
+PORTAL_PORT = 16850
+IDP_PORT = 16860
+HTTPS_PORT = 16443
+CANAILLE_VERSION = "0.3.6"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One Slurm release: its daemons, ports and where its binaries live."""
+
+    name: str
+    suite: str | None  # None: the host's own packages; else a Debian suite in a root under .cache
+    base_port: int
+    api_versions: tuple[str, ...]
+
+    @property
+    def cluster(self) -> str:
+        return f"maxwell{self.name[1:]}"
+
+    @property
+    def node(self) -> str:
+        return f"maxwn{self.name[1:]}"
+
+    @property
+    def root(self) -> Path | None:
+        return CACHE / "roots" / self.suite if self.suite else None
+
+    @property
+    def dir(self) -> Path:
+        return STATE / self.name
+
+    @property
+    def ctld_port(self) -> int:
+        return self.base_port
+
+    @property
+    def slurmd_port(self) -> int:
+        return self.base_port + 1
+
+    @property
+    def dbd_port(self) -> int:
+        return self.base_port + 2
+
+    @property
+    def rest_port(self) -> int:
+        return self.base_port + 3
+
+    def cmd(self, *args: str) -> list[str]:
+        """A command run with this release's binaries (inside its root where it has one)."""
+        return ["chroot", str(self.root), *args] if self.root else list(args)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SLURM_CONF": str(self.dir / "etc" / "slurm.conf"), **extra}
+
+
+STACKS = (
+    Stack("s22", None, 16817, ("v0.0.38",)),
+    Stack("s24", "trixie", 16827, ("v0.0.40", "v0.0.41", "v0.0.42")),
+    Stack("s26", "sid", 16837, ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")),
+)
+NEWEST = STACKS[-1]
+
+
+def log(message: str) -> None:
+    print(f"cluster: {message}", flush=True)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+# ---------------------------------------------------------------- processes, by PID only
+
+
+def pid_file(name: str) -> Path:
+    return STATE / "pids" / f"{name}.pid"
+
+
+def running_pid(name: str) -> int | None:
+    """The PID recorded for `name` if that process still lives (and is not a reused PID)."""
+    path = pid_file(name)
+    if not path.exists():
+        return None
+    pid, _, started = path.read_text().partition(" ")
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # Field 22 of /proc/PID/stat is the start time: a reused PID has another one.
+    if started.strip() and stat.rsplit(")", 1)[1].split()[19] != started.strip():
+        return None
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        return None
+    return int(pid)
+
+
+def start(name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: str = "/") -> int:
+    """Start a long-running process in the background, logging to .devcluster/logs, and record its PID."""
+    existing = running_pid(name)
+    if existing:
+        return existing
+    logfile = open(STATE / "logs" / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=logfile, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    stat = Path(f"/proc/{proc.pid}/stat").read_text()
+    pid_file(name).write_text(f"{proc.pid} {stat.rsplit(')', 1)[1].split()[19]}")
+    return proc.pid
+
+
+def stop(name: str, timeout: float = 20) -> None:
+    pid = running_pid(name)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while running_pid(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if running_pid(name):
+            log(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f} s: SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+    pid_file(name).unlink(missing_ok=True)
+
+
+def wait_for(what: str, check, timeout: float = 60, name: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - anything not ready yet is retried until the deadline
+            pass
+        if name and not running_pid(name):
+            tail = (STATE / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited while waiting for {what}; its log ends:\n{tail}")
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_status(url: str, **kw) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, **kw), timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+# ---------------------------------------------------------------- one-time set-up
+
+
+def install_system() -> None:
+    subprocess.run(["bash", str(HERE / "install-system.sh")], check=True)
+
+
+def build_roots() -> dict[str, str]:
+    """Build the Debian roots in parallel; returns {stack: reason} for those that failed."""
+    failures: dict[str, str] = {}
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        jobs = {s.name: pool.submit(run, ["bash", str(HERE / "build-root.sh"), s.suite, str(s.root)])
+                for s in STACKS if s.suite}
+        for name, job in jobs.items():
+            try:
+                log(job.result().stdout.strip())
+            except RuntimeError as error:
+                failures[name] = str(error)
+    return failures
+
+
+def idp_python() -> Path:
+    venv = CACHE / "idp-venv"
+    python = venv / "bin" / "python"
+    probe = run([str(python), "-c", "import canaille; print(canaille.__name__)"], check=False) if python.exists() else None
+    if probe is None or probe.returncode != 0:
+        log(f"installing Canaille {CANAILLE_VERSION} into {venv}")
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([str(python), "-m", "pip", "install", "-q", f"canaille[oidc]=={CANAILLE_VERSION}"])
+    return python
+
+
+def ensure_users() -> None:
+    for entry in [*USERS, {"name": REST_USER, "uid": REST_UID}]:
+        if run(["id", "-u", entry["name"]], check=False).returncode != 0:
+            run(["useradd", "-u", str(entry["uid"]), "-U", "-m", "-s", "/bin/bash", entry["name"]])
+
+
+def ensure_dirs() -> None:
+    for sub in ("pids", "logs", "keys", "ca", "portal", "idp", "nginx"):
+        (STATE / sub).mkdir(parents=True, exist_ok=True)
+    (STATE / "keys").chmod(0o700)
+    # Job working directory shared by every release, as Maxwell's GPFS is: the worker reads output here.
+    jobs = STATE / "jobs"
+    jobs.mkdir(exist_ok=True)
+    jobs.chmod(0o1777)
+    STATE.chmod(0o755)
+
+
+def ensure_keys(idp: Path) -> None:
+    key = STATE / "keys" / "jwt_hs256.key"
+    if not key.exists():
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    jwks = run([str(idp), str(HERE / "idp.py"), "jwks", "--state", str(STATE / "idp")]).stdout
+    (STATE / "keys" / "jwks.json").write_text(jwks)
+    (STATE / "keys" / "jwks.json").chmod(0o600)
+
+
+def ensure_tls() -> None:
+    """A local CA and a server certificate for 127.0.0.1/localhost, signed by it."""
+    ca, crt = STATE / "ca" / "ca.pem", STATE / "ca" / "server.pem"
+    if crt.exists():
+        return
+    d = STATE / "ca"
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+         "/CN=Maxwell dev local CA", "-keyout", str(d / "ca.key"), "-out", str(ca)])
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+         "-keyout", str(d / "server.key"), "-out", str(d / "server.csr")])
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run(["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(ca), "-CAkey", str(d / "ca.key"),
+         "-CAcreateserial", "-days", "3650", "-extfile", str(d / "san.ext"), "-out", str(crt)])
+    for name in ("ca.key", "server.key"):
+        (d / name).chmod(0o600)
+
+
+# ---------------------------------------------------------------- shared services
+
+
+def ensure_munge() -> None:
+    Path("/run/munge").mkdir(exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    if not Path("/etc/munge/munge.key").exists():
+        run(["mungekey", "--create"])
+        shutil.chown("/etc/munge/munge.key", "munge", "munge")
+    start("munged", ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "munged", "--foreground",
+                     "--pid-file", "/run/munge/maxwell-dev.pid"])
+    wait_for("munge", lambda: run(["munge", "-n"], check=False).returncode == 0, 20, name="munged")
+
+
+def mariadb_password() -> str:
+    path = STATE / "keys" / "mariadb.pw"
+    if not path.exists():
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def ensure_mariadb() -> None:
+    data = STATE / "mariadb"
+    if not (data / "mysql").exists():
+        data.mkdir(exist_ok=True)
+        shutil.chown(data, "mysql", "mysql")
+        run(["mariadb-install-db", "--user=mysql", f"--datadir={data}", "--skip-test-db", "--auth-root-authentication-method=socket"])
+    sock = data / "mysqld.sock"
+    # mariadbd itself, not mysqld_safe: mysqld_safe would restart it when stopped by PID.
+    start("mariadb", ["mariadbd", "--user=mysql", f"--datadir={data}", f"--socket={sock}", f"--port={MARIADB_PORT}",
+                      "--bind-address=127.0.0.1", f"--pid-file={data}/mariadbd.pid", "--skip-name-resolve",
+                      "--innodb-buffer-pool-size=64M", "--log-error=" + str(STATE / "logs" / "mariadb-error.log")])
+    wait_for("MariaDB", lambda: run(["mariadb-admin", f"--socket={sock}", "ping"], check=False).returncode == 0, 60, name="mariadb")
+    pw = mariadb_password()
+    sql = (f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{pw}';"
+           "GRANT ALL ON *.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;")
+    run(["mariadb", f"--socket={sock}", "-e", sql])
+
+
+def ensure_portal() -> None:
+    start("portal", [sys.executable, str(HERE / "portal.py"), "--state", str(STATE / "portal"), "--port", str(PORTAL_PORT),
+                     "--jwt-key", str(STATE / "keys" / "jwt_hs256.key"), "--users", str(HERE / "users.json")])
+    wait_for("the portal emulator", lambda: port_open(PORTAL_PORT), 20, name="portal")
+
+
+def ensure_idp(idp: Path) -> None:
+    env = {**os.environ, "IDP_ACCESS_LIFETIME": os.environ.get("IDP_ACCESS_LIFETIME", "300"),
+           "IDP_REFRESH_LIFETIME": os.environ.get("IDP_REFRESH_LIFETIME", "1800")}
+    start("idp", [str(idp), str(HERE / "idp.py"), "serve", "--state", str(STATE / "idp"), "--port", str(IDP_PORT)], env=env)
+    wait_for("the identity provider", lambda: port_open(IDP_PORT), 30, name="idp")
+
+
+def ensure_nginx() -> None:
+    conf = STATE / "nginx" / "nginx.conf"
+    conf.write_text((HERE / "nginx.conf.in").read_text().format(
+        state=STATE, https_port=HTTPS_PORT, rest_port=NEWEST.rest_port, portal_port=PORTAL_PORT, idp_port=IDP_PORT))
+    start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
+    wait_for("nginx", lambda: port_open(HTTPS_PORT), 20, name="nginx")
+
+
+# ---------------------------------------------------------------- Slurm stacks
+
+
+def write_stack_config(stack: Stack) -> None:
+    for sub in ("etc", "state", "spool", "run", "log"):
+        (stack.dir / sub).mkdir(parents=True, exist_ok=True)
+    keys = STATE / "keys"
+    values = dict(
+        cluster=stack.cluster, host=socket.gethostname().split(".")[0], dir=stack.dir, node=stack.node,
+        ctld_port=stack.ctld_port, slurmd_port=stack.slurmd_port, dbd_port=stack.dbd_port,
+        jwt=f"jwt_key={keys / 'jwt_hs256.key'},jwks={keys / 'jwks.json'}", cpus=8, mariadb_port=MARIADB_PORT,
+        db=f"slurm_acct_{stack.name}", db_password=mariadb_password(),
+        # 22.05 still wants a switch plugin named; 24.11 dropped the option.
+        switch="SwitchType=switch/none" if stack.name == "s22" else "",
+    )
+    etc = stack.dir / "etc"
+    (etc / "slurm.conf").write_text((HERE / "slurm.conf.in").read_text().format(**values))
+    (etc / "slurmdbd.conf").write_text((HERE / "slurmdbd.conf.in").read_text().format(**values))
+    (etc / "slurmdbd.conf").chmod(0o600)
+    # 26.05's slurmd wants cgroup.conf even with cgroups unused; older releases do not read it.
+    (etc / "cgroup.conf").write_text("CgroupPlugin=disabled\n" if stack.name != "s22" else "")
+
+
+def mount_root(stack: Stack) -> None:
+    """Bind what the daemons inside a root share with the host: munge's socket and .devcluster."""
+    root = stack.root
+    assert root is not None
+    mounted = Path("/proc/mounts").read_text()
+    for source, target, fstype in (("proc", root / "proc", "proc"), ("/dev", root / "dev", None), ("/sys", root / "sys", None),
+                                   ("/run/munge", root / "run" / "munge", None), (str(STATE), Path(f"{root}{STATE}"), None)):
+        target.mkdir(parents=True, exist_ok=True)
+        if f" {target} " in mounted:
+            continue
+        run(["mount", "-t", fstype, source, str(target)] if fstype else ["mount", "--bind", source, str(target)])
+    shutil.copy("/etc/hosts", root / "etc" / "hosts")
+    # The job users and slurmrestd's user, with the host's uids.
+    for db in ("passwd", "group", "shadow"):
+        host_lines = Path(f"/etc/{db}").read_text().splitlines()
+        root_file = root / "etc" / db
+        have = {line.split(":")[0] for line in root_file.read_text().splitlines()}
+        wanted = [u["name"] for u in USERS] + [REST_USER]
+        extra = [line for line in host_lines if line.split(":")[0] in wanted and line.split(":")[0] not in have]
+        if extra:
+            with root_file.open("a") as f:
+                f.write("\n".join(extra) + "\n")
+    for user in USERS:
+        home = root / "home" / user["name"]
+        if not home.exists():
+            home.mkdir(parents=True)
+            os.chown(home, user["uid"], user["uid"])
+
+
+def unmount_root(stack: Stack) -> None:
+    root = stack.root
+    if root is None:
+        return
+    for target in (Path(f"{root}{STATE}"), root / "run" / "munge", root / "sys", root / "dev", root / "proc"):
+        if f" {target} " in Path("/proc/mounts").read_text():
+            run(["umount", "-l", str(target)], check=False)
+
+
+def sacctmgr(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    return run(stack.cmd("sacctmgr", "-i", *args), env=stack.env(), check=False)
+
+
+def ensure_associations(stack: Stack) -> None:
+    listed = run(stack.cmd("sacctmgr", "-nP", "list", "associations", "format=cluster,account,user"), env=stack.env()).stdout
+    if f"{stack.cluster}|" not in listed:
+        sacctmgr(stack, "add", "cluster", stack.cluster)
+    for account in sorted({u["account"] for u in USERS}):
+        if f"|{account}|" not in listed:
+            sacctmgr(stack, "add", "account", account, f"cluster={stack.cluster}", "description=dev", "organization=dev")
+    for user in USERS:
+        if f"|{user['account']}|{user['name']}" not in listed:
+            sacctmgr(stack, "add", "user", user["name"], f"account={user['account']}", f"cluster={stack.cluster}")
+
+
+def node_idle(stack: Stack) -> bool:
+    out = run(stack.cmd("sinfo", "-h", "-N", "-o", "%t"), env=stack.env(), check=False).stdout
+    states = {line.strip().rstrip("*~#") for line in out.splitlines() if line.strip()}
+    return bool(states) and states <= {"idle", "mix", "alloc"}
+
+
+def ensure_stack(stack: Stack) -> None:
+    if stack.root:
+        mount_root(stack)
+    write_stack_config(stack)
+    tag = stack.name
+    start(f"{tag}-slurmdbd", stack.cmd("slurmdbd", "-D"), env=stack.env())
+    wait_for(f"{tag} slurmdbd", lambda: port_open(stack.dbd_port), 60, name=f"{tag}-slurmdbd")
+    ensure_associations(stack)
+    start(f"{tag}-slurmctld", stack.cmd("slurmctld", "-D", "-i"), env=stack.env())
+    wait_for(f"{tag} slurmctld", lambda: run(stack.cmd("scontrol", "ping"), env=stack.env(), check=False).stdout.count("UP") > 0,
+             60, name=f"{tag}-slurmctld")
+    start(f"{tag}-slurmd", stack.cmd("slurmd", "-D", "-N", stack.node), env=stack.env())
+    wait_for(f"{tag} node {stack.node} idle", lambda: node_idle(stack), 60, name=f"{tag}-slurmd")
+    rest = stack.cmd("slurmrestd", "-u", REST_USER, "-g", REST_USER, "-a", "rest_auth/jwt", f"127.0.0.1:{stack.rest_port}")
+    start(f"{tag}-slurmrestd", rest, env=stack.env(SLURM_JWT="daemon"))
+    # slurmrestd answers 401 to a request without a token once it serves.
+    wait_for(f"{tag} slurmrestd", lambda: http_status(f"http://127.0.0.1:{stack.rest_port}/openapi/v3") == 401,
+             30, name=f"{tag}-slurmrestd")
+
+
+def stop_stack(stack: Stack) -> None:
+    for daemon in ("slurmrestd", "slurmd", "slurmctld", "slurmdbd"):
+        stop(f"{stack.name}-{daemon}")
+    unmount_root(stack)
+
+
+# ---------------------------------------------------------------- what users and tests read
+
+
+def portal_token(user: dict) -> str:
+    auth = base64.b64encode(f"{user['name']}:{user['password']}".encode()).decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{PORTAL_PORT}/reservation/get_new_token?cli_api=4.6.0",
+                                     headers={"Authorization": f"Basic {auth}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read().decode().strip()
+
+
+def slurm_token(user: str, lifespan: int) -> str:
+    sys.path.insert(0, str(HERE))
+    from portal import mint_hs256
+
+    return mint_hs256((STATE / "keys" / "jwt_hs256.key").read_bytes(), user, lifespan)
+
+
+def write_connections(up: list[Stack]) -> None:
+    """`.devcluster/connections.env`: ready Airflow connections, one per release and per auth method."""
+    user1, user2 = USERS[0], USERS[1]
+    ca = str(STATE / "ca" / "ca.pem")
+    https = f"https://127.0.0.1:{HTTPS_PORT}"
+    conns: dict[str, dict] = {}
+    token1 = portal_token(user1)
+    for stack in up:
+        conns[f"maxwell_{stack.name}"] = {
+            "conn_type": "maxwell", "host": f"http://127.0.0.1:{stack.rest_port}", "login": user1["name"], "password": token1,
+            "extra": {"auth_method": "portal", "portal_url": f"http://127.0.0.1:{PORTAL_PORT}/reservation"}}
+    if NEWEST in up:
+        conns["maxwell_default"] = {"conn_type": "maxwell", "host": f"{https}/sapi", "login": user1["name"],
+                                    "password": token1, "extra": {"auth_method": "portal", "verify": ca}}
+        conns["maxwell_portal"] = conns["maxwell_default"]
+        conns["maxwell_keycloak"] = {
+            "conn_type": "maxwell", "host": f"{https}/sapi", "login": user2["name"], "password": user2["password"],
+            "extra": {"auth_method": "keycloak", "keycloak_url": f"{https}/auth", "verify": ca}}
+        conns["maxwell_token"] = {"conn_type": "maxwell", "host": f"{https}/sapi", "login": user1["name"],
+                                  "password": slurm_token(user1["name"], 86400), "extra": {"auth_method": "token", "verify": ca}}
+        key = base64.b64encode((STATE / "keys" / "jwt_hs256.key").read_bytes()).decode()
+        conns["maxwell_signing_key"] = {"conn_type": "maxwell", "host": f"{https}/sapi", "login": user1["name"],
+                                        "extra": {"auth_method": "signing_key", "signing_key": key, "verify": ca}}
+    lines = ["# Written by `make cluster-up`: Airflow connections to the local Maxwell. Holds dev secrets: keep it private."]
+    for conn_id, conn in conns.items():
+        lines.append(f"export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'")
+    path = STATE / "connections.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_cluster_json(up: list[Stack], unavailable: dict[str, str]) -> None:
+    """.devcluster/cluster.json: what tests read to find the cluster (no secrets in it)."""
+    info = {
+        "state": str(STATE),
+        "jobs_dir": str(STATE / "jobs"),
+        "ca_bundle": str(STATE / "ca" / "ca.pem"),
+        "jwt_key_file": str(STATE / "keys" / "jwt_hs256.key"),
+        "users_file": str(HERE / "users.json"),
+        "portal_url": f"http://127.0.0.1:{PORTAL_PORT}/reservation",
+        "idp_url": f"http://127.0.0.1:{IDP_PORT}/auth",
+        "front_door": f"https://127.0.0.1:{HTTPS_PORT}",
+        "stacks": {s.name: {"cluster": s.cluster, "node": s.node, "rest_url": f"http://127.0.0.1:{s.rest_port}",
+                            "api_versions": list(s.api_versions), "root": str(s.root) if s.root else None,
+                            "slurm_conf": str(s.dir / "etc" / "slurm.conf")} for s in up},
+        "unavailable": unavailable,
+    }
+    (STATE / "cluster.json").write_text(json.dumps(info, indent=2))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def up() -> int:
+    began = time.monotonic()
+    install_system()
+    unavailable = build_roots()
+    for name, reason in unavailable.items():
+        log(f"Slurm stack {name} is NOT available on this machine: {reason}. Its tests will skip with this reason.")
+    ensure_dirs()
+    ensure_users()
+    idp = idp_python()
+    ensure_keys(idp)
+    ensure_tls()
+    ensure_munge()
+    ensure_mariadb()
+    ensure_portal()
+    ensure_idp(idp)
+    up_stacks = []
+    for stack in STACKS:
+        if stack.name in unavailable:
+            continue
+        try:
+            ensure_stack(stack)
+            up_stacks.append(stack)
+        except RuntimeError as error:
+            unavailable[stack.name] = str(error)
+            log(f"Slurm stack {stack.name} failed to start: {error}")
+    if NEWEST in up_stacks:
+        ensure_nginx()
+    write_connections(up_stacks)
+    write_cluster_json(up_stacks, unavailable)
+    log(f"up in {time.monotonic() - began:.0f} s: " + ", ".join(f"{s.name} ({s.cluster}) REST on 127.0.0.1:{s.rest_port}" for s in up_stacks))
+    log(f"front door https://127.0.0.1:{HTTPS_PORT} (CA {STATE / 'ca' / 'ca.pem'}); connections: source {STATE / 'connections.env'}")
+    return 1 if unavailable else 0
+
+
+def down() -> int:
+    stop("nginx")
+    for stack in reversed(STACKS):
+        stop_stack(stack)
+    for name in ("idp", "portal"):
+        stop(name)
+    stop("mariadb", timeout=60)
+    stop("munged")
+    leftovers = [p.stem for p in (STATE / "pids").glob("*.pid")] if (STATE / "pids").exists() else []
+    for name in leftovers:
+        stop(name)
+    (STATE / "cluster.json").unlink(missing_ok=True)
+    log("down: every daemon started by `up` is stopped")
+    return 0
+
+
+def status() -> int:
+    names = ["munged", "mariadb", "portal", "idp", "nginx"] + [f"{s.name}-{d}" for s in STACKS
+                                                               for d in ("slurmdbd", "slurmctld", "slurmd", "slurmrestd")]
+    for name in names:
+        pid = running_pid(name)
+        print(f"{name:16} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) != 2 or sys.argv[1] not in ("up", "down", "status"):
+        print(__doc__)
+        return 2
+    if os.geteuid() != 0:
+        print("cluster: run as root (the local Maxwell starts system daemons and mounts Debian roots)", file=sys.stderr)
+        return 2
+    return {"up": up, "down": down, "status": status}[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -143,7 +143,9 @@ def build_app(state: Path, port: int):
         client.audience = [client]
         backend.save(client)
         for entry in users:
-            user = models.User(user_name=entry["name"], family_name=entry["name"], emails=[f"{entry['name']}@localhost"])
+            user = models.User(
+                user_name=entry["name"], family_name=entry["name"], emails=[f"{entry['name']}@localhost"]
+            )
             backend.save(user)
             backend.set_user_password(user, entry["password"])
     return KeycloakLayout(app, refresh_lifetime)

@@ -98,7 +98,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # no credentials in logs: paths only
         print(f"portal: {self.command} {urlsplit(self.path).path} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
-    def _send(self, status: int, body: str, content_type: str = "text/html; charset=utf-8", extra: dict | None = None) -> None:
+    def _send(
+        self, status: int, body: str, content_type: str = "text/html; charset=utf-8", extra: dict | None = None
+    ) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -119,8 +121,11 @@ class Handler(BaseHTTPRequestHandler):
         return user, secret
 
     def _unauthorized(self) -> None:
-        self._send(401, "<html><body><h1>401 Unauthorized</h1></body></html>",
-                   extra={"WWW-Authenticate": 'Basic realm="Maxwell portal"'})
+        self._send(
+            401,
+            "<html><body><h1>401 Unauthorized</h1></body></html>",
+            extra={"WWW-Authenticate": 'Basic realm="Maxwell portal"'},
+        )
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -144,8 +149,11 @@ class Handler(BaseHTTPRequestHandler):
             lifespan = max(1, min(lifespan, MAX_LIFESPAN))
             return self._send(200, json.dumps({"token": self.portal.mint(user, lifespan)}))
         if url.path == "/_emulator/stats":
-            return self._send(200, json.dumps({"portal_tokens_issued": self.portal.issued,
-                                               "slurm_tokens_minted": self.portal.minted}), "application/json")
+            return self._send(
+                200,
+                json.dumps({"portal_tokens_issued": self.portal.issued, "slurm_tokens_minted": self.portal.minted}),
+                "application/json",
+            )
         self._send(404, "<html><body><h1>404 Not Found</h1></body></html>")
 
     def do_POST(self) -> None:

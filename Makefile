@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh Debian 12 machine (as root): `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+AIRFLOW_VERSION ?= 3.3.2
+BIN := $(VENV)/bin
+
+.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+cluster-up:
+	$(PYTHON) devcluster/cluster.py up
+
+cluster-down:
+	$(PYTHON) devcluster/cluster.py down
+
+cluster-status:
+	$(PYTHON) devcluster/cluster.py status
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Everything: lint, then the whole suite against the local Maxwell (brought up and down if needed).
+test: lint
+	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Only the tests that need no cluster.
+unit: venv
+	$(BIN)/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+# The example DAGs end to end against the local Maxwell.
+demo: venv
+	devcluster/with-cluster.sh $(BIN)/python devcluster/demo.py

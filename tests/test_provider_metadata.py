@@ -1,0 +1,38 @@
+"""Airflow discovers the provider and its connection type from the installed package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from airflow_provider_maxwell.provider_info import AUTH_METHODS, get_provider_info
+
+
+def test_airflow_lists_the_provider_and_the_maxwell_connection_type(tmp_path):
+    code = (
+        "from airflow.providers_manager import ProvidersManager as P; p = P();"
+        "print('RESULT', 'airflow-provider-maxwell' in p.providers);"
+        "w = p.connection_form_widgets; print('RESULT', sorted(k for k in w if k.startswith('extra__maxwell__')));"
+        "print('RESULT', p.field_behaviours.get('maxwell', {}).get('hidden_fields'));"
+        "print('RESULT', p.hooks['maxwell'].hook_class_name if 'maxwell' in p.hooks else None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    out = [line.removeprefix("RESULT ") for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert "Exception when importing" not in result.stdout + result.stderr
+    assert out[0] == "True"
+    assert "extra__maxwell__auth_method" in out[1] and "extra__maxwell__signing_key" in out[1]
+    assert "extra" in out[2]
+    assert out[3] == "airflow_provider_maxwell.hooks.maxwell.MaxwellHook"
+
+
+def test_secrets_in_connection_extras_are_marked_sensitive():
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    assert fields["signing_key"]["schema"]["format"] == "password"
+    assert fields["keycloak_client_secret"]["schema"]["format"] == "password"
+    assert fields["auth_method"]["schema"]["enum"] == list(AUTH_METHODS)

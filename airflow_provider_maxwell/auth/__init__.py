@@ -1,0 +1,1 @@
+"""Where a Slurm token comes from and when it must be renewed."""

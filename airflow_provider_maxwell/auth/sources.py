@@ -1,0 +1,163 @@
+"""The four ways to a Slurm token, one small class each behind one interface, without I/O.
+
+`mint()` is a generator yielding `Send` effects (see effects.py) and returning a MintedToken.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jwt
+
+from airflow_provider_maxwell.auth.tokens import MintedToken, token_from_jwt
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.effects import HttpCall, HttpResult, Protocol, Send, TransportFailure
+from airflow_provider_maxwell.exceptions import MaxwellAuthError
+
+CLI_API = "4.6.0"  # the version of DESY's command-line tools the portal expects
+
+
+class TokenSource:
+    method: str = ""
+
+    def __init__(self, config: MaxwellConnectionConfig) -> None:
+        self.config = config
+
+    def mint(self) -> Protocol[MintedToken]:
+        raise NotImplementedError
+        yield  # pragma: no cover - makes this a generator
+
+    def secrets(self, token: MintedToken) -> list[str]:
+        """Every secret value this source handled for `token`, for masking in logs."""
+        return [token.value]
+
+    def _failure(self, what: str, url: str, result: HttpResult | TransportFailure, fix: str) -> MaxwellAuthError:
+        if isinstance(result, TransportFailure):
+            return MaxwellAuthError(
+                f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): no answer from {url}: "
+                f"{result.message}. Check the URL and the network."
+            )
+        detail = " ".join(result.body.decode("utf-8", "replace").split())[:200]
+        return MaxwellAuthError(
+            f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): HTTP {result.status} "
+            f"from {url}: {detail!r}. {fix}"
+        )
+
+
+class StaticTokenSource(TokenSource):
+    """auth_method=token: the password is a Slurm JWT; nothing can renew it."""
+
+    method = "token"
+
+    def mint(self) -> Protocol[MintedToken]:
+        token = token_from_jwt(self.config.password or "")
+        if token.expires_at <= time.time():
+            raise MaxwellAuthError(
+                f"the Slurm token in connection {self.config.conn_id!r} expired at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(token.expires_at))}: put a new one in its "
+                "password field, or use auth_method 'portal' so tokens are renewed for you"
+            )
+        return token
+        yield  # pragma: no cover
+
+
+class SigningKeySource(TokenSource):
+    """auth_method=signing_key: a privileged service account signs HS256 tokens for the user."""
+
+    method = "signing_key"
+
+    def mint(self) -> Protocol[MintedToken]:
+        now = int(time.time())
+        claims = {"sun": self.config.login, "iat": now, "exp": now + self.config.token_lifespan}
+        value = jwt.encode(claims, self.config.signing_key or b"", algorithm="HS256")
+        return MintedToken(value=value, issued_at=now, expires_at=now + self.config.token_lifespan)
+        yield  # pragma: no cover
+
+
+class PortalSource(TokenSource):
+    """auth_method=portal: DESY's portal turns the (revocable) portal token into a Slurm JWT."""
+
+    method = "portal"
+
+    def mint(self) -> Protocol[MintedToken]:
+        url = f"{self.config.portal_url}/get_new_slurm_token"
+        call = HttpCall(
+            "GET", url,
+            params={"cli_api": CLI_API, "lifespan": str(self.config.token_lifespan), "stu": self.config.login},
+            basic_auth=(self.config.login, self.config.password or ""),
+        )
+        result = yield Send(call)
+        if isinstance(result, TransportFailure) or result.status != 200:
+            fix = ("The portal token may be revoked or mistyped: make a new one (maxwell-connection --help) and "
+                   "store it as the connection's password." if not isinstance(result, TransportFailure)
+                   and result.status in (401, 403) else "Check portal_url.")
+            raise self._failure("DESY's portal refused a Slurm token", url, result, fix)
+        try:
+            # The portal labels its JSON as text/html: parse the body whatever the content type says.
+            value = json.loads(result.body)["token"]
+        except (ValueError, KeyError, TypeError):
+            raise self._failure("DESY's portal answered without a token", url, result, "Check portal_url.") from None
+        return token_from_jwt(value, expires_in=self.config.token_lifespan)
+
+
+class KeycloakSource(TokenSource):
+    """auth_method=keycloak: OIDC password grant, then refresh grants while the refresh token lives."""
+
+    method = "keycloak"
+
+    def __init__(self, config: MaxwellConnectionConfig) -> None:
+        super().__init__(config)
+        self._refresh_token: str | None = None
+        self._refresh_expires_at = 0.0
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.config.keycloak_url}/realms/{self.config.keycloak_realm}/protocol/openid-connect/token"
+
+    def _form(self, grant: dict[str, str]) -> dict[str, str]:
+        form = {"client_id": self.config.keycloak_client_id, **grant}
+        if self.config.keycloak_client_secret:
+            form["client_secret"] = self.config.keycloak_client_secret
+        return form
+
+    def mint(self) -> Protocol[MintedToken]:
+        if self._refresh_token and time.time() < self._refresh_expires_at - 5:
+            result = yield Send(HttpCall("POST", self.token_url, form=self._form(
+                {"grant_type": "refresh_token", "refresh_token": self._refresh_token})))
+            if isinstance(result, HttpResult) and result.status == 200:
+                return self._accept(result)
+            # Refresh refused (expired, revoked, IdP restarted): start over with the password.
+            self._refresh_token = None
+        result = yield Send(HttpCall("POST", self.token_url, form=self._form(
+            {"grant_type": "password", "username": self.config.login, "password": self.config.password or "",
+             "scope": self.config.keycloak_scope})))
+        if isinstance(result, TransportFailure) or result.status != 200:
+            raise self._failure("Keycloak refused a token", self.token_url, result,
+                                "Check the user's password and keycloak_url/keycloak_realm/keycloak_client_id.")
+        return self._accept(result)
+
+    def _accept(self, result: HttpResult) -> MintedToken:
+        try:
+            answer: dict[str, Any] = json.loads(result.body)
+            access = answer["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise self._failure("Keycloak answered without an access token", self.token_url, result,
+                                "Check keycloak_url.") from None
+        now = time.time()
+        self._refresh_token = answer.get("refresh_token")
+        self._refresh_expires_at = now + float(answer.get("refresh_expires_in") or 0)
+        return token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300))
+
+    def secrets(self, token: MintedToken) -> list[str]:
+        return [token.value, *([self._refresh_token] if self._refresh_token else [])]
+
+
+SOURCES: dict[str, type[TokenSource]] = {
+    s.method: s for s in (PortalSource, KeycloakSource, StaticTokenSource, SigningKeySource)
+}
+
+
+def token_source(config: MaxwellConnectionConfig) -> TokenSource:
+    return SOURCES[config.auth_method](config)

@@ -1,0 +1,153 @@
+"""A Maxwell connection, read and checked once: defaults filled, every mistake named with its fix."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.provider_info import AUTH_METHODS, CONN_FIELDS
+
+MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
+MIN_TOKEN_LIFESPAN = 10
+DEFAULT_KEYCLOAK_URL = "https://keycloak.desy.de/auth"
+
+
+@dataclass(frozen=True)
+class MaxwellConnectionConfig:
+    conn_id: str
+    host: str
+    login: str
+    auth_method: str
+    password: str | None = field(default=None, repr=False)
+    portal_url: str = ""
+    token_lifespan: int = MAX_TOKEN_LIFESPAN
+    keycloak_url: str = DEFAULT_KEYCLOAK_URL
+    keycloak_realm: str = "production"
+    keycloak_client_id: str = "desy-public"
+    keycloak_client_secret: str | None = field(default=None, repr=False)
+    keycloak_scope: str = "openid sun"
+    signing_key: bytes | None = field(default=None, repr=False)
+    api_version: str = "auto"
+    verify: bool | str = True
+    timeout: float = 30.0
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies these exact settings (secrets included, hashed) for per-process caches."""
+        material = json.dumps(
+            [self.conn_id, self.host, self.login, self.auth_method, self.password, self.portal_url, self.token_lifespan,
+             self.keycloak_url, self.keycloak_realm, self.keycloak_client_id, self.keycloak_client_secret,
+             self.keycloak_scope, self.signing_key.hex() if self.signing_key else None, self.api_version,
+             self.verify, self.timeout],
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    @classmethod
+    def from_connection(
+        cls, conn_id: str, *, host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any] | None
+    ) -> MaxwellConnectionConfig:
+        def bad(field_name: str, problem: str, fix: str) -> MaxwellConfigError:
+            return MaxwellConfigError(f"Maxwell connection {conn_id!r}: {field_name} {problem}. {fix}")
+
+        options = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items()}
+        options = {k: v for k, v in options.items() if v not in (None, "")}
+        unknown = sorted(set(options) - set(CONN_FIELDS))
+        if unknown:
+            raise bad("extra", f"has unknown keys {unknown}", f"Known keys: {', '.join(sorted(CONN_FIELDS))}")
+
+        host = (host or "").strip().rstrip("/")
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise bad("host", f"{host!r} is not a URL", "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi")
+        login = (login or "").strip()
+        if not login:
+            raise bad("login", "is empty", "Give the DESY user name whose jobs this connection runs")
+
+        method = str(options.get("auth_method", "portal"))
+        if method not in AUTH_METHODS:
+            raise bad("extra.auth_method", f"is {method!r}", f"Use one of: {', '.join(AUTH_METHODS)}")
+        secret_meaning = {"portal": "the portal token", "keycloak": "the user's DESY password",
+                          "token": "a Slurm JWT (e.g. from slurm_token)"}
+        if method in secret_meaning and not password:
+            raise bad("password", f"is empty but auth_method={method} needs it",
+                      f"Put {secret_meaning[method]} in the connection's password field")
+
+        lifespan = _int(options.get("token_lifespan", MAX_TOKEN_LIFESPAN), "extra.token_lifespan", bad)
+        if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
+            raise bad("extra.token_lifespan", f"is {lifespan} s",
+                      f"DESY issues tokens of {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s (24 h): choose a value in that range")
+
+        signing_key = None
+        if method == "signing_key":
+            raw = options.get("signing_key")
+            if not raw:
+                raise bad("extra.signing_key", "is missing but auth_method=signing_key needs it",
+                          "Put the cluster's jwt_hs256.key, base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_key")
+            try:
+                signing_key = base64.b64decode(str(raw), validate=True)
+            except (binascii.Error, ValueError):
+                raise bad("extra.signing_key", "is not valid base64", "Encode the key file with `base64 -w0`") from None
+            if len(signing_key) < 16:
+                raise bad("extra.signing_key", f"decodes to only {len(signing_key)} bytes",
+                          "Slurm's jwt_hs256.key holds at least 16 random bytes: check you encoded the key file itself")
+
+        api_version = str(options.get("api_version", "auto"))
+        from airflow_provider_maxwell.slurm.dialects import SUPPORTED_VERSIONS
+
+        if api_version != "auto" and api_version not in SUPPORTED_VERSIONS:
+            raise bad("extra.api_version", f"is {api_version!r}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}")
+
+        verify = _verify(options.get("verify", True), bad)
+        timeout = options.get("timeout", 30)
+        try:
+            timeout = float(timeout)
+            if timeout <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad("extra.timeout", f"is {timeout!r}", "Give a positive number of seconds") from None
+
+        portal_url = str(options.get("portal_url") or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
+        keycloak_url = str(options.get("keycloak_url", DEFAULT_KEYCLOAK_URL)).rstrip("/")
+        for name, url in (("extra.portal_url", portal_url), ("extra.keycloak_url", keycloak_url)):
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise bad(name, f"{url!r} is not a URL", "Give a full http(s):// URL")
+        return cls(
+            conn_id=conn_id, host=host, login=login, auth_method=method, password=password or None,
+            portal_url=portal_url, token_lifespan=lifespan, keycloak_url=keycloak_url,
+            keycloak_realm=str(options.get("keycloak_realm", "production")),
+            keycloak_client_id=str(options.get("keycloak_client_id", "desy-public")),
+            keycloak_client_secret=options.get("keycloak_client_secret"),
+            keycloak_scope=str(options.get("keycloak_scope", "openid sun")),
+            signing_key=signing_key, api_version=api_version, verify=verify, timeout=timeout,
+        )
+
+
+def _int(value: Any, name: str, bad: Any) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad(name, f"is {value!r}", "Give a whole number of seconds") from None
+
+
+def _verify(value: Any, bad: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    if not os.path.isfile(text):
+        raise bad("extra.verify", f"names {text!r}, which is not a file",
+                  "Give true, false, or the path of a CA bundle (PEM) readable on workers and triggerers")
+    return text

@@ -1,0 +1,61 @@
+"""The few things protocol logic asks of the outside world, as plain values (h11's habit).
+
+Protocol code is written as generators that yield these effects and receive their results; a
+sync driver (requests) and an async driver (httpx) carry them out. So retry, renewal and
+fallback logic exists once, for workers and for the triggerer alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    method: str
+    url: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    form: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    """No HTTP answer. `before_send` is True when the request certainly never left (connect failed)."""
+
+    message: str
+    before_send: bool
+
+
+@dataclass(frozen=True)
+class Send:
+    call: HttpCall
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GetToken:
+    """Ask for the connection's Slurm token; `stale` is a token Slurm refused (renew past it)."""
+
+    stale: str | None = None
+
+
+Effect = Send | Sleep | GetToken
+Protocol = Generator[Effect, Any, T]

@@ -1,0 +1,67 @@
+"""Typed errors of the Maxwell provider. None of them ever carries a token or a password."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class MaxwellError(Exception):
+    """Base class of every error this provider raises."""
+
+
+class MaxwellConfigError(MaxwellError, ValueError):
+    """A connection or an argument is invalid; the message names the field and the fix."""
+
+
+class MaxwellAuthError(MaxwellError):
+    """No valid Slurm token could be had, or Slurm refused it even after one renewal."""
+
+
+@dataclass(frozen=True)
+class SlurmError:
+    """One entry of the `errors` list Slurm puts in its answers (both of its dialects)."""
+
+    code: int | None
+    message: str
+    description: str = ""
+    source: str = ""
+
+    def __str__(self) -> str:
+        parts = [f"error {self.code}" if self.code is not None else "error", self.message]
+        if self.description and self.description != self.message:
+            parts.append(f"({self.description})")
+        if self.source:
+            parts.append(f"in {self.source}")
+        return " ".join(p for p in parts if p)
+
+
+class SlurmApiError(MaxwellError):
+    """Slurm (or a proxy in front of it) answered with an error."""
+
+    def __init__(self, message: str, *, status: int | None, url: str, errors: Sequence[SlurmError] = ()) -> None:
+        self.status = status
+        self.url = url
+        self.errors = tuple(errors)
+        detail = "; ".join(str(e) for e in self.errors)
+        status_text = f"HTTP {status}" if status is not None else "no HTTP answer"
+        super().__init__(f"{message}: {status_text} from {url}" + (f": {detail}" if detail else ""))
+
+    def has_code(self, *codes: int) -> bool:
+        return any(e.code in codes for e in self.errors)
+
+
+class SlurmTransientError(SlurmApiError):
+    """Slurm could not be reached or was briefly unavailable (connection error, timeout, 502/503/504)."""
+
+
+class SlurmAccountingUnavailable(SlurmApiError):
+    """slurmrestd answers, but the accounting database (slurmdbd) does not: /slurmdb is down for now."""
+
+
+class SlurmJobNotFound(SlurmApiError):
+    """Slurm does not know the job (error 2017), or accounting has no record of it."""
+
+    def __init__(self, job_id: int, *, status: int | None, url: str, errors: Sequence[SlurmError] = ()) -> None:
+        self.job_id = job_id
+        super().__init__(f"Slurm job {job_id} not found", status=status, url=url, errors=errors)

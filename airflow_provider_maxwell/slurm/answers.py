@@ -1,0 +1,103 @@
+"""What Slurm's answers mean: errors, auth failures, purged jobs, accounting lag. No I/O.
+
+Slurm does not say 401 for a bad or expired token: slurmrestd passes the token on and slurmctld or
+slurmdbd refuse it, so the refusal arrives as 500/511 on /slurm, or 200/502 with error 1007/7000
+on /slurmdb (measured on 22.05, 24.11 and 26.05).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_maxwell.exceptions import SlurmError
+
+AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
+ACCOUNTING_CONNECT_ERROR = 7000  # "Unable to connect to database": a refused token or slurmdbd down
+INVALID_JOB_ID = 2017
+NOTHING_FOUND = 9003
+TRANSIENT_HTTP = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer reduced to what matters: status, JSON document (if any) and Slurm's errors."""
+
+    status: int
+    document: Mapping[str, Any] | None
+    errors: tuple[SlurmError, ...]
+    body_excerpt: str
+
+    @property
+    def is_slurm(self) -> bool:
+        """True when slurmrestd itself answered (a JSON document with `meta`), not a proxy's error page."""
+        return self.document is not None and "meta" in self.document
+
+    def has_code(self, *codes: int) -> bool:
+        return any(e.code in codes for e in self.errors)
+
+    @property
+    def release(self) -> str | None:
+        meta = (self.document or {}).get("meta") or {}
+        slurm = meta.get("slurm") or meta.get("Slurm") or {}
+        return slurm.get("release") if isinstance(slurm, Mapping) else None
+
+
+def read_answer(status: int, body: bytes | str) -> Answer:
+    content = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    document: Mapping[str, Any] | None
+    try:
+        parsed = json.loads(content) if content.strip() else None
+        document = parsed if isinstance(parsed, Mapping) else None
+    except ValueError:
+        document = None
+    excerpt = " ".join(content.split())[:200]
+    return Answer(status, document, tuple(parse_errors(document)), excerpt)
+
+
+def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
+    """Slurm's `errors` list, in either dialect (`error_code` on submit, `error_number` elsewhere)."""
+    entries = (document or {}).get("errors") or []
+    errors = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        code = entry.get("error_number", entry.get("error_code", entry.get("errno")))
+        errors.append(
+            SlurmError(
+                code=int(code) if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit()) else None,
+                message=str(entry.get("error") or entry.get("description") or ""),
+                description=str(entry.get("description") or ""),
+                source=str(entry.get("source") or ""),
+            )
+        )
+    return errors
+
+
+def is_auth_failure(answer: Answer, path: str) -> bool:
+    """Did Slurm refuse the token (as opposed to the request)?"""
+    if answer.status in (401, 403, 511):
+        return True
+    if answer.has_code(*AUTH_ERROR_CODES):
+        return True
+    # On /slurmdb a refused token looks like an unreachable database; one renewal tells them apart.
+    return "/slurmdb/" in path and answer.has_code(ACCOUNTING_CONNECT_ERROR)
+
+
+def is_transient(answer: Answer) -> bool:
+    """A proxy or a restarting daemon, worth retrying with backoff; not a Slurm verdict."""
+    return answer.status in TRANSIENT_HTTP and not answer.errors
+
+
+def is_unknown_job(answer: Answer) -> bool:
+    """slurmctld no longer (or never) knew the job: 500 on 22.05, 404 from 23.02 on, error 2017."""
+    return answer.has_code(INVALID_JOB_ID) or (answer.status == 404 and answer.is_slurm)
+
+
+def is_error(answer: Answer) -> bool:
+    """Anything other than success. Slurm may answer 200 with errors; 9003 (nothing found) is no error."""
+    if answer.status >= 400:
+        return True
+    return any(e.code not in (NOTHING_FOUND, None) for e in answer.errors)

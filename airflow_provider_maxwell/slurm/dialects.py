@@ -1,0 +1,106 @@
+"""Every difference between Slurm REST API versions, as data: one `ApiDialect` per version.
+
+Nothing outside `slurm/` asks which version it talks to; code asks a dialect what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+
+_VERSION_PATH = re.compile(r"^/slurm(db)?/(v0\.0\.\d+)/")
+
+
+@dataclass(frozen=True)
+class ApiDialect:
+    version: str
+    #: {set, infinite, number} structs instead of plain integers in requests (v0.0.39 on).
+    numbers_as_structs: bool
+    #: environment as ["K=V", ...] instead of {"K": "V"} (v0.0.39 on).
+    environment_as_list: bool
+    #: the batch script inside `job` rather than at the top level (v0.0.40 on; top level deprecated in 41).
+    script_in_job: bool
+    #: Slurm 22.05's slurmdb (v0.0.38) reports exit code 0 for jobs that exited non-zero.
+    accounting_exit_code_reliable: bool
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return version_key(self.version)
+
+    def submit_path(self) -> str:
+        return f"/slurm/{self.version}/job/submit"
+
+    def job_path(self, job_id: int) -> str:
+        return f"/slurm/{self.version}/job/{job_id}"
+
+    def jobs_path(self) -> str:
+        return f"/slurm/{self.version}/jobs"
+
+    def accounting_job_path(self, job_id: int) -> str:
+        return f"/slurmdb/{self.version}/job/{job_id}"
+
+    def accounting_jobs_path(self) -> str:
+        return f"/slurmdb/{self.version}/jobs"
+
+    def ping_path(self) -> str:
+        return f"/slurm/{self.version}/ping"
+
+    def number(self, value: int) -> int | dict[str, Any]:
+        return {"set": True, "infinite": False, "number": value} if self.numbers_as_structs else value
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str] | list[str]:
+        return [f"{k}={v}" for k, v in env.items()] if self.environment_as_list else dict(env)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.lstrip("v").split("."))
+
+
+def _dialect(minor: int) -> ApiDialect:
+    return ApiDialect(
+        version=f"v0.0.{minor}",
+        numbers_as_structs=minor >= 39,
+        environment_as_list=minor >= 39,
+        script_in_job=minor >= 40,
+        accounting_exit_code_reliable=minor >= 39,
+    )
+
+
+#: The versions this provider speaks, oldest first. v0.0.39 (Slurm 23.02 only) is left out on purpose.
+DIALECTS: dict[str, ApiDialect] = {d.version: d for d in map(_dialect, (38, 40, 41, 42, 43, 44, 45))}
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(DIALECTS)
+
+
+def served_versions(openapi: Mapping[str, Any]) -> set[str]:
+    """The versions a server offers for both /slurm and /slurmdb, read from its `/openapi/v3` document."""
+    slurm: set[str] = set()
+    slurmdb: set[str] = set()
+    for path in openapi.get("paths", {}) or {}:
+        match = _VERSION_PATH.match(path)
+        if match:
+            (slurmdb if match.group(1) else slurm).add(match.group(2))
+    return slurm & slurmdb if slurmdb else slurm
+
+
+def negotiate(served: Iterable[str], requested: str = "auto") -> ApiDialect:
+    """The newest version both sides speak, or the one asked for if the server has it."""
+    offered = set(served)
+    if requested != "auto":
+        if requested not in DIALECTS:
+            raise MaxwellConfigError(
+                f"api_version {requested!r} is not one this provider speaks; use 'auto' or one of "
+                f"{', '.join(SUPPORTED_VERSIONS)}"
+            )
+        return DIALECTS[requested]
+    common = sorted((v for v in offered if v in DIALECTS), key=version_key)
+    if not common:
+        raise MaxwellConfigError(
+            f"the server offers Slurm REST API versions {sorted(offered, key=version_key) or 'none'} and this "
+            f"provider speaks {', '.join(SUPPORTED_VERSIONS)}: no common version. Upgrade airflow-provider-maxwell "
+            "or set api_version in the connection's extra"
+        )
+    return DIALECTS[common[-1]]

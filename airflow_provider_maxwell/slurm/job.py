@@ -1,0 +1,238 @@
+"""One normalized, typed job model whatever the API version, and the parser that makes it.
+
+The parser accepts every shape the supported versions use (string or list states, plain or
+{set, number} integers, raw wait status or structured exit codes): it needs no version switch,
+only the dialect's word on whether accounting's exit code can be trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from airflow_provider_maxwell.slurm.states import TRANSIENT_FLAGS, JobState
+
+Source = Literal["slurmctld", "slurmdb"]
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    job_id: int
+    name: str
+    user: str
+    partition: str
+    state: JobState
+    source: Source
+    flags: frozenset[str] = field(default_factory=frozenset)
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    submit_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    nodes: str | None = None
+    comment: str | None = None
+    working_directory: str | None = None
+    standard_output: str | None = None
+    standard_error: str | None = None
+    array_job_id: int | None = None
+    array_task_id: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Slurm's own rule: a final base state and no COMPLETING flag (processes may still run)."""
+        return self.state.is_terminal and "COMPLETING" not in self.flags
+
+    @property
+    def is_success(self) -> bool:
+        return self.is_terminal and self.state is JobState.COMPLETED and self.exit_code in (0, None)
+
+    @property
+    def state_text(self) -> str:
+        extra = sorted(self.flags & TRANSIENT_FLAGS)
+        return "+".join([self.state.value, *extra])
+
+    @property
+    def elapsed(self) -> timedelta | None:
+        if self.start_time is None:
+            return None
+        end = self.end_time or datetime.now(timezone.utc)
+        return max(end - self.start_time, timedelta(0))
+
+    def output_path(self) -> str | None:
+        """Where the job's standard output goes, with Slurm's % patterns expanded (None when unknown)."""
+        # slurmctld always knows the path (Slurm's default when none was asked for); older accounting
+        # records do not carry it at all, and guessing the default there would name a wrong file.
+        default = None
+        if self.source == "slurmctld":
+            default = "slurm-%A_%a.out" if self.array_task_id is not None else "slurm-%j.out"
+        return _expand(self.standard_output, self, default)
+
+    def error_path(self) -> str | None:
+        return _expand(self.standard_error, self, None) if self.standard_error else self.output_path()
+
+
+def _expand(pattern: str | None, job: SlurmJob, default: str | None) -> str | None:
+    pattern = pattern or default
+    if not pattern:
+        return None
+    values = {
+        "j": str(job.job_id),
+        "A": str(job.array_job_id or job.job_id),
+        "a": str(job.array_task_id) if job.array_task_id is not None else "4294967294",
+        "x": job.name,
+        "u": job.user,
+        "N": (job.nodes or "").split(",")[0],
+        "%": "%",
+    }
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "%" and i + 1 < len(pattern):
+            j = i + 1
+            while j < len(pattern) and pattern[j].isdigit():  # %5j: zero-padded
+                j += 1
+            if j < len(pattern) and pattern[j] in values:
+                width = int(pattern[i + 1 : j] or 0)
+                value = values[pattern[j]]
+                out.append(value.zfill(width) if value.isdigit() else value)
+                i = j + 1
+                continue
+        out.append(pattern[i])
+        i += 1
+    path = "".join(out)
+    if not os.path.isabs(path) and job.working_directory:
+        path = os.path.join(job.working_directory, path)
+    return path
+
+
+# ------------------------------------------------------------------ shape readers
+
+
+def number(value: Any) -> int | None:
+    """A plain integer or a {set, infinite, number} struct; None when unset or infinite."""
+    if isinstance(value, Mapping):
+        if not value.get("set", True) or value.get("infinite", False):
+            return None
+        value = value.get("number")
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def timestamp(value: Any) -> datetime | None:
+    seconds = number(value)
+    if not seconds or seconds <= 0:
+        return None
+    import pendulum  # deferred: only execution paths parse jobs, DAG parsing never does
+
+    return pendulum.from_timestamp(seconds, tz="UTC")
+
+
+def state_and_flags(value: Any) -> tuple[JobState, frozenset[str]]:
+    words = [value] if isinstance(value, str) else [str(v) for v in (value or [])]
+    words = [w.upper() for w in words if w]
+    base = next((JobState.parse(w) for w in words if JobState.parse(w) is not JobState.UNKNOWN), None)
+    flags = frozenset(w for w in words if JobState.parse(w) is JobState.UNKNOWN)
+    if base is None:
+        # The string form may carry only a flag: COMPLETING/CONFIGURING mean running, REQUEUED pending.
+        base = JobState.PENDING if "REQUEUED" in flags else JobState.RUNNING if flags else JobState.UNKNOWN
+    return base, flags
+
+
+def exit_status(value: Any) -> tuple[int | None, int | None]:
+    """(exit code, signal) from any exit-code shape."""
+    if value is None:
+        return None, None
+    if isinstance(value, Mapping):
+        code = number(value.get("return_code"))
+        signal_info = value.get("signal")
+        sig = number(signal_info.get("id")) if isinstance(signal_info, Mapping) else None
+        return code, sig or None
+    raw = number(value)
+    if raw is None:
+        return None, None
+    # slurmctld v0.0.38: the raw wait(2) status, e.g. 768 for exit 3, 9 for SIGKILL.
+    return (None, raw & 0x7F) if raw & 0x7F else (raw >> 8, None)
+
+
+def text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
+    """A job as /slurm/vX/job/{id} describes it (one element of its `jobs`)."""
+    state, flags = state_and_flags(doc.get("job_state"))
+    code, sig = exit_status(doc.get("exit_code"))
+    array_job = number(doc.get("array_job_id")) or None
+    return SlurmJob(
+        job_id=int(number(doc.get("job_id")) or 0),
+        name=str(doc.get("name") or ""),
+        user=str(doc.get("user_name") or ""),
+        partition=str(doc.get("partition") or ""),
+        state=state,
+        flags=flags,
+        source="slurmctld",
+        reason=_reason(doc.get("state_reason")),
+        # While a job has not ended its exit code means nothing yet.
+        exit_code=code if state.is_terminal else None,
+        signal=sig if state.is_terminal else None,
+        submit_time=timestamp(doc.get("submit_time")),
+        start_time=timestamp(doc.get("start_time")),
+        end_time=timestamp(doc.get("end_time")) if state.is_terminal else None,
+        nodes=text(doc.get("nodes")),
+        comment=text(doc.get("comment")),
+        working_directory=text(doc.get("current_working_directory")),
+        standard_output=text(doc.get("standard_output")),
+        standard_error=text(doc.get("standard_error")),
+        array_job_id=array_job,
+        array_task_id=number(doc.get("array_task_id")) if array_job else None,
+    )
+
+
+def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = True) -> SlurmJob:
+    """A job as /slurmdb/vX/job/{id} describes it (one element of its `jobs`)."""
+    state_doc = doc.get("state") or {}
+    state, flags = state_and_flags(state_doc.get("current"))
+    code, sig = exit_status(doc.get("exit_code"))
+    if not exit_code_reliable and state is not JobState.COMPLETED and code == 0:
+        code = None  # 22.05 says 0 whatever the job returned: unknown is the honest answer
+    times = doc.get("time") or {}
+    array = doc.get("array") or {}
+    array_job = number(array.get("job_id")) or None
+    comment = doc.get("comment")
+    return SlurmJob(
+        job_id=int(number(doc.get("job_id")) or 0),
+        name=str(doc.get("name") or ""),
+        user=str(doc.get("user") or ""),
+        partition=str(doc.get("partition") or ""),
+        state=state,
+        flags=flags,
+        source="slurmdb",
+        reason=_reason(state_doc.get("reason")),
+        exit_code=code if state.is_terminal else None,
+        signal=sig if state.is_terminal else None,
+        submit_time=timestamp(times.get("submission")),
+        start_time=timestamp(times.get("start")),
+        end_time=timestamp(times.get("end")) if state.is_terminal else None,
+        nodes=_nodes(doc.get("nodes")),
+        comment=text(comment.get("job")) if isinstance(comment, Mapping) else text(comment),
+        working_directory=text(doc.get("working_directory")),
+        standard_output=text(doc.get("stdout_expanded")) or text(doc.get("stdout")),
+        standard_error=text(doc.get("stderr_expanded")) or text(doc.get("stderr")),
+        array_job_id=array_job,
+        array_task_id=number(array.get("task_id")) if array_job else None,
+    )
+
+
+def _reason(value: Any) -> str | None:
+    return value if isinstance(value, str) and value not in ("", "None") else None
+
+
+def _nodes(value: Any) -> str | None:
+    return value if isinstance(value, str) and value not in ("", "None assigned") else None

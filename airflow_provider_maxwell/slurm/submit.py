@@ -1,0 +1,130 @@
+"""Version-neutral job fields in, the negotiated version's submit body out.
+
+Bad input is refused here, before anything is sent, with the field named and the fix said.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.slurm.dialects import ApiDialect
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_TIME_LIMIT_MINUTES = 366 * 24 * 60  # Maxwell's partitions allow days, not years: above a year is a typo
+_MEMORY = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+_STRING_FIELDS = ("name", "partition", "account", "qos", "constraints", "dependency", "comment", "array",
+                  "current_working_directory", "standard_output", "standard_error", "standard_input")
+
+
+def minutes(field: str, value: int | float | timedelta) -> int:
+    """A time limit as whole minutes, rounded up, as Slurm counts them."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds() / 60
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MaxwellConfigError(f"{field} must be minutes (a number) or a datetime.timedelta, not {value!r}")
+    result = math.ceil(value)
+    if result <= 0 or result > MAX_TIME_LIMIT_MINUTES:
+        raise MaxwellConfigError(
+            f"{field}={value!r} minutes is out of range: give a positive limit of at most "
+            f"{MAX_TIME_LIMIT_MINUTES} minutes (a year), e.g. time_limit=timedelta(hours=2)"
+        )
+    return result
+
+
+def memory_mib(field: str, value: int | str) -> int:
+    """Memory as MiB from an integer (MiB) or a string such as '4G' or '512M'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mib = value
+    elif isinstance(value, str) and (match := _MEMORY.match(value)):
+        mib = int(match.group(1)) * {"": 1, "K": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[match.group(2).upper()]
+        if match.group(2).upper() == "K":
+            mib = math.ceil(int(match.group(1)) / 1024)
+    else:
+        raise MaxwellConfigError(f"{field} must be MiB as an integer or a string like '4G' or '512M', not {value!r}")
+    if mib <= 0:
+        raise MaxwellConfigError(f"{field} must be positive, not {value!r}")
+    return mib
+
+
+def positive_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise MaxwellConfigError(f"{field} must be a positive integer, not {value!r}")
+    return value
+
+
+def environment(value: Mapping[str, Any] | None) -> dict[str, str]:
+    """The job's environment: PATH always set (the job inherits nothing), the user's values on top."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise MaxwellConfigError(f"environment must be a dict of names to strings, not {type(value).__name__}")
+    env = {"PATH": DEFAULT_PATH}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or "=" in key:
+            raise MaxwellConfigError(f"environment has an invalid variable name {key!r}: use a non-empty name without '='")
+        if not isinstance(item, str):
+            raise MaxwellConfigError(
+                f"environment[{key!r}] must be a string, not {type(item).__name__} ({item!r}): "
+                f"write it as a string, e.g. {key}={str(item)!r}"
+            )
+        env[key] = item
+    return env
+
+
+def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any], default_cwd: str) -> dict[str, Any]:
+    """The JSON body of POST /slurm/vX/job/submit for `dialect`.
+
+    `fields` uses the neutral names (`time_limit` in minutes or a timedelta, `environment` as a dict,
+    `nodes`, `ntasks`, `cpus_per_task`, `memory_per_node`, ...); any other key is a Slurm job field
+    passed through as it is, for the caller to shape for the version.
+    """
+    if not isinstance(script, str) or not script.strip():
+        raise MaxwellConfigError("script is empty: give the batch script's text (starting with #!/bin/bash) or a path to a .sh file")
+    if not script.startswith("#!"):
+        raise MaxwellConfigError(
+            "script must start with an interpreter line such as '#!/bin/bash', as sbatch requires; "
+            f"it starts with {script[:30]!r}"
+        )
+    rest = dict(fields)
+    job: dict[str, Any] = {}
+    for name in _STRING_FIELDS:
+        value = rest.pop(name, None)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise MaxwellConfigError(f"{name} must be a non-empty string, not {value!r}")
+        job[name] = value
+    job.setdefault("current_working_directory", default_cwd)
+    job["environment"] = dialect.environment(environment(rest.pop("environment", None)))
+    if (limit := rest.pop("time_limit", None)) is not None:
+        job["time_limit"] = dialect.number(minutes("time_limit", limit))
+    if (mem := rest.pop("memory_per_node", None)) is not None:
+        job["memory_per_node"] = dialect.number(memory_mib("memory_per_node", mem))
+    if (ntasks := rest.pop("ntasks", None)) is not None:
+        job["tasks"] = positive_int("ntasks", ntasks)
+    if (cpus := rest.pop("cpus_per_task", None)) is not None:
+        job["cpus_per_task"] = positive_int("cpus_per_task", cpus)
+    if (nodes := rest.pop("nodes", None)) is not None:
+        low, high = _node_range(nodes)
+        # v0.0.38 takes [min, max]; later versions a range string.
+        job["nodes"] = (f"{low}-{high}" if high != low else str(low)) if dialect.numbers_as_structs else [low, high]
+    job.update(rest)  # anything else: a Slurm field, passed through as given
+    if dialect.script_in_job:
+        job["script"] = script
+        return {"job": job}
+    return {"job": job, "script": script}
+
+
+def _node_range(value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return positive_int("nodes", value), value
+    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)):
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if 0 < low <= high:
+            return low, high
+    raise MaxwellConfigError(f"nodes must be a positive count or a range like '2-4', not {value!r}")

@@ -674,6 +674,9 @@ def write_cluster_json(up: list[Stack], unavailable: dict[str, str]) -> None:
         "users_file": str(HERE / "users.json"),
         "portal_url": f"http://127.0.0.1:{PORTAL_PORT}/reservation",
         "idp_url": f"http://127.0.0.1:{IDP_PORT}/auth",
+        # Tests start their own short-lived IdP instances with the same signing key (trusted by Slurm).
+        "idp_command": [str(CACHE / "idp-venv" / "bin" / "python"), str(HERE / "idp.py"), "serve",
+                        "--state", str(STATE / "idp")],
         "front_door": f"https://127.0.0.1:{HTTPS_PORT}",
         "stacks": {
             s.name: {

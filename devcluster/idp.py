@@ -19,11 +19,13 @@ Lifetimes come from the environment: IDP_ACCESS_LIFETIME, IDP_REFRESH_LIFETIME (
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs
 
 KEY_FILE = "idp-signing-key.json"
 KID = "maxwell-dev-idp"
@@ -58,14 +60,22 @@ class KeycloakLayout:
     def __init__(self, app, refresh_lifetime: int) -> None:
         self.app = app
         self.refresh_lifetime = refresh_lifetime
+        self.grants: dict[str, int] = {}
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/_idp/stats":  # test control: token grants served, by type
+            body = json.dumps({"grants": self.grants}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         match = REALM_PATH.match(environ.get("PATH_INFO", ""))
         if not match:
             return self.app(environ, start_response)
         environ["PATH_INFO"] = "/oauth/token" if match.group(1) == "token" else "/oauth/jwks.json"
         if match.group(1) == "certs":
             return self.app(environ, start_response)
+        form = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(form)
+        grant = parse_qs(form.decode(errors="replace")).get("grant_type", ["?"])[0]
         captured: dict = {}
 
         def capture(status, headers, exc_info=None):
@@ -74,6 +84,7 @@ class KeycloakLayout:
 
         body = b"".join(self.app(environ, capture))
         if captured["status"].startswith("200"):
+            self.grants[grant] = self.grants.get(grant, 0) + 1
             answer = json.loads(body)
             if "refresh_token" in answer:
                 answer["refresh_expires_in"] = self.refresh_lifetime

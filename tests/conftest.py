@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import os
 import time
@@ -12,6 +14,9 @@ import jwt
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT.parent / "shared"
+# Airflow reads AIRFLOW_HOME when first imported: give the tests their own, away from ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".devcluster" / "airflow-home-tests"))
 STATE = Path(os.environ.get("MAXWELL_DEV_STATE", PROJECT / ".devcluster"))
 RELEASES = ("s22", "s24", "s26")
 
@@ -58,3 +63,52 @@ def mint_slurm_token(cluster: dict[str, Any]):
         return jwt.encode({"sun": user, "iat": now, "exp": now + lifespan}, key, algorithm="HS256")
 
     return mint
+
+
+_conn_ids = itertools.count()
+
+
+@pytest.fixture
+def make_connection(monkeypatch: pytest.MonkeyPatch, cluster: dict[str, Any]):
+    """Define an Airflow connection of type maxwell through the environment; returns its id.
+
+    Each call gets a fresh id, so process-wide token and version caches start empty for it.
+    """
+
+    def make(host: str, login: str, password: str | None = None, **extra: Any) -> str:
+        conn_id = f"maxwell_test_{os.getpid()}_{next(_conn_ids)}"
+        conn = {"conn_type": "maxwell", "host": host, "login": login, "extra": extra}
+        if password is not None:
+            conn["password"] = password
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def signing_key_b64(cluster: dict[str, Any]) -> str:
+    return base64.b64encode(Path(cluster["jwt_key_file"]).read_bytes()).decode()
+
+
+@pytest.fixture(scope="session")
+def emulator(cluster: dict[str, Any]):
+    """The portal emulator's test controls."""
+    import requests
+
+    base = cluster["portal_url"].rsplit("/", 1)[0]
+
+    class Emulator:
+        def portal_token(self, user: dict[str, Any]) -> str:
+            answer = requests.get(f"{cluster['portal_url']}/get_new_token", params={"cli_api": "4.6.0"},
+                                  auth=(user["name"], user["password"]), timeout=30)
+            answer.raise_for_status()
+            return answer.text.strip()
+
+        def mints(self, user: str) -> int:
+            return requests.get(f"{base}/_emulator/stats", timeout=30).json()["slurm_tokens_minted"].get(user, 0)
+
+        def revoke(self, user: str) -> None:
+            requests.post(f"{base}/_emulator/revoke", params={"user": user}, timeout=30).raise_for_status()
+
+    return Emulator()

@@ -33,6 +33,16 @@ class TokenSource:
         """Every secret value this source handled for `token`, for masking in logs."""
         return [token.value]
 
+    def _check_user(self, token: MintedToken, origin: str) -> MintedToken:
+        """Slurm acts as the token's user whatever X-SLURM-USER-NAME says: they must agree."""
+        if token.user is not None and token.user != self.config.login:
+            raise MaxwellAuthError(
+                f"{origin} for connection {self.config.conn_id!r} belongs to user {token.user!r}, but the "
+                f"connection's login is {self.config.login!r}: set the login to the token's user, or use that user's "
+                "credentials"
+            )
+        return token
+
     def _failure(self, what: str, url: str, result: HttpResult | TransportFailure, fix: str) -> MaxwellAuthError:
         if isinstance(result, TransportFailure):
             return MaxwellAuthError(
@@ -59,7 +69,7 @@ class StaticTokenSource(TokenSource):
                 f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(token.expires_at))}: put a new one in its "
                 "password field, or use auth_method 'portal' so tokens are renewed for you"
             )
-        return token
+        return self._check_user(token, "the Slurm token in the password field")
         yield  # pragma: no cover
 
 
@@ -99,7 +109,7 @@ class PortalSource(TokenSource):
             value = json.loads(result.body)["token"]
         except (ValueError, KeyError, TypeError):
             raise self._failure("DESY's portal answered without a token", url, result, "Check portal_url.") from None
-        return token_from_jwt(value, expires_in=self.config.token_lifespan)
+        return self._check_user(token_from_jwt(value, expires_in=self.config.token_lifespan), "the portal's token")
 
 
 class KeycloakSource(TokenSource):
@@ -148,7 +158,8 @@ class KeycloakSource(TokenSource):
         now = time.time()
         self._refresh_token = answer.get("refresh_token")
         self._refresh_expires_at = now + float(answer.get("refresh_expires_in") or 0)
-        return token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300))
+        return self._check_user(token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300)),
+                                "Keycloak's access token (claim sun)")
 
     def secrets(self, token: MintedToken) -> list[str]:
         return [token.value, *([self._refresh_token] if self._refresh_token else [])]

@@ -15,6 +15,7 @@ class MintedToken:
     value: str = field(repr=False)
     issued_at: float
     expires_at: float
+    user: str | None = None  # the `sun` (or `username`) claim: whom Slurm will act as
 
     @property
     def lifetime(self) -> float:
@@ -40,4 +41,5 @@ def token_from_jwt(value: str, *, expires_in: float | None = None) -> MintedToke
     expires = claims.get("exp")
     if expires is None:
         expires = now + (expires_in if expires_in is not None else 300)
-    return MintedToken(value=value, issued_at=issued, expires_at=float(expires))
+    user = claims.get("sun") or claims.get("username")
+    return MintedToken(value=value, issued_at=issued, expires_at=float(expires), user=str(user) if user else None)

@@ -272,7 +272,8 @@ class MaxwellHook(BaseHook):
                     f"Slurm REST API redirected to {result.headers.get('location') or result.headers.get('Location')!r}; "
                     "credentials are not sent on. Set the connection's host to the final URL",
                     status=answer.status, url=url)
-            if answers.is_auth_failure(answer, path):
+            definite = answers.is_auth_failure(answer)
+            if definite or answers.may_be_auth_failure(answer, path):
                 if not renewed:
                     renewed, stale = True, token.value
                     continue
@@ -280,10 +281,11 @@ class MaxwellHook(BaseHook):
                     raise SlurmAccountingUnavailable("Slurm accounting (slurmdbd) is unavailable", status=answer.status,
                                                      url=url, errors=answer.errors)
                 raise MaxwellAuthError(
-                    f"Slurm refused a freshly minted token for user {state.config.login!r} (connection "
-                    f"{state.config.conn_id!r}, auth_method={state.config.auth_method}): HTTP {answer.status} from {url}"
+                    f"Slurm {'refused' if definite else 'failed on'} a freshly minted token for user "
+                    f"{state.config.login!r} (connection {state.config.conn_id!r}, auth_method="
+                    f"{state.config.auth_method}): HTTP {answer.status} from {url}"
                     + (f": {'; '.join(map(str, answer.errors))}" if answer.errors else "")
-                    + ". Check that the login matches the token's user and that the user has a Slurm account"
+                    + ". Check the token's source (portal token, password, key) and that the user has a Slurm account"
                 )
             if answers.is_transient(answer) or (answer.status >= 500 and not answer.is_slurm and not answer.errors):
                 if resend_safe and attempt < self.retry_limit:
@@ -453,10 +455,16 @@ class MaxwellHook(BaseHook):
         await self._arun(self._cancel(_job_id(job_id), signal))
 
     def test_connection(self) -> tuple[bool, str]:
-        """For the UI's Test button: mints a token, negotiates the version, pings slurmctld."""
+        """For the UI's Test button: mints a token, negotiates the version, asks slurmctld for `diag`.
+
+        `ping` and `/openapi/v3` answer without checking the token: `diag` is the cheap call that does.
+        """
         try:
             dialect = self._run(self._dialect())
-            self._run(self._exchange("GET", dialect.ping_path()))
+            answer = self._run(self._exchange("GET", dialect.diag_path()))
+            if answers.is_error(answer):
+                raise SlurmApiError("Slurm refused the diagnostic call", status=answer.status,
+                                    url=self._url(dialect.diag_path()), errors=answer.errors)
         except Exception as error:  # noqa: BLE001 - the UI shows the message, whatever failed
             return False, str(error)
         state = self.state

@@ -76,14 +76,23 @@ def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
     return errors
 
 
-def is_auth_failure(answer: Answer, path: str) -> bool:
-    """Did Slurm refuse the token (as opposed to the request)?"""
-    if answer.status in (401, 403, 511):
-        return True
-    if answer.has_code(*AUTH_ERROR_CODES):
-        return True
-    # On /slurmdb a refused token looks like an unreachable database; one renewal tells them apart.
-    return "/slurmdb/" in path and answer.has_code(ACCOUNTING_CONNECT_ERROR)
+GENERIC_ERROR = -1
+
+
+def is_auth_failure(answer: Answer) -> bool:
+    """Slurm certainly refused the token (as opposed to the request)."""
+    return answer.status in (401, 403, 511) or answer.has_code(*AUTH_ERROR_CODES)
+
+
+def may_be_auth_failure(answer: Answer, path: str) -> bool:
+    """Slurm's answer to a refused token on some releases, but also to other faults: renew once to tell.
+
+    On /slurmdb a refused token looks like an unreachable database (7000); 22.05 answers a refused
+    token on /slurm with HTTP 500 and the generic error -1 (measured).
+    """
+    if "/slurmdb/" in path:
+        return answer.has_code(ACCOUNTING_CONNECT_ERROR)
+    return answer.status == 500 and answer.has_code(GENERIC_ERROR)
 
 
 def is_transient(answer: Answer) -> bool:

@@ -46,6 +46,9 @@ class ApiDialect:
     def accounting_jobs_path(self) -> str:
         return f"/slurmdb/{self.version}/jobs"
 
+    def diag_path(self) -> str:
+        return f"/slurm/{self.version}/diag"
+
     def ping_path(self) -> str:
         return f"/slurm/{self.version}/ping"
 

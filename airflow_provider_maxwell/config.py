@@ -43,10 +43,24 @@ class MaxwellConnectionConfig:
     def fingerprint(self) -> str:
         """Identifies these exact settings (secrets included, hashed) for per-process caches."""
         material = json.dumps(
-            [self.conn_id, self.host, self.login, self.auth_method, self.password, self.portal_url, self.token_lifespan,
-             self.keycloak_url, self.keycloak_realm, self.keycloak_client_id, self.keycloak_client_secret,
-             self.keycloak_scope, self.signing_key.hex() if self.signing_key else None, self.api_version,
-             self.verify, self.timeout],
+            [
+                self.conn_id,
+                self.host,
+                self.login,
+                self.auth_method,
+                self.password,
+                self.portal_url,
+                self.token_lifespan,
+                self.keycloak_url,
+                self.keycloak_realm,
+                self.keycloak_client_id,
+                self.keycloak_client_secret,
+                self.keycloak_scope,
+                self.signing_key.hex() if self.signing_key else None,
+                self.api_version,
+                self.verify,
+                self.timeout,
+            ],
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
@@ -74,36 +88,54 @@ class MaxwellConnectionConfig:
         method = str(options.get("auth_method", "portal"))
         if method not in AUTH_METHODS:
             raise bad("extra.auth_method", f"is {method!r}", f"Use one of: {', '.join(AUTH_METHODS)}")
-        secret_meaning = {"portal": "the portal token", "keycloak": "the user's DESY password",
-                          "token": "a Slurm JWT (e.g. from slurm_token)"}
+        secret_meaning = {
+            "portal": "the portal token",
+            "keycloak": "the user's DESY password",
+            "token": "a Slurm JWT (e.g. from slurm_token)",
+        }
         if method in secret_meaning and not password:
-            raise bad("password", f"is empty but auth_method={method} needs it",
-                      f"Put {secret_meaning[method]} in the connection's password field")
+            raise bad(
+                "password",
+                f"is empty but auth_method={method} needs it",
+                f"Put {secret_meaning[method]} in the connection's password field",
+            )
 
         lifespan = _int(options.get("token_lifespan", MAX_TOKEN_LIFESPAN), "extra.token_lifespan", bad)
         if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
-            raise bad("extra.token_lifespan", f"is {lifespan} s",
-                      f"DESY issues tokens of {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s (24 h): choose a value in that range")
+            raise bad(
+                "extra.token_lifespan",
+                f"is {lifespan} s",
+                f"DESY issues tokens of {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s (24 h): "
+                "choose a value in that range",
+            )
 
         signing_key = None
         if method == "signing_key":
             raw = options.get("signing_key")
             if not raw:
-                raise bad("extra.signing_key", "is missing but auth_method=signing_key needs it",
-                          "Put the cluster's jwt_hs256.key, base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_key")
+                raise bad(
+                    "extra.signing_key",
+                    "is missing but auth_method=signing_key needs it",
+                    "Put the cluster's jwt_hs256.key, base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_key",
+                )
             try:
                 signing_key = base64.b64decode(str(raw), validate=True)
             except (binascii.Error, ValueError):
                 raise bad("extra.signing_key", "is not valid base64", "Encode the key file with `base64 -w0`") from None
             if len(signing_key) < 16:
-                raise bad("extra.signing_key", f"decodes to only {len(signing_key)} bytes",
-                          "Slurm's jwt_hs256.key holds at least 16 random bytes: check you encoded the key file itself")
+                raise bad(
+                    "extra.signing_key",
+                    f"decodes to only {len(signing_key)} bytes",
+                    "Slurm's jwt_hs256.key holds at least 16 random bytes: check you encoded the key file itself",
+                )
 
         api_version = str(options.get("api_version", "auto"))
         from airflow_provider_maxwell.slurm.dialects import SUPPORTED_VERSIONS
 
         if api_version != "auto" and api_version not in SUPPORTED_VERSIONS:
-            raise bad("extra.api_version", f"is {api_version!r}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}")
+            raise bad(
+                "extra.api_version", f"is {api_version!r}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}"
+            )
 
         verify = _verify(options.get("verify", True), bad)
         timeout = options.get("timeout", 30)
@@ -120,13 +152,22 @@ class MaxwellConnectionConfig:
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise bad(name, f"{url!r} is not a URL", "Give a full http(s):// URL")
         return cls(
-            conn_id=conn_id, host=host, login=login, auth_method=method, password=password or None,
-            portal_url=portal_url, token_lifespan=lifespan, keycloak_url=keycloak_url,
+            conn_id=conn_id,
+            host=host,
+            login=login,
+            auth_method=method,
+            password=password or None,
+            portal_url=portal_url,
+            token_lifespan=lifespan,
+            keycloak_url=keycloak_url,
             keycloak_realm=str(options.get("keycloak_realm", "production")),
             keycloak_client_id=str(options.get("keycloak_client_id", "desy-public")),
             keycloak_client_secret=options.get("keycloak_client_secret"),
             keycloak_scope=str(options.get("keycloak_scope", "openid sun")),
-            signing_key=signing_key, api_version=api_version, verify=verify, timeout=timeout,
+            signing_key=signing_key,
+            api_version=api_version,
+            verify=verify,
+            timeout=timeout,
         )
 
 
@@ -148,6 +189,9 @@ def _verify(value: Any, bad: Any) -> bool | str:
     if text.lower() in ("false", "no", "0"):
         return False
     if not os.path.isfile(text):
-        raise bad("extra.verify", f"names {text!r}, which is not a file",
-                  "Give true, false, or the path of a CA bundle (PEM) readable on workers and triggerers")
+        raise bad(
+            "extra.verify",
+            f"names {text!r}, which is not a file",
+            "Give true, false, or the path of a CA bundle (PEM) readable on workers and triggerers",
+        )
     return text

@@ -142,16 +142,16 @@ def start(name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: str
     existing = running_pid(name)
     if existing:
         return existing
-    logfile = open(STATE / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        cwd=cwd,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(STATE / "logs" / f"{name}.log", "ab") as logfile:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     stat = Path(f"/proc/{proc.pid}/stat").read_text()
     pid_file(name).write_text(f"{proc.pid} {stat.rsplit(')', 1)[1].split()[19]}")
     return proc.pid
@@ -675,8 +675,13 @@ def write_cluster_json(up: list[Stack], unavailable: dict[str, str]) -> None:
         "portal_url": f"http://127.0.0.1:{PORTAL_PORT}/reservation",
         "idp_url": f"http://127.0.0.1:{IDP_PORT}/auth",
         # Tests start their own short-lived IdP instances with the same signing key (trusted by Slurm).
-        "idp_command": [str(CACHE / "idp-venv" / "bin" / "python"), str(HERE / "idp.py"), "serve",
-                        "--state", str(STATE / "idp")],
+        "idp_command": [
+            str(CACHE / "idp-venv" / "bin" / "python"),
+            str(HERE / "idp.py"),
+            "serve",
+            "--state",
+            str(STATE / "idp"),
+        ],
         "front_door": f"https://127.0.0.1:{HTTPS_PORT}",
         "stacks": {
             s.name: {
@@ -731,7 +736,8 @@ def up() -> int:
         + ", ".join(f"{s.name} ({s.cluster}) REST on 127.0.0.1:{s.rest_port}" for s in up_stacks)
     )
     log(
-        f"front door https://127.0.0.1:{HTTPS_PORT} (CA {STATE / 'ca' / 'ca.pem'}); connections: source {STATE / 'connections.env'}"
+        f"front door https://127.0.0.1:{HTTPS_PORT} (CA {STATE / 'ca' / 'ca.pem'}); "
+        f"connections: source {STATE / 'connections.env'}"
     )
     # A release missing on this machine is reported, and its tests skip with the reason; the rest works.
     return 0 if up_stacks else 1

@@ -100,8 +100,12 @@ def emulator(cluster: dict[str, Any]):
 
     class Emulator:
         def portal_token(self, user: dict[str, Any]) -> str:
-            answer = requests.get(f"{cluster['portal_url']}/get_new_token", params={"cli_api": "4.6.0"},
-                                  auth=(user["name"], user["password"]), timeout=30)
+            answer = requests.get(
+                f"{cluster['portal_url']}/get_new_token",
+                params={"cli_api": "4.6.0"},
+                auth=(user["name"], user["password"]),
+                timeout=30,
+            )
             answer.raise_for_status()
             return answer.text.strip()
 

@@ -18,7 +18,9 @@ class TokenCache:
     def __init__(self) -> None:
         self._token: MintedToken | None = None
         self._lock = threading.Lock()
-        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self.mints = 0
 
     def _usable(self, stale: str | None) -> MintedToken | None:

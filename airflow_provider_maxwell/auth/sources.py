@@ -94,15 +94,19 @@ class PortalSource(TokenSource):
     def mint(self) -> Protocol[MintedToken]:
         url = f"{self.config.portal_url}/get_new_slurm_token"
         call = HttpCall(
-            "GET", url,
+            "GET",
+            url,
             params={"cli_api": CLI_API, "lifespan": str(self.config.token_lifespan), "stu": self.config.login},
             basic_auth=(self.config.login, self.config.password or ""),
         )
         result = yield Send(call)
         if isinstance(result, TransportFailure) or result.status != 200:
-            fix = ("The portal token may be revoked or mistyped: make a new one (maxwell-connection --help) and "
-                   "store it as the connection's password." if not isinstance(result, TransportFailure)
-                   and result.status in (401, 403) else "Check portal_url.")
+            fix = (
+                "The portal token may be revoked or mistyped: make a new one (maxwell-connection --help) and "
+                "store it as the connection's password."
+                if not isinstance(result, TransportFailure) and result.status in (401, 403)
+                else "Check portal_url."
+            )
             raise self._failure("DESY's portal refused a Slurm token", url, result, fix)
         try:
             # The portal labels its JSON as text/html: parse the body whatever the content type says.
@@ -134,18 +138,38 @@ class KeycloakSource(TokenSource):
 
     def mint(self) -> Protocol[MintedToken]:
         if self._refresh_token and time.time() < self._refresh_expires_at - 5:
-            result = yield Send(HttpCall("POST", self.token_url, form=self._form(
-                {"grant_type": "refresh_token", "refresh_token": self._refresh_token})))
+            result = yield Send(
+                HttpCall(
+                    "POST",
+                    self.token_url,
+                    form=self._form({"grant_type": "refresh_token", "refresh_token": self._refresh_token}),
+                )
+            )
             if isinstance(result, HttpResult) and result.status == 200:
                 return self._accept(result)
             # Refresh refused (expired, revoked, IdP restarted): start over with the password.
             self._refresh_token = None
-        result = yield Send(HttpCall("POST", self.token_url, form=self._form(
-            {"grant_type": "password", "username": self.config.login, "password": self.config.password or "",
-             "scope": self.config.keycloak_scope})))
+        result = yield Send(
+            HttpCall(
+                "POST",
+                self.token_url,
+                form=self._form(
+                    {
+                        "grant_type": "password",
+                        "username": self.config.login,
+                        "password": self.config.password or "",
+                        "scope": self.config.keycloak_scope,
+                    }
+                ),
+            )
+        )
         if isinstance(result, TransportFailure) or result.status != 200:
-            raise self._failure("Keycloak refused a token", self.token_url, result,
-                                "Check the user's password and keycloak_url/keycloak_realm/keycloak_client_id.")
+            raise self._failure(
+                "Keycloak refused a token",
+                self.token_url,
+                result,
+                "Check the user's password and keycloak_url/keycloak_realm/keycloak_client_id.",
+            )
         return self._accept(result)
 
     def _accept(self, result: HttpResult) -> MintedToken:
@@ -153,13 +177,16 @@ class KeycloakSource(TokenSource):
             answer: dict[str, Any] = json.loads(result.body)
             access = answer["access_token"]
         except (ValueError, KeyError, TypeError):
-            raise self._failure("Keycloak answered without an access token", self.token_url, result,
-                                "Check keycloak_url.") from None
+            raise self._failure(
+                "Keycloak answered without an access token", self.token_url, result, "Check keycloak_url."
+            ) from None
         now = time.time()
         self._refresh_token = answer.get("refresh_token")
         self._refresh_expires_at = now + float(answer.get("refresh_expires_in") or 0)
-        return self._check_user(token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300)),
-                                "Keycloak's access token (claim sun)")
+        return self._check_user(
+            token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300)),
+            "Keycloak's access token (claim sun)",
+        )
 
     def secrets(self, token: MintedToken) -> list[str]:
         return [token.value, *([self._refresh_token] if self._refresh_token else [])]

@@ -86,7 +86,9 @@ class MaxwellHook(BaseHook):
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, maxwell_conn_id: str = default_conn_name, *, retry_limit: int = 5, retry_delay: float = 1.0) -> None:
+    def __init__(
+        self, maxwell_conn_id: str = default_conn_name, *, retry_limit: int = 5, retry_delay: float = 1.0
+    ) -> None:
         super().__init__()
         self.maxwell_conn_id = maxwell_conn_id
         self.retry_limit = max(1, retry_limit)
@@ -104,7 +106,9 @@ class MaxwellHook(BaseHook):
     @property
     def state(self) -> ConnectionState:
         if self._state is None:
-            self._state = connection_state(self._config_from(self.maxwell_conn_id, self.get_connection(self.maxwell_conn_id)))
+            self._state = connection_state(
+                self._config_from(self.maxwell_conn_id, self.get_connection(self.maxwell_conn_id))
+            )
         return self._state
 
     async def astate(self) -> ConnectionState:
@@ -187,7 +191,9 @@ class MaxwellHook(BaseHook):
             mask_secret(secret)
         self.log.info(
             "Minted a Slurm token for %s on connection %s via %s, valid until %s",
-            state.config.login, state.config.conn_id, state.source.method,
+            state.config.login,
+            state.config.conn_id,
+            state.source.method,
             time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(token.expires_at)),
         )
 
@@ -195,8 +201,16 @@ class MaxwellHook(BaseHook):
         state.requests_sent += 1
         try:
             response = self._session.request(
-                call.method, call.url, params=call.params, json=call.json, data=call.form, headers=dict(call.headers),
-                auth=call.basic_auth, timeout=state.config.timeout, verify=state.config.verify, allow_redirects=False,
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json,
+                data=call.form,
+                headers=dict(call.headers),
+                auth=call.basic_auth,
+                timeout=state.config.timeout,
+                verify=state.config.verify,
+                allow_redirects=False,
             )
         except requests.exceptions.ConnectTimeout as error:
             return TransportFailure(_short(error), before_send=True)
@@ -214,7 +228,12 @@ class MaxwellHook(BaseHook):
         client = self._async_client(state)
         try:
             response = await client.request(
-                call.method, call.url, params=call.params, json=call.json, data=call.form, headers=dict(call.headers),
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json,
+                data=call.form,
+                headers=dict(call.headers),
                 auth=call.basic_auth,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
@@ -230,7 +249,9 @@ class MaxwellHook(BaseHook):
         key = state.config.fingerprint
         if key not in clients:
             clients[key] = httpx.AsyncClient(
-                verify=state.config.verify, timeout=state.config.timeout, follow_redirects=False,
+                verify=state.config.verify,
+                timeout=state.config.timeout,
+                follow_redirects=False,
                 limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             )
         return clients[key]
@@ -241,7 +262,12 @@ class MaxwellHook(BaseHook):
     # ------------------------------------------------------------------ protocol (no I/O below)
 
     def _exchange(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
         resend_safe: bool = True,
     ) -> Protocol[Answer]:
         """One REST call with token, one renewal on a refused token, and retries where they are safe.
@@ -256,30 +282,40 @@ class MaxwellHook(BaseHook):
         attempt = 0
         while True:
             token = yield GetToken(stale)
-            headers = {"X-SLURM-USER-NAME": state.config.login, "X-SLURM-USER-TOKEN": token.value,
-                       "Accept": "application/json"}
+            headers = {
+                "X-SLURM-USER-NAME": state.config.login,
+                "X-SLURM-USER-TOKEN": token.value,
+                "Accept": "application/json",
+            }
             result = yield Send(HttpCall(method, url, params=params, json=body, headers=headers))
             attempt += 1
             if isinstance(result, TransportFailure):
                 if (resend_safe or result.before_send) and attempt < self.retry_limit:
                     yield Sleep(self._backoff(attempt - 1))
                     continue
-                raise SlurmTransientError(f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})",
-                                          status=None, url=url)
+                raise SlurmTransientError(
+                    f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})", status=None, url=url
+                )
             answer = answers.read_answer(result.status, result.body)
             if 300 <= answer.status < 400:
                 raise SlurmApiError(
-                    f"Slurm REST API redirected to {result.headers.get('location') or result.headers.get('Location')!r}; "
+                    f"Slurm REST API redirected to {_header(result.headers, 'location')!r}; "
                     "credentials are not sent on. Set the connection's host to the final URL",
-                    status=answer.status, url=url)
+                    status=answer.status,
+                    url=url,
+                )
             definite = answers.is_auth_failure(answer)
             if definite or answers.may_be_auth_failure(answer, path):
                 if not renewed:
                     renewed, stale = True, token.value
                     continue
                 if "/slurmdb/" in path and answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
-                    raise SlurmAccountingUnavailable("Slurm accounting (slurmdbd) is unavailable", status=answer.status,
-                                                     url=url, errors=answer.errors)
+                    raise SlurmAccountingUnavailable(
+                        "Slurm accounting (slurmdbd) is unavailable",
+                        status=answer.status,
+                        url=url,
+                        errors=answer.errors,
+                    )
                 raise MaxwellAuthError(
                     f"Slurm {'refused' if definite else 'failed on'} a freshly minted token for user "
                     f"{state.config.login!r} (connection {state.config.conn_id!r}, auth_method="
@@ -292,8 +328,9 @@ class MaxwellHook(BaseHook):
                     delay = _retry_after(result.headers) or self._backoff(attempt - 1)
                     yield Sleep(delay)
                     continue
-                raise SlurmTransientError(f"Slurm REST API unavailable ({answer.body_excerpt!r})",
-                                          status=answer.status, url=url)
+                raise SlurmTransientError(
+                    f"Slurm REST API unavailable ({answer.body_excerpt!r})", status=answer.status, url=url
+                )
             if state.release is None and answer.release:
                 state.release = answer.release
             return answer
@@ -315,14 +352,20 @@ class MaxwellHook(BaseHook):
                     state.release = state.release or release
                     break
                 if answer.status != 404:
-                    raise SlurmApiError("Could not read the server's API versions", status=answer.status,
-                                        url=f"{config.host}{path}", errors=answer.errors)
+                    raise SlurmApiError(
+                        "Could not read the server's API versions",
+                        status=answer.status,
+                        url=f"{config.host}{path}",
+                        errors=answer.errors,
+                    )
         dialect = negotiate(offered, config.api_version)
         if state.release is None:
             yield from self._exchange("GET", dialect.ping_path())
         state.dialect = dialect
         self.log.info(
-            "Maxwell connection %s: Slurm %s, REST API %s (%s)", config.conn_id, state.release or "(release unknown)",
+            "Maxwell connection %s: Slurm %s, REST API %s (%s)",
+            config.conn_id,
+            state.release or "(release unknown)",
             dialect.version,
             f"server offers {', '.join(sorted(offered))}" if offered else "set in the connection",
         )
@@ -335,8 +378,12 @@ class MaxwellHook(BaseHook):
         answer = yield from self._exchange("POST", dialect.submit_path(), body=body, resend_safe=False)
         job_id = (answer.document or {}).get("job_id")
         if answers.is_error(answer) or not isinstance(job_id, int):
-            raise SlurmApiError("Slurm refused the job", status=answer.status, url=f"{config.host}{dialect.submit_path()}",
-                                errors=answer.errors)
+            raise SlurmApiError(
+                "Slurm refused the job",
+                status=answer.status,
+                url=f"{config.host}{dialect.submit_path()}",
+                errors=answer.errors,
+            )
         return job_id
 
     def _controller_jobs(self, job_id: int) -> Protocol[list[SlurmJob] | None]:
@@ -347,8 +394,12 @@ class MaxwellHook(BaseHook):
         if answers.is_unknown_job(answer):
             return None
         if answers.is_error(answer):
-            raise SlurmApiError(f"Could not read Slurm job {job_id}", status=answer.status,
-                                url=f"{self._url(path)}", errors=answer.errors)
+            raise SlurmApiError(
+                f"Could not read Slurm job {job_id}",
+                status=answer.status,
+                url=f"{self._url(path)}",
+                errors=answer.errors,
+            )
         return [parse_controller_job(doc) for doc in _job_documents(answer)]
 
     def _accounting_jobs(self, job_id: int) -> Protocol[list[SlurmJob]]:
@@ -357,11 +408,19 @@ class MaxwellHook(BaseHook):
         path = dialect.accounting_job_path(job_id)
         answer = yield from self._exchange("GET", path)
         if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
-            raise SlurmAccountingUnavailable("Slurm accounting (slurmdbd) is unavailable", status=answer.status,
-                                             url=self._url(path), errors=answer.errors)
+            raise SlurmAccountingUnavailable(
+                "Slurm accounting (slurmdbd) is unavailable",
+                status=answer.status,
+                url=self._url(path),
+                errors=answer.errors,
+            )
         if answers.is_error(answer) and not (answer.status == 404 and answer.is_slurm):
-            raise SlurmApiError(f"Could not read accounting for Slurm job {job_id}", status=answer.status,
-                                url=self._url(path), errors=answer.errors)
+            raise SlurmApiError(
+                f"Could not read accounting for Slurm job {job_id}",
+                status=answer.status,
+                url=self._url(path),
+                errors=answer.errors,
+            )
         reliable = dialect.accounting_exit_code_reliable
         return [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)]
 
@@ -390,8 +449,9 @@ class MaxwellHook(BaseHook):
         if answers.is_unknown_job(answer):
             raise SlurmJobNotFound(job_id, status=answer.status, url=self._url(path), errors=answer.errors)
         if answers.is_error(answer):
-            raise SlurmApiError(f"Could not cancel Slurm job {job_id}", status=answer.status, url=self._url(path),
-                                errors=answer.errors)
+            raise SlurmApiError(
+                f"Could not cancel Slurm job {job_id}", status=answer.status, url=self._url(path), errors=answer.errors
+            )
 
     def _url(self, path: str) -> str:
         return f"{(self.state if self._state is None else self._state).config.host}{path}"
@@ -463,13 +523,19 @@ class MaxwellHook(BaseHook):
             dialect = self._run(self._dialect())
             answer = self._run(self._exchange("GET", dialect.diag_path()))
             if answers.is_error(answer):
-                raise SlurmApiError("Slurm refused the diagnostic call", status=answer.status,
-                                    url=self._url(dialect.diag_path()), errors=answer.errors)
-        except Exception as error:  # noqa: BLE001 - the UI shows the message, whatever failed
+                raise SlurmApiError(
+                    "Slurm refused the diagnostic call",
+                    status=answer.status,
+                    url=self._url(dialect.diag_path()),
+                    errors=answer.errors,
+                )
+        except Exception as error:
             return False, str(error)
         state = self.state
-        return True, (f"Connected to Slurm {state.release or '(release unknown)'} as {state.config.login} via REST API "
-                      f"{dialect.version} (auth_method={state.config.auth_method})")
+        return True, (
+            f"Connected to Slurm {state.release or '(release unknown)'} as {state.config.login} via REST API "
+            f"{dialect.version} (auth_method={state.config.auth_method})"
+        )
 
 
 def _job_id(value: Any) -> int:
@@ -494,8 +560,12 @@ def _pick(records: list[SlurmJob], job_id: int) -> SlurmJob | None:
     return max(exact, key=lambda r: r.submit_time.timestamp() if r.submit_time else 0.0)
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
+    value = _header(headers, "retry-after")
     try:
         return min(float(value), 120.0) if value is not None else None
     except ValueError:

@@ -67,7 +67,9 @@ def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
         code = entry.get("error_number", entry.get("error_code", entry.get("errno")))
         errors.append(
             SlurmError(
-                code=int(code) if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit()) else None,
+                code=int(code)
+                if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit())
+                else None,
                 message=str(entry.get("error") or entry.get("description") or ""),
                 description=str(entry.get("description") or ""),
                 source=str(entry.get("source") or ""),

@@ -17,8 +17,20 @@ from airflow_provider_maxwell.slurm.dialects import ApiDialect
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_TIME_LIMIT_MINUTES = 366 * 24 * 60  # Maxwell's partitions allow days, not years: above a year is a typo
 _MEMORY = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
-_STRING_FIELDS = ("name", "partition", "account", "qos", "constraints", "dependency", "comment", "array",
-                  "current_working_directory", "standard_output", "standard_error", "standard_input")
+_STRING_FIELDS = (
+    "name",
+    "partition",
+    "account",
+    "qos",
+    "constraints",
+    "dependency",
+    "comment",
+    "array",
+    "current_working_directory",
+    "standard_output",
+    "standard_error",
+    "standard_input",
+)
 
 
 def minutes(field: str, value: int | float | timedelta) -> int:
@@ -66,7 +78,9 @@ def environment(value: Mapping[str, Any] | None) -> dict[str, str]:
     env = {"PATH": DEFAULT_PATH}
     for key, item in value.items():
         if not isinstance(key, str) or not key or "=" in key:
-            raise MaxwellConfigError(f"environment has an invalid variable name {key!r}: use a non-empty name without '='")
+            raise MaxwellConfigError(
+                f"environment has an invalid variable name {key!r}: use a non-empty name without '='"
+            )
         if not isinstance(item, str):
             raise MaxwellConfigError(
                 f"environment[{key!r}] must be a string, not {type(item).__name__} ({item!r}): "
@@ -84,7 +98,9 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
     passed through as it is, for the caller to shape for the version.
     """
     if not isinstance(script, str) or not script.strip():
-        raise MaxwellConfigError("script is empty: give the batch script's text (starting with #!/bin/bash) or a path to a .sh file")
+        raise MaxwellConfigError(
+            "script is empty: give the batch script's text (starting with #!/bin/bash) or a path to a .sh file"
+        )
     if not script.startswith("#!"):
         raise MaxwellConfigError(
             "script must start with an interpreter line such as '#!/bin/bash', as sbatch requires; "

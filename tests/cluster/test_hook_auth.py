@@ -21,13 +21,23 @@ def claims(token: str) -> dict[str, Any]:
 
 
 def newest(cluster: dict[str, Any]) -> str:
-    return cluster["stacks"]["s26"]["rest_url"] if "s26" in cluster["stacks"] else next(iter(cluster["stacks"].values()))["rest_url"]
+    return (
+        cluster["stacks"]["s26"]["rest_url"]
+        if "s26" in cluster["stacks"]
+        else next(iter(cluster["stacks"].values()))["rest_url"]
+    )
 
 
 def test_portal_tokens_are_renewed_before_they_expire(cluster, users, make_connection, emulator):
     user = users[0]
-    conn_id = make_connection(newest(cluster), user["name"], emulator.portal_token(user),
-                              auth_method="portal", portal_url=cluster["portal_url"], token_lifespan=10)
+    conn_id = make_connection(
+        newest(cluster),
+        user["name"],
+        emulator.portal_token(user),
+        auth_method="portal",
+        portal_url=cluster["portal_url"],
+        token_lifespan=10,
+    )
     hook = MaxwellHook(conn_id)
     before = emulator.mints(user["name"])
     first = hook.get_token()
@@ -44,8 +54,13 @@ def test_portal_tokens_are_renewed_before_they_expire(cluster, users, make_conne
 
 def test_revoked_portal_token_fails_with_a_clear_error(cluster, users, make_connection, emulator):
     user = users[2]
-    conn_id = make_connection(newest(cluster), user["name"], emulator.portal_token(user),
-                              auth_method="portal", portal_url=cluster["portal_url"])
+    conn_id = make_connection(
+        newest(cluster),
+        user["name"],
+        emulator.portal_token(user),
+        auth_method="portal",
+        portal_url=cluster["portal_url"],
+    )
     emulator.revoke(user["name"])
     with pytest.raises(MaxwellAuthError) as failure:
         MaxwellHook(conn_id).get_token()
@@ -68,8 +83,9 @@ def test_static_token_and_signing_key(cluster, users, make_connection, mint_slur
     user = users[0]["name"]
     static = make_connection(newest(cluster), user, mint_slurm_token(user, 600), auth_method="token")
     assert MaxwellHook(static).test_connection()[0]
-    signed = make_connection(newest(cluster), user, auth_method="signing_key", signing_key=signing_key_b64,
-                             token_lifespan=3600)
+    signed = make_connection(
+        newest(cluster), user, auth_method="signing_key", signing_key=signing_key_b64, token_lifespan=3600
+    )
     hook = MaxwellHook(signed)
     assert hook.test_connection()[0]
     assert claims(hook.get_token())["sun"] == user and claims(hook.get_token())["exp"] - time.time() > 3500
@@ -123,8 +139,9 @@ def short_lived_idp(cluster):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"IDP_ACCESS_LIFETIME": "4", "IDP_REFRESH_LIFETIME": "10", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([*cluster["idp_command"], "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cluster["idp_command"], "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -146,8 +163,9 @@ def grants(idp_url: str) -> dict[str, int]:
 
 def test_keycloak_refreshes_then_falls_back_to_password(cluster, users, make_connection, short_lived_idp):
     user = users[1]
-    conn_id = make_connection(newest(cluster), user["name"], user["password"], auth_method="keycloak",
-                              keycloak_url=f"{short_lived_idp}/auth")
+    conn_id = make_connection(
+        newest(cluster), user["name"], user["password"], auth_method="keycloak", keycloak_url=f"{short_lived_idp}/auth"
+    )
     hook = MaxwellHook(conn_id)
     assert hook.test_connection()[0]
     assert grants(short_lived_idp) == {"password": 1}
@@ -163,8 +181,9 @@ def test_keycloak_refreshes_then_falls_back_to_password(cluster, users, make_con
 
 
 def test_keycloak_wrong_password_is_a_clear_auth_error(cluster, users, make_connection):
-    conn_id = make_connection(newest(cluster), users[1]["name"], "not-the-password", auth_method="keycloak",
-                              keycloak_url=cluster["idp_url"])
+    conn_id = make_connection(
+        newest(cluster), users[1]["name"], "not-the-password", auth_method="keycloak", keycloak_url=cluster["idp_url"]
+    )
     with pytest.raises(MaxwellAuthError) as failure:
         MaxwellHook(conn_id).get_token()
     assert "Keycloak refused" in str(failure.value) and "not-the-password" not in str(failure.value)
@@ -172,8 +191,13 @@ def test_keycloak_wrong_password_is_a_clear_auth_error(cluster, users, make_conn
 
 def test_one_token_for_many_concurrent_async_callers(cluster, users, make_connection, emulator):
     user = users[0]
-    conn_id = make_connection(newest(cluster), user["name"], emulator.portal_token(user),
-                              auth_method="portal", portal_url=cluster["portal_url"])
+    conn_id = make_connection(
+        newest(cluster),
+        user["name"],
+        emulator.portal_token(user),
+        auth_method="portal",
+        portal_url=cluster["portal_url"],
+    )
     before = emulator.mints(user["name"])
 
     async def many() -> set[str]:

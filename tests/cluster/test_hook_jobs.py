@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -18,10 +17,18 @@ from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.states import JobState
 
-RELEASE_VERSIONS = [("s22", "v0.0.38"), ("s24", "v0.0.40"), ("s24", "v0.0.41"), ("s24", "v0.0.42"),
-                    ("s26", "v0.0.42"), ("s26", "v0.0.43"), ("s26", "v0.0.44"), ("s26", "v0.0.45")]
+RELEASE_VERSIONS = [
+    ("s22", "v0.0.38"),
+    ("s24", "v0.0.40"),
+    ("s24", "v0.0.41"),
+    ("s24", "v0.0.42"),
+    ("s26", "v0.0.42"),
+    ("s26", "v0.0.43"),
+    ("s26", "v0.0.44"),
+    ("s26", "v0.0.45"),
+]
 SCRIPTS = {
-    "ok": "#!/bin/bash\necho \"hello $GREETING\"\nsleep 1\n",
+    "ok": '#!/bin/bash\necho "hello $GREETING"\nsleep 1\n',
     "exit3": "#!/bin/bash\necho failing\nexit 3\n",
     "cancel": "#!/bin/bash\nsleep 300\n",
     "timeout": "#!/bin/bash\nsleep 300\n",
@@ -44,16 +51,26 @@ def submitted(cluster, users, signing_key_b64) -> dict[tuple[str, str], Submitte
         if name not in cluster["stacks"]:
             continue
         conn_id = f"maxwell_jobs_{name}_{version.replace('.', '_')}"
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({
-            "conn_type": "maxwell", "host": cluster["stacks"][name]["rest_url"], "login": users[0]["name"],
-            "extra": {"auth_method": "signing_key", "signing_key": signing_key_b64, "api_version": version}})
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+            {
+                "conn_type": "maxwell",
+                "host": cluster["stacks"][name]["rest_url"],
+                "login": users[0]["name"],
+                "extra": {"auth_method": "signing_key", "signing_key": signing_key_b64, "api_version": version},
+            }
+        )
         hook = MaxwellHook(conn_id)
         jobs = {}
         for kind, script in SCRIPTS.items():
             jobs[kind] = hook.submit_job(
-                script, name=f"{kind}-{version}", current_working_directory=cluster["jobs_dir"],
-                environment={"GREETING": "maxwell"}, standard_output=f"{cluster['jobs_dir']}/%x-%j.out",
-                time_limit=1 if kind == "timeout" else timedelta(minutes=5), partition="maxcpu")
+                script,
+                name=f"{kind}-{version}",
+                current_working_directory=cluster["jobs_dir"],
+                environment={"GREETING": "maxwell"},
+                standard_output=f"{cluster['jobs_dir']}/%x-%j.out",
+                time_limit=1 if kind == "timeout" else timedelta(minutes=5),
+                partition="maxcpu",
+            )
         out[(name, version)] = Submitted(hook, jobs)
     return out
 
@@ -151,7 +168,9 @@ def test_bad_partition_is_refused_with_slurms_message(case):
     message = str(failure.value)
     # 22.05 and 24.11 answer 500, 26.05 answers 422; the message is Slurm's own on all of them.
     assert failure.value.status in (422, 500)
-    assert f"HTTP {failure.value.status} from {failure.value.url}" in message and failure.value.url.endswith("/job/submit")
+    assert f"HTTP {failure.value.status} from {failure.value.url}" in message and failure.value.url.endswith(
+        "/job/submit"
+    )
     assert "error 2000 Invalid partition name specified" in message
 
 
@@ -162,6 +181,8 @@ def test_async_twins_agree_with_sync(case):
     sync = case.hook.get_job(job_id)
     fresh = MaxwellHook(case.hook.maxwell_conn_id)
     asynchronous = asyncio.run(fresh.aget_job(job_id))
-    assert (asynchronous.job_id, asynchronous.state, asynchronous.exit_code) == (sync.job_id, sync.state, sync.exit_code)
-
-
+    assert (asynchronous.job_id, asynchronous.state, asynchronous.exit_code) == (
+        sync.job_id,
+        sync.state,
+        sync.exit_code,
+    )

@@ -1,0 +1,187 @@
+"""Bad input is refused before anything is sent, naming the field and the fix; good input takes each
+version's shape. Contract: every body validates against that version's official OpenAPI schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.slurm.dialects import DIALECTS, SUPPORTED_VERSIONS, negotiate, served_versions
+from airflow_provider_maxwell.slurm.submit import build_submit_body
+
+from .conftest import SHARED
+
+SPECS = SHARED / "slurm-openapi"
+SCRIPT = "#!/bin/bash\necho hi\n"
+FULL_FIELDS: dict[str, Any] = dict(
+    name="nightly.reduce",
+    partition="allcpu",
+    time_limit=timedelta(hours=2),
+    environment={"RUN": "42"},
+    current_working_directory="/beegfs/run42",
+    standard_output="/beegfs/run42/%j.out",
+    standard_error="/beegfs/run42/%j.err",
+    nodes=2,
+    ntasks=4,
+    cpus_per_task=2,
+    memory_per_node="4G",
+    array="0-99%10",
+    account="beamtime",
+    qos="normal",
+    constraints="INTEL",
+    dependency="afterok:1",
+    comment="airflow:dag=x",
+)
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_each_version_gets_its_own_shape(version):
+    dialect = DIALECTS[version]
+    body = build_submit_body(dialect, SCRIPT, FULL_FIELDS, default_cwd="/home/u")
+    job = body["job"]
+    if version == "v0.0.38":
+        assert body["script"] == SCRIPT and "script" not in job
+        assert job["environment"] == {"PATH": "/usr/local/bin:/usr/bin:/bin", "RUN": "42"}
+        assert job["time_limit"] == 120 and job["memory_per_node"] == 4096 and job["nodes"] == [2, 2]
+    else:
+        assert job["script"] == SCRIPT and "script" not in body
+        assert job["environment"] == ["PATH=/usr/local/bin:/usr/bin:/bin", "RUN=42"]
+        assert job["time_limit"] == {"set": True, "infinite": False, "number": 120}
+        assert job["memory_per_node"]["number"] == 4096 and job["nodes"] == "2"
+    assert job["tasks"] == 4 and job["current_working_directory"] == "/beegfs/run42"
+
+
+def test_defaults_always_send_path_and_a_working_directory():
+    job = build_submit_body(DIALECTS["v0.0.44"], SCRIPT, {}, default_cwd="/home/u")["job"]
+    assert job["current_working_directory"] == "/home/u" and job["environment"] == ["PATH=/usr/local/bin:/usr/bin:/bin"]
+
+
+def _validator(version: str):
+    jsonschema = pytest.importorskip("jsonschema")
+    path = SPECS / f"{version}.json"
+    if not path.exists():
+        pytest.skip(f"official spec not found at {path}")
+    spec = json.loads(path.read_text())
+    submit = next(v for p, v in spec["paths"].items() if p.endswith("job/submit"))
+    ref = submit["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return jsonschema.Draft4Validator({"$ref": ref, "components": spec["components"]})
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+@pytest.mark.parametrize(
+    "fields", [{}, FULL_FIELDS, {"time_limit": 1, "environment": {"A": "b"}}], ids=["minimal", "full", "small"]
+)
+def test_request_bodies_validate_against_the_official_spec(version, fields):
+    validator = _validator(version)
+    body = build_submit_body(DIALECTS[version], SCRIPT, fields, default_cwd="/home/u")
+    errors = sorted(validator.iter_errors(body), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"time_limit": -5}, "time_limit"),
+        ({"time_limit": 10**9}, "time_limit"),
+        ({"time_limit": "2h"}, "time_limit"),
+        ({"environment": {"N": 3}}, "environment['N']"),
+        ({"environment": ["A=b"]}, "environment"),
+        ({"memory_per_node": "lots"}, "memory_per_node"),
+        ({"nodes": 0}, "nodes"),
+        ({"ntasks": -1}, "ntasks"),
+        ({"partition": ""}, "partition"),
+    ],
+)
+def test_bad_fields_are_refused_naming_the_field(fields, named):
+    with pytest.raises(MaxwellConfigError) as failure:
+        build_submit_body(DIALECTS["v0.0.44"], SCRIPT, fields, default_cwd="/home/u")
+    assert str(failure.value).startswith(named)
+
+
+@pytest.mark.parametrize("script", ["", "   \n", "echo no shebang\n"])
+def test_bad_scripts_are_refused(script):
+    with pytest.raises(MaxwellConfigError, match="script"):
+        build_submit_body(DIALECTS["v0.0.44"], script, {}, default_cwd="/home/u")
+
+
+def test_negotiation_picks_the_newest_common_version():
+    assert negotiate({"v0.0.40", "v0.0.41", "v0.0.42"}).version == "v0.0.42"
+    assert negotiate({"v0.0.36", "v0.0.37", "v0.0.38"}).version == "v0.0.38"
+    assert negotiate({"v0.0.42", "v0.0.46"}).version == "v0.0.42"  # a future version we do not know yet
+    assert negotiate({"v0.0.45"}, "v0.0.40").version == "v0.0.40"  # explicit choice skips discovery
+    with pytest.raises(MaxwellConfigError, match="no common version"):
+        negotiate({"v0.0.36", "v0.0.37"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("served-by-slurm-22.05.8.json", {"v0.0.36", "v0.0.37", "v0.0.38"}),
+        ("served-by-slurm-24.11.5.json", {"v0.0.40", "v0.0.41", "v0.0.42"}),
+        ("served-by-slurm-26.05.5.json", {"v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"}),
+    ],
+)
+def test_served_versions_from_recorded_openapi_documents(spec, expected):
+    path = SPECS / spec
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    assert served_versions(json.loads(path.read_text())) == expected
+
+
+def config(**kw: Any) -> MaxwellConnectionConfig:
+    args: dict[str, Any] = {
+        "host": "https://max-slurm-rest.desy.de/sapi",
+        "login": "alice",
+        "password": "pt",
+        "extra": {},
+    }
+    args.update(kw)
+    return MaxwellConnectionConfig.from_connection("maxwell_x", **args)
+
+
+def test_a_maxwell_connection_needs_only_host_login_password():
+    c = config()
+    assert (c.auth_method, c.portal_url, c.token_lifespan, c.verify) == (
+        "portal",
+        "https://max-slurm-rest.desy.de/reservation",
+        86400,
+        True,
+    )
+    assert (c.keycloak_url, c.keycloak_realm, c.keycloak_client_id, c.keycloak_scope) == (
+        "https://keycloak.desy.de/auth",
+        "production",
+        "desy-public",
+        "openid sun",
+    )
+    assert "pt" not in repr(c)
+
+
+@pytest.mark.parametrize(
+    ("kw", "named"),
+    [
+        ({"host": "max-slurm-rest.desy.de"}, "host"),
+        ({"login": ""}, "login"),
+        ({"password": None}, "password"),
+        ({"extra": {"auth_method": "kerberos"}}, "extra.auth_method"),
+        ({"extra": {"token_lifespan": 90000}}, "extra.token_lifespan"),
+        ({"extra": {"token_lifespan": "a day"}}, "extra.token_lifespan"),
+        ({"extra": {"auth_method": "signing_key"}, "password": None}, "extra.signing_key"),
+        ({"extra": {"auth_method": "signing_key", "signing_key": "%%%"}}, "extra.signing_key"),
+        ({"extra": {"api_version": "v0.0.39"}}, "extra.api_version"),
+        ({"extra": {"verify": "/no/such/ca.pem"}}, "extra.verify"),
+        ({"extra": {"timeout": -1}}, "extra.timeout"),
+        ({"extra": {"auth_metod": "portal"}}, "extra"),
+    ],
+)
+def test_invalid_connections_name_the_connection_the_field_and_the_fix(kw, named):
+    with pytest.raises(MaxwellConfigError) as failure:
+        config(**kw)
+    message = str(failure.value)
+    assert message.startswith(f"Maxwell connection 'maxwell_x': {named} ")
+    problem, _, fix = message.partition(". ")
+    assert problem and len(fix) > 10  # a problem, then a fix

@@ -1,0 +1,117 @@
+"""`maxwell-connection`: what DESY's page has users do by hand, in one command.
+
+Asks for the DESY password without echo, obtains a portal token from the portal, and prints an
+Airflow connection (as an environment line or JSON) or stores it in Airflow's metadata database.
+The password is used once and never stored; the portal token goes only where you ask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from urllib.parse import urlsplit
+
+import requests
+
+from airflow_provider_maxwell.auth.sources import CLI_API
+
+DEFAULT_HOST = "https://max-slurm-rest.desy.de/sapi"
+
+
+def get_portal_token(portal_url: str, user: str, password: str, verify: bool | str, timeout: float = 30) -> str:
+    answer = requests.get(
+        f"{portal_url}/get_new_token",
+        params={"cli_api": CLI_API},
+        auth=(user, password),
+        verify=verify,
+        timeout=timeout,
+        allow_redirects=False,
+    )
+    if answer.status_code == 401:
+        raise SystemExit(
+            f"maxwell-connection: the portal at {portal_url} refused user {user!r} (HTTP 401): "
+            "check the user name and password"
+        )
+    if answer.status_code != 200 or not answer.text.strip():
+        raise SystemExit(
+            f"maxwell-connection: the portal at {portal_url} answered HTTP {answer.status_code}; check --portal-url"
+        )
+    return answer.text.strip()
+
+
+def build_connection(args: argparse.Namespace, portal_token: str) -> dict[str, object]:
+    extra: dict[str, object] = {"auth_method": "portal"}
+    if args.portal_url:
+        extra["portal_url"] = args.portal_url
+    if args.ca_bundle:
+        extra["verify"] = args.ca_bundle
+    return {"conn_type": "maxwell", "host": args.host, "login": args.user, "password": portal_token, "extra": extra}
+
+
+def create_in_airflow(conn_id: str, conn: dict[str, object], replace: bool) -> None:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        existing = session.query(Connection).filter(Connection.conn_id == conn_id).one_or_none()
+        if existing is not None and not replace:
+            raise SystemExit(f"maxwell-connection: connection {conn_id!r} exists; pass --replace to overwrite it")
+        if existing is not None:
+            session.delete(existing)
+            session.flush()
+        session.add(
+            Connection(
+                conn_id=conn_id,
+                conn_type="maxwell",
+                host=str(conn["host"]),
+                login=str(conn["login"]),
+                password=str(conn["password"]),
+                extra=json.dumps(conn["extra"]),
+            )
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="maxwell-connection", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--conn-id", default="maxwell_default", help="Airflow connection id (default: %(default)s)")
+    parser.add_argument("--user", default=os.environ.get("USER"), help="DESY user name (default: $USER)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="Slurm REST root (default: %(default)s)")
+    parser.add_argument("--portal-url", help="portal base URL (default: the host's origin + /reservation)")
+    parser.add_argument("--ca-bundle", help="CA bundle to verify TLS with (default: the system's)")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the connection as JSON")
+    out.add_argument("--create", action="store_true", help="store the connection in Airflow's metadata database")
+    parser.add_argument("--replace", action="store_true", help="with --create: overwrite an existing connection")
+    args = parser.parse_args(argv)
+    if not args.user:
+        parser.error("--user is required (no $USER set)")
+    parts = urlsplit(args.host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        parser.error(f"--host {args.host!r} is not a URL; e.g. {DEFAULT_HOST}")
+    portal_url = (args.portal_url or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if args.password_stdin
+        else getpass.getpass(f"DESY password for {args.user}: ")
+    )
+    token = get_portal_token(portal_url, args.user, password, args.ca_bundle or True)
+    del password
+    conn = build_connection(args, token)
+    if args.create:
+        create_in_airflow(args.conn_id, conn, args.replace)
+        print(f"maxwell-connection: stored connection {args.conn_id!r} for {args.user} at {args.host}", file=sys.stderr)
+    elif args.json:
+        print(json.dumps(conn))
+    else:
+        print(f"export AIRFLOW_CONN_{args.conn_id.upper()}='{json.dumps(conn)}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -780,14 +780,30 @@ def is_up() -> int:
     return 0 if all(running_pid(n) for n in names) else 1
 
 
+def verify_down() -> int:
+    """Exit 1 if any daemon recorded by `up` still runs or a root is still mounted (for CI)."""
+    alive = [p.stem for p in (STATE / "pids").glob("*.pid") if running_pid(p.stem)] if (STATE / "pids").exists() else []
+    mounts = [
+        line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if str(CACHE) in line.split()[1]
+    ]
+    for name in alive:
+        print(f"cluster: still running: {name} (pid {running_pid(name)})")
+    for mount in mounts:
+        print(f"cluster: still mounted: {mount}")
+    if not alive and not mounts:
+        log("verified: no daemon of ours runs and no root is mounted")
+    return 1 if alive or mounts else 0
+
+
 def main() -> int:
-    if len(sys.argv) != 2 or sys.argv[1] not in ("up", "down", "status", "is-up"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("up", "down", "status", "is-up", "verify-down"):
         print(__doc__)
         return 2
     if os.geteuid() != 0:
         print("cluster: run as root (the local Maxwell starts system daemons and mounts Debian roots)", file=sys.stderr)
         return 2
-    return {"up": up, "down": down, "status": status, "is-up": is_up}[sys.argv[1]]()
+    commands = {"up": up, "down": down, "status": status, "is-up": is_up, "verify-down": verify_down}
+    return commands[sys.argv[1]]()
 
 
 if __name__ == "__main__":

@@ -33,8 +33,12 @@ def main() -> int:
     print(f"{'connection':22} {'Slurm':9} {'API':8} {'job':>5} {'state (slurmdb)':16} output")
     for conn_id in load_connections():
         hook = MaxwellHook(conn_id)
-        job_id = hook.submit_job("#!/bin/bash\necho \"hello from $(hostname) as $(whoami)\"\n", name=f"demo.{conn_id}",
-                                 current_working_directory=info["jobs_dir"], time_limit=5)
+        job_id = hook.submit_job(
+            '#!/bin/bash\necho "hello from $(hostname) as $(whoami)"\n',
+            name=f"demo.{conn_id}",
+            current_working_directory=info["jobs_dir"],
+            time_limit=5,
+        )
         deadline, final = time.monotonic() + 60, None
         while time.monotonic() < deadline:
             final = hook.get_accounting_job(job_id)

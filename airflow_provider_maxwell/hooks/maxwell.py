@@ -323,7 +323,12 @@ class MaxwellHook(BaseHook):
                     + (f": {'; '.join(map(str, answer.errors))}" if answer.errors else "")
                     + ". Check the token's source (portal token, password, key) and that the user has a Slurm account"
                 )
-            if answers.is_transient(answer) or (answer.status >= 500 and not answer.is_slurm and not answer.errors):
+            malformed = answer.status < 300 and answer.document is None
+            if (
+                malformed
+                or answers.is_transient(answer)
+                or (answer.status >= 500 and not answer.is_slurm and not answer.errors)
+            ):
                 if resend_safe and attempt < self.retry_limit:
                     delay = _retry_after(result.headers) or self._backoff(attempt - 1)
                     yield Sleep(delay)

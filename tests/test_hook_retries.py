@@ -1,0 +1,141 @@
+"""Retry edge cases the real daemons cannot be made to produce on demand, against a fake HTTP server:
+a proxy's 503 with Retry-After, a submit whose answer never came, a redirect to another origin."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+OPENAPI = {
+    "paths": {"/slurm/v0.0.44/jobs": {}, "/slurmdb/v0.0.44/jobs": {}},
+    "info": {"x-slurm": {"release": "25.11.7"}},
+}
+META = {"meta": {"slurm": {"release": "25.11.7"}}, "errors": [], "warnings": []}
+
+
+class FakeSlurm:
+    """Answers from a script: {path: [(status, headers, body), ...]}, the last one repeating."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[tuple[int, dict[str, str], Any]]] = {}
+        self.hits: list[tuple[str, str, dict[str, str]]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def answer(self) -> None:
+                path = self.path.split("?")[0]
+                self.hits.append((self.command, path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                replies = fake.script.get(path) or [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
+                status, headers, body = replies.pop(0) if len(replies) > 1 else replies[0]
+                if body == "DROP":  # read the request, then hang up without answering
+                    self.close_connection = True
+                    return
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = answer  # noqa: N815
+
+            @property
+            def hits(self) -> list[tuple[str, str, dict[str, str]]]:
+                return fake.hits
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.script["/openapi/v3"] = [(200, {}, OPENAPI)]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _ in self.hits if m == method and p == path)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[FakeSlurm]:
+    server = FakeSlurm()
+    now = int(time.time())
+    import jwt
+
+    token = jwt.encode({"sun": "alice", "iat": now, "exp": now + 3600}, "k" * 32, algorithm="HS256")
+    conn = {
+        "conn_type": "maxwell",
+        "host": server.url,
+        "login": "alice",
+        "password": token,
+        "extra": {"auth_method": "token"},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_FAKE_{request.node.name.upper()}", json.dumps(conn))
+    server.conn_id = f"fake_{request.node.name}"  # type: ignore[attr-defined]
+    yield server
+    server.server.shutdown()
+
+
+def job_doc(state: str) -> dict[str, Any]:
+    return {**META, "jobs": [{"job_id": 7, "job_state": [state], "user_name": "alice", "name": "x", "partition": "p"}]}
+
+
+def test_proxy_503_is_retried_honouring_retry_after(fake):
+    fake.script["/slurm/v0.0.44/job/7"] = [
+        (503, {"Retry-After": "1"}, "<html>503 Service Unavailable</html>"),
+        (200, {}, job_doc("RUNNING")),
+    ]
+    began = time.monotonic()
+    job = MaxwellHook(fake.conn_id, retry_delay=0.01).get_job(7)
+    assert job.state.value == "RUNNING"
+    assert fake.count("GET", "/slurm/v0.0.44/job/7") == 2
+    assert time.monotonic() - began >= 0.9  # waited as Retry-After asked, not the 0.01 s backoff
+
+
+def test_retries_are_bounded_and_end_in_a_clear_error(fake):
+    fake.script["/slurm/v0.0.44/job/7"] = [(502, {}, "<html>502 Bad Gateway</html>")]
+    with pytest.raises(SlurmTransientError) as failure:
+        MaxwellHook(fake.conn_id, retry_limit=3, retry_delay=0.01).get_job(7)
+    assert fake.count("GET", "/slurm/v0.0.44/job/7") == 3
+    assert "HTTP 502" in str(failure.value) and fake.url in str(failure.value)
+
+
+def test_a_submit_that_may_have_reached_slurm_is_not_repeated(fake):
+    fake.script["/slurm/v0.0.44/job/submit"] = [(200, {}, "DROP")]
+    with pytest.raises(SlurmTransientError):
+        MaxwellHook(fake.conn_id, retry_delay=0.01).submit_job("#!/bin/bash\ntrue\n")
+    assert fake.count("POST", "/slurm/v0.0.44/job/submit") == 1
+    fake.script["/slurm/v0.0.44/job/submit"] = [(502, {}, "<html>502</html>")]
+    with pytest.raises(SlurmTransientError):
+        MaxwellHook(fake.conn_id, retry_delay=0.01).submit_job("#!/bin/bash\ntrue\n")
+    assert fake.count("POST", "/slurm/v0.0.44/job/submit") == 2
+
+
+def test_redirects_are_not_followed_with_credentials(fake):
+    fake.script["/slurm/v0.0.44/job/7"] = [(302, {"Location": "http://127.0.0.2:9/steal"}, "")]
+    with pytest.raises(SlurmApiError, match="redirected"):
+        MaxwellHook(fake.conn_id).get_job(7)
+
+
+def test_html_and_truncated_answers_are_typed_errors(fake):
+    fake.script["/slurm/v0.0.44/job/7"] = [(200, {}, '{"jobs": [')]
+    fake.script["/slurm/v0.0.44/job/8"] = [(500, {}, "<html>Internal Server Error</html>")]
+    with pytest.raises(SlurmApiError):
+        MaxwellHook(fake.conn_id, retry_delay=0.01, retry_limit=2).get_job(8)
+    # A truncated answer is neither a job nor "no such job": retried, then reported as what it is.
+    with pytest.raises(SlurmTransientError, match="not a JSON object"):
+        MaxwellHook(fake.conn_id, retry_delay=0.01, retry_limit=3).get_job(7)
+    assert fake.count("GET", "/slurm/v0.0.44/job/7") == 3
+    assert fake.count("GET", "/slurmdb/v0.0.44/job/7") == 0

@@ -53,7 +53,7 @@ class FakeSlurm:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_DELETE = answer  # noqa: N815
+            do_GET = do_POST = do_DELETE = answer
 
             @property
             def hits(self) -> list[tuple[str, str, dict[str, str]]]:

@@ -333,8 +333,9 @@ class MaxwellHook(BaseHook):
                     delay = _retry_after(result.headers) or self._backoff(attempt - 1)
                     yield Sleep(delay)
                     continue
+                what = "answered with a body that is not a JSON object" if malformed else "unavailable"
                 raise SlurmTransientError(
-                    f"Slurm REST API unavailable ({answer.body_excerpt!r})", status=answer.status, url=url
+                    f"Slurm REST API {what} ({answer.body_excerpt!r})", status=answer.status, url=url
                 )
             if state.release is None and answer.release:
                 state.release = answer.release

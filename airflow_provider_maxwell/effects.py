@@ -57,5 +57,12 @@ class GetToken:
     stale: str | None = None
 
 
-Effect = Send | Sleep | GetToken
+@dataclass(frozen=True)
+class Note:
+    """Something worth a line in the task log (progress of a job)."""
+
+    message: str
+
+
+Effect = Send | Sleep | GetToken | Note
 Protocol = Generator[Effect, Any, T]

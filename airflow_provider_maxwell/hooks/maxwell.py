@@ -26,7 +26,16 @@ from airflow_provider_maxwell.auth.cache import TokenCache
 from airflow_provider_maxwell.auth.sources import TokenSource, token_source
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.effects import GetToken, HttpCall, HttpResult, Protocol, Send, Sleep, TransportFailure
+from airflow_provider_maxwell.effects import (
+    GetToken,
+    HttpCall,
+    HttpResult,
+    Note,
+    Protocol,
+    Send,
+    Sleep,
+    TransportFailure,
+)
 from airflow_provider_maxwell.exceptions import (
     MaxwellAuthError,
     SlurmAccountingUnavailable,
@@ -39,6 +48,7 @@ from airflow_provider_maxwell.slurm.answers import Answer
 from airflow_provider_maxwell.slurm.dialects import ApiDialect, negotiate, served_versions
 from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
 from airflow_provider_maxwell.slurm.submit import build_submit_body
+from airflow_provider_maxwell.watch import WatchSpec, watch
 
 T = TypeVar("T")
 OPENAPI_PATHS = ("/openapi/v3", "/openapi.json", "/openapi")
@@ -142,6 +152,9 @@ class MaxwellHook(BaseHook):
                 elif isinstance(effect, Sleep):
                     time.sleep(effect.seconds)
                     result = None
+                elif isinstance(effect, Note):
+                    self.log.info("%s", effect.message)
+                    result = None
                 else:
                     result = state.tokens.get(lambda: self._mint_sync(state), stale=effect.stale)
         except StopIteration as done:
@@ -157,6 +170,9 @@ class MaxwellHook(BaseHook):
                     result = await self._send_async(state, effect.call)
                 elif isinstance(effect, Sleep):
                     await asyncio.sleep(effect.seconds)
+                    result = None
+                elif isinstance(effect, Note):
+                    self.log.info("%s", effect.message)
                     result = None
                 else:
                     result = await state.tokens.aget(lambda: self._mint_async(state), stale=effect.stale)
@@ -447,6 +463,31 @@ class MaxwellHook(BaseHook):
             raise SlurmJobNotFound(job_id, status=None, url=self._url(dialect.job_path(job_id)))
         return final
 
+    def _find_jobs_by_name(self, name: str) -> Protocol[list[SlurmJob]]:
+        """Accounting records of this connection's user with job name `name` (newest last)."""
+        dialect = yield from self._dialect()
+        config = (self.state if self._state is None else self._state).config
+        path = dialect.accounting_jobs_path()
+        answer = yield from self._exchange("GET", path, params=dialect.accounting_search(name, config.login))
+        if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
+            raise SlurmAccountingUnavailable(
+                "Slurm accounting (slurmdbd) is unavailable",
+                status=answer.status,
+                url=self._url(path),
+                errors=answer.errors,
+            )
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                f"Could not search accounting for jobs named {name!r}",
+                status=answer.status,
+                url=self._url(path),
+                errors=answer.errors,
+            )
+        reliable = dialect.accounting_exit_code_reliable
+        jobs = [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)]
+        mine = [j for j in jobs if j.name == name and j.user == config.login]
+        return sorted(mine, key=lambda j: j.submit_time.timestamp() if j.submit_time else 0.0)
+
     def _cancel(self, job_id: int, signal: str | int | None) -> Protocol[None]:
         dialect = yield from self._dialect()
         path = dialect.job_path(job_id)
@@ -511,6 +552,18 @@ class MaxwellHook(BaseHook):
     def get_accounting_jobs(self, job_id: int) -> list[SlurmJob]:
         """Every accounting record under `job_id` (all tasks of an array)."""
         return self._run(self._accounting_jobs(_job_id(job_id)))
+
+    def find_jobs_by_name(self, name: str) -> list[SlurmJob]:
+        """This user's jobs named `name`, from accounting, oldest first (used to re-attach after a crash)."""
+        return self._run(self._find_jobs_by_name(name))
+
+    def wait_for_job(self, spec: WatchSpec) -> list[SlurmJob]:
+        """Block until the job (every task of an array) has its final accounting record."""
+        return self._run(watch(self, spec))
+
+    async def await_job(self, spec: WatchSpec) -> list[SlurmJob]:
+        await self.astate()
+        return await self._arun(watch(self, spec))
 
     def cancel_job(self, job_id: int, signal: str | int | None = None) -> None:
         """Cancel (or signal) a job. Signalling a job that already ended is not an error."""

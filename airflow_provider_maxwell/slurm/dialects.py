@@ -26,6 +26,8 @@ class ApiDialect:
     script_in_job: bool
     #: Slurm 22.05's slurmdb (v0.0.38) reports exit code 0 for jobs that exited non-zero.
     accounting_exit_code_reliable: bool
+    #: /slurmdb/vX/jobs takes `users=` (v0.0.40 on; v0.0.38 answers "Unknown Query field").
+    accounting_filters_by_user: bool
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -49,6 +51,13 @@ class ApiDialect:
     def diag_path(self) -> str:
         return f"/slurm/{self.version}/diag"
 
+    def accounting_search(self, job_name: str, user: str) -> dict[str, str]:
+        """Query parameters of /slurmdb/vX/jobs for one job name (and user, where the version can)."""
+        params = {"job_name": job_name}
+        if self.accounting_filters_by_user:
+            params["users"] = user
+        return params
+
     def ping_path(self) -> str:
         return f"/slurm/{self.version}/ping"
 
@@ -70,6 +79,7 @@ def _dialect(minor: int) -> ApiDialect:
         environment_as_list=minor >= 39,
         script_in_job=minor >= 40,
         accounting_exit_code_reliable=minor >= 39,
+        accounting_filters_by_user=minor >= 40,
     )
 
 

@@ -1,0 +1,289 @@
+"""MaxwellSubmitJobOperator: submit a Slurm batch job on Maxwell and wait for its final state.
+
+Imports at the top are what a DAG file parse needs; everything execution needs is imported inside
+the methods that run on a worker (DAG files import this module on every parse).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+    from airflow_provider_maxwell.outcome import Outcome
+    from airflow_provider_maxwell.slurm.job import SlurmJob
+
+JOB_ID_STATE_KEY = "maxwell_job_id"  # task_state_store key; renaming it breaks in-flight retries
+COMMENT_TAG_PREFIX = "airflow:"
+
+
+def comment_tag(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
+    """What every job carries in its comment, so a retry can find the job of its task instance."""
+    return f"{COMMENT_TAG_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index if map_index is not None else -1}"
+
+
+class MaxwellSubmitJobOperator(BaseOperator):
+    """Submit a Slurm batch job through Maxwell's REST API and (by default) wait until it ends.
+
+    :param script: the batch script, or a path to a ``.sh``/``.slurm``/``.sbatch`` template file.
+        Templated. Must start with ``#!``.
+    :param maxwell_conn_id: Airflow connection of type ``maxwell``.
+    :param name: job name (default ``<dag_id>.<task_id>``). Templated.
+    :param partition: Slurm partition, e.g. ``maxcpu`` or ``allcpu``. Templated.
+    :param time_limit: minutes, or a ``timedelta``.
+    :param environment: environment variables of the job (PATH is always set). Templated.
+    :param current_working_directory: the job's working directory (default ``/home/<user>``). Templated.
+    :param array: a job array specification such as ``0-99%10``; the task waits for every task. Templated.
+    :param job_fields: any other job fields (``nodes``, ``ntasks``, ``cpus_per_task``,
+        ``memory_per_node``, ``account``, ``qos``, ``constraints``, ``dependency``, ``comment``,
+        ``standard_output``, ``standard_error`` or raw Slurm fields). Templated.
+    :param wait_for_completion: wait for the job to end (default). If False, return once submitted.
+    :param deferrable: wait in the triggerer instead of holding a worker slot
+        (default: ``[operators] default_deferrable``).
+    :param poll_interval: seconds between status checks.
+    :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
+    :param log_output_lines: how many last lines of the job's output file to copy into the task log
+        at the end, when the worker can read it (shared filesystem); 0 turns it off.
+
+    Returns the job id (XCom ``return_value``) and pushes a summary under the XCom key
+    ``slurm_job``: state, exit_code, nodes, start, end, elapsed, output (and per-state counts and
+    failed indices for arrays).
+    """
+
+    template_fields: Sequence[str] = (
+        "script",
+        "name",
+        "partition",
+        "environment",
+        "current_working_directory",
+        "array",
+        "job_fields",
+    )
+    template_ext: Sequence[str] = (".sh", ".slurm", ".sbatch")
+    template_fields_renderers = {"script": "bash", "environment": "json", "job_fields": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        script: str,
+        maxwell_conn_id: str = "maxwell_default",
+        name: str | None = None,
+        partition: str | None = None,
+        time_limit: int | float | timedelta | None = None,
+        environment: dict[str, str] | None = None,
+        current_working_directory: str | None = None,
+        array: str | None = None,
+        job_fields: dict[str, Any] | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        timeout: float | timedelta | None = None,
+        log_output_lines: int = 50,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.script = script
+        self.maxwell_conn_id = maxwell_conn_id
+        self.name = name
+        self.partition = partition
+        self.time_limit = time_limit
+        self.environment = environment
+        self.current_working_directory = current_working_directory
+        self.array = array
+        self.job_fields = job_fields or {}
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        self.log_output_lines = log_output_lines
+        self.job_id: int | None = None
+
+    # ------------------------------------------------------------------ execution
+
+    def _hook(self) -> MaxwellHook:
+        from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+        return MaxwellHook(self.maxwell_conn_id)
+
+    def _tag(self, context: Context) -> str:
+        ti = context["ti"]
+        return comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+
+    def _fields(self, context: Context) -> dict[str, Any]:
+        fields = dict(self.job_fields)
+        ti = context["ti"]
+        fields["name"] = self.name or f"{ti.dag_id}.{ti.task_id}"
+        tag = self._tag(context)
+        fields["comment"] = f"{tag} {fields['comment']}" if fields.get("comment") else tag
+        for key in ("partition", "time_limit", "environment", "current_working_directory", "array"):
+            value = getattr(self, key)
+            if value is not None:
+                fields[key] = value
+        return fields
+
+    def execute(self, context: Context) -> int:
+        hook = self._hook()
+        fields = self._fields(context)
+        found = self._reattach(context, hook, fields["name"], fields["comment"].split(" ", 1)[0])
+        if found is not None and found.is_terminal and found.is_success:
+            self.job_id = found.job_id
+            self.log.info("Slurm job %s of this task instance already COMPLETED: not submitting again", found.job_id)
+            return self._finish(context, hook, self._spec(context, hook, found.job_id, found))
+        if found is not None and not found.is_terminal:
+            self.job_id = found.job_id
+            self.log.info("Re-attaching to Slurm job %s of this task instance (%s)", found.job_id, found.state_text)
+        else:
+            self.job_id = hook.submit_job(self.script, **fields)
+            self.log.info("Submitted Slurm job %s (%s) as %s", self.job_id, fields["name"], hook.config.login)
+            store = context.get("task_state_store")
+            if store is not None:
+                store.set(JOB_ID_STATE_KEY, self.job_id)
+            found = None
+        if not self.wait_for_completion:
+            return self.job_id
+        spec = self._spec(context, hook, self.job_id, found)
+        if self.deferrable:
+            return self._defer_unless_done(context, hook, spec)
+        return self._finish(context, hook, spec)
+
+    def _reattach(self, context: Context, hook: MaxwellHook, name: str, tag: str) -> SlurmJob | None:
+        """The job a previous try of this task instance submitted, if there is one to build on.
+
+        Saved job id first (task_state_store); else, after a crash between submit and save, the
+        newest job of this user with this name whose comment carries this task instance's tag.
+        A failed earlier job is not built on: the caller submits afresh.
+        """
+        from airflow_provider_maxwell.exceptions import SlurmJobNotFound
+
+        store = context.get("task_state_store")
+        stored = store.get(JOB_ID_STATE_KEY) if store is not None else None
+        if stored:
+            try:
+                job = hook.get_job(int(str(stored)))
+            except SlurmJobNotFound:
+                self.log.warning("Saved Slurm job %s is unknown to Slurm: submitting afresh", stored)
+                return None
+            if job.user == hook.config.login:
+                return job if (not job.is_terminal or job.is_success) else None
+        ti = context["ti"]
+        if getattr(ti, "try_number", 1) <= 1 and not stored:
+            return None  # a first try has nothing to re-attach to: skip the search
+        candidates = [j for j in hook.find_jobs_by_name(name) if j.comment and j.comment.split(" ", 1)[0] == tag]
+        if not candidates:
+            return None
+        job = candidates[-1]
+        if job.is_terminal and not job.is_success:
+            self.log.info(
+                "Earlier Slurm job %s of this task instance ended %s: submitting afresh", job.job_id, job.state_text
+            )
+            return None
+        return hook.get_job(job.job_id) if not job.is_terminal else job
+
+    def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> Any:
+        from airflow_provider_maxwell.watch import WatchSpec, array_size
+
+        submitted = known.submit_time.timestamp() if known is not None and known.submit_time else time.time()
+        return WatchSpec(
+            job_id=job_id,
+            user=hook.config.login,
+            submitted_after=submitted,
+            expected_tasks=array_size(self.array),
+            poll_interval=self.poll_interval,
+            deadline=time.time() + self.timeout if self.timeout else None,
+        )
+
+    def _finish(self, context: Context, hook: MaxwellHook, spec: Any) -> int:
+        from airflow_provider_maxwell.outcome import judge
+        from airflow_provider_maxwell.watch import WatchDeadlineExceeded
+
+        try:
+            jobs = hook.wait_for_job(spec)
+        except WatchDeadlineExceeded as error:
+            hook.cancel_job(spec.job_id)
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"{error}; cancelled it (timeout={self.timeout} s)") from None
+        return self._conclude(context, judge(spec.job_id, jobs))
+
+    def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: Any) -> int:
+        from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+
+        # A job that already ended never defers (a trigger firing right away can trip the scheduler).
+        current = hook.get_job(spec.job_id)
+        if current.is_terminal:
+            return self._finish(context, hook, spec)
+        self.defer(
+            trigger=MaxwellJobTrigger(maxwell_conn_id=self.maxwell_conn_id, spec=spec.to_kwargs()),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60) if self.timeout else None,
+        )
+        raise AssertionError("defer() returns by raising")  # pragma: no cover
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_provider_maxwell.outcome import Outcome
+
+        self.job_id = int(event["job_id"])
+        if event["status"] in ("success", "failed"):
+            outcome = Outcome(
+                event["status"] == "success", event["message"], bool(event.get("retryable", True)), event["summary"]
+            )
+            return self._conclude(context, outcome)
+        raise AirflowException(f"Waiting for Slurm job {self.job_id} failed: {event['message']}")
+
+    def _conclude(self, context: Context, outcome: Outcome) -> int:
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+        context["ti"].xcom_push(key="slurm_job", value=outcome.summary)
+        self._log_output_tail(outcome.summary.get("output"))
+        if outcome.succeeded:
+            self.log.info("%s", outcome.message)
+            # Downstream DAGs scheduled on this task's assets learn which job produced them.
+            for outlet in self.outlets:
+                if type(outlet).__name__ == "Asset":
+                    context["outlet_events"][outlet].extra["slurm_job_id"] = int(outcome.summary["job_id"])
+            return int(outcome.summary["job_id"])
+        if not outcome.retryable:
+            raise AirflowFailException(outcome.message)
+        raise AirflowException(outcome.message)
+
+    def _log_output_tail(self, path: str | None) -> None:
+        if not path or self.log_output_lines <= 0:
+            return
+        lines = tail(path, self.log_output_lines)
+        if lines is None:
+            self.log.info("Job output %s is not readable from this worker", path)
+            return
+        self.log.info("Last %d lines of %s:\n%s", len(lines), path, "\n".join(lines))
+
+    def on_kill(self) -> None:
+        """The task is being killed (marked failed/cleared): cancel the job it started."""
+        if self.job_id is not None:
+            self.log.info("Cancelling Slurm job %s", self.job_id)
+            self._hook().cancel_job(self.job_id)
+
+
+def tail(path: str, count: int, block: int = 8192) -> list[str] | None:
+    """The last `count` lines of a file, reading only its end (output files can be large)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            data = b""
+            while size > 0 and data.count(b"\n") <= count:
+                step = min(block, size)
+                size -= step
+                f.seek(size)
+                data = f.read(step) + data
+    except OSError:
+        return None
+    return data.decode("utf-8", "replace").splitlines()[-count:]

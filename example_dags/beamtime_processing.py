@@ -1,0 +1,61 @@
+"""Process every run of a beamtime on Maxwell: one Slurm job per run (dynamic task mapping), waited
+on in the triggerer, then a summary of the jobs.
+
+Set the Airflow Variable ``maxwell_workdir`` to a directory on Maxwell's shared filesystem (e.g. your
+GPFS/BeeGFS space): jobs run there and the summary reads their output.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+
+WORKDIR = "{{ var.value.get('maxwell_workdir', '/tmp') }}"
+
+with DAG(
+    dag_id="beamtime_processing",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    doc_md=__doc__,
+    template_searchpath=[str(Path(__file__).parent / "scripts")],
+    params={
+        "beamtime": Param("11019876", type="string", description="beamtime id"),
+        "runs": Param([1, 2, 3], type="array", description="run numbers to process"),
+        "seconds_per_run": Param(2, type="integer", minimum=0),
+    },
+    tags=["maxwell", "example"],
+):
+
+    @task
+    def list_runs(params: dict | None = None) -> list[dict[str, str]]:
+        return [{"RUN": str(run)} for run in (params or {})["runs"]]
+
+    process = MaxwellSubmitJobOperator.partial(
+        task_id="process_run",
+        script="process_run.sh",
+        partition="maxcpu",
+        time_limit=10,
+        current_working_directory=WORKDIR,
+        deferrable=True,
+        poll_interval=5,
+    ).expand(environment=list_runs())
+
+    @task
+    def summarize(ti=None) -> dict[str, object]:
+        jobs = ti.xcom_pull(task_ids="process_run", key="slurm_job") or []
+        for job in jobs:
+            frames = ""
+            if job.get("output"):
+                try:
+                    frames = Path(job["output"]).read_text().strip().splitlines()[-1]
+                except OSError:
+                    frames = "(output not readable here)"
+            print(f"job {job['job_id']}: {job['state']} in {job['elapsed']} on {job['nodes']}: {frames}")
+        return {"jobs": len(jobs), "completed": sum(1 for j in jobs if j["state"] == "COMPLETED")}
+
+    process >> summarize()

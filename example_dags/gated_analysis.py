@@ -1,0 +1,41 @@
+"""Analysis that runs only when the nightly reduction job COMPLETED: scheduled on the reduction's
+asset, and gated by a sensor on the reduction's Slurm job (the id travels in the asset event;
+pass ``{"job_id": N}`` as run conf to gate on any other job)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset, Param
+
+from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+from airflow_provider_maxwell.sensors.job import MaxwellJobSensor
+
+with DAG(
+    dag_id="gated_analysis",
+    schedule=[Asset("maxwell_nightly_reduction")],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    doc_md=__doc__,
+    params={"job_id": Param(None, type=["null", "integer"], description="Slurm job to gate on")},
+    tags=["maxwell", "example"],
+):
+    reduction_done = MaxwellJobSensor(
+        task_id="reduction_completed",
+        job_id=(
+            "{{ params.job_id if params.job_id else "
+            "(triggering_asset_events.values() | first | last).extra['slurm_job_id'] }}"
+        ),
+        deferrable=True,
+        poke_interval=5,
+        timeout=3600,
+    )
+    analysis = MaxwellSubmitJobOperator(
+        task_id="analysis",
+        script="#!/bin/bash\necho \"analysing the output of job {{ ti.xcom_pull(task_ids='reduction_completed') }}\"\n",
+        time_limit=30,
+        current_working_directory="{{ var.value.get('maxwell_workdir', '/tmp') }}",
+        deferrable=True,
+        poll_interval=5,
+    )
+    reduction_done >> analysis

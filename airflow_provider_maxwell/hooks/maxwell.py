@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import threading
 import time
 import weakref
@@ -264,8 +265,12 @@ class MaxwellHook(BaseHook):
         clients = self._async_clients.setdefault(loop, {})
         key = state.config.fingerprint
         if key not in clients:
+            verify = state.config.verify
+            tls: bool | ssl.SSLContext = (
+                ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+            )
             clients[key] = httpx.AsyncClient(
-                verify=state.config.verify,
+                verify=tls,
                 timeout=state.config.timeout,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
@@ -464,9 +469,19 @@ class MaxwellHook(BaseHook):
         return final
 
     def _find_jobs_by_name(self, name: str) -> Protocol[list[SlurmJob]]:
-        """Accounting records of this connection's user with job name `name` (newest last)."""
+        """This user's jobs named `name`, oldest first: slurmctld's live ones (current right after
+        submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
         dialect = yield from self._dialect()
         config = (self.state if self._state is None else self._state).config
+        live_answer = yield from self._exchange("GET", dialect.jobs_path())
+        if answers.is_error(live_answer):
+            raise SlurmApiError(
+                "Could not list Slurm jobs",
+                status=live_answer.status,
+                url=self._url(dialect.jobs_path()),
+                errors=live_answer.errors,
+            )
+        found = {j.job_id: j for j in map(parse_controller_job, _job_documents(live_answer))}
         path = dialect.accounting_jobs_path()
         answer = yield from self._exchange("GET", path, params=dialect.accounting_search(name, config.login))
         if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
@@ -484,8 +499,9 @@ class MaxwellHook(BaseHook):
                 errors=answer.errors,
             )
         reliable = dialect.accounting_exit_code_reliable
-        jobs = [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)]
-        mine = [j for j in jobs if j.name == name and j.user == config.login]
+        for job in (parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)):
+            found.setdefault(job.job_id, job)  # slurmctld's record is the current one while it has the job
+        mine = [j for j in found.values() if j.name == name and j.user == config.login]
         return sorted(mine, key=lambda j: j.submit_time.timestamp() if j.submit_time else 0.0)
 
     def _cancel(self, job_id: int, signal: str | int | None) -> Protocol[None]:
@@ -554,7 +570,7 @@ class MaxwellHook(BaseHook):
         return self._run(self._accounting_jobs(_job_id(job_id)))
 
     def find_jobs_by_name(self, name: str) -> list[SlurmJob]:
-        """This user's jobs named `name`, from accounting, oldest first (used to re-attach after a crash)."""
+        """This user's jobs named `name`, oldest first (used to re-attach after a crash)."""
         return self._run(self._find_jobs_by_name(name))
 
     def wait_for_job(self, spec: WatchSpec) -> list[SlurmJob]:

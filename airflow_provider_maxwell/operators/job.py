@@ -125,7 +125,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         fields["comment"] = f"{tag} {fields['comment']}" if fields.get("comment") else tag
         for key in ("partition", "time_limit", "environment", "current_working_directory", "array"):
             value = getattr(self, key)
-            if value is not None:
+            # A template cannot render None: an optional field rendered empty means "not set".
+            if value is not None and value != "":
                 fields[key] = value
         return fields
 

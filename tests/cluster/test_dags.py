@@ -1,0 +1,283 @@
+"""What users write, run the way users run it: `airflow dags test` against the local Maxwell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.slurm.states import JobState
+from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+from airflow_provider_maxwell.watch import WatchSpec
+
+from ..conftest import PROJECT, STATE
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+EXAMPLES = PROJECT / "example_dags"
+TEST_DAGS = PROJECT / "tests" / "dags"
+
+
+def connection_env() -> dict[str, str]:
+    env = {}
+    for line in (STATE / "connections.env").read_text().splitlines():
+        if line.startswith("export AIRFLOW_CONN_"):
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+@pytest.fixture(scope="module")
+def airflow_env(cluster, tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        **connection_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def dags_test(
+    env: dict[str, str], folder: Path, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300
+) -> tuple[int, str]:
+    args = [AIRFLOW, "dags", "test", dag_id] + (["-c", json.dumps(conf)] if conf else [])
+    run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
+    result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
+def submitted_ids(output: str) -> list[int]:
+    return [int(m) for m in re.findall(r"Submitted Slurm job (\d+)", output)]
+
+
+@pytest.fixture(scope="module")
+def hook(airflow_env, monkeypatch_module) -> MaxwellHook:
+    for name, value in connection_env().items():
+        monkeypatch_module.setenv(name, value)
+    return MaxwellHook("maxwell_default")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def wait_until(predicate, timeout: float = 60, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+# ------------------------------------------------------------------ the example DAGs
+
+
+@pytest.fixture(scope="module")
+def timeout_run(airflow_env) -> subprocess.Popen:
+    """The time-limit case takes 60-90 s of Slurm's time: start it first, collect it last."""
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    return subprocess.Popen(
+        [AIRFLOW, "dags", "test", "maxwell_outcome_sync", "-c", json.dumps({"script": "#!/bin/bash\nsleep 300\n"})],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_beamtime_processing_maps_one_job_per_run_and_summarizes(airflow_env, timeout_run):
+    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_processing")
+    assert rc == 0, out[-3000:]
+    assert len(set(submitted_ids(out))) == 3
+    for run in (1, 2, 3):
+        assert f"run {run}: {run * 1000} frames integrated" in out  # the summary read each job's output
+    assert "Pausing task as DEFERRED" in out
+
+
+def test_nightly_reduction_renders_the_data_interval_and_updates_its_asset(airflow_env):
+    rc, out = dags_test(airflow_env, EXAMPLES, "nightly_reduction")
+    assert rc == 0, out[-3000:]
+    assert re.search(r"reducing data from \d{4}-\d\d-\d\d", out)
+    assert "Pausing task as DEFERRED" in out and "ended COMPLETED" in out
+
+
+def test_gated_analysis_runs_after_the_gating_job_completed(airflow_env, hook, cluster):
+    job_id = hook.submit_job(
+        "#!/bin/bash\necho reduced\n", name="nightly.reduce", current_working_directory=cluster["jobs_dir"]
+    )
+    rc, out = dags_test(airflow_env, EXAMPLES, "gated_analysis", {"job_id": job_id})
+    assert rc == 0, out[-3000:]
+    assert f"Slurm job {job_id} (nightly.reduce) ended COMPLETED" in out
+    assert f"analysing the output of job {job_id}" in out
+
+
+# ------------------------------------------------------------------ outcomes
+
+
+def test_job_exiting_3_fails_the_task_with_one_clear_line(airflow_env):
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_outcome", {"script": "#!/bin/bash\necho bad input\nexit 3\n"})
+    assert rc != 0
+    assert re.search(
+        r"AirflowException: Slurm job \d+ \(maxwell_outcome\.job\) ended FAILED with exit code 3 after "
+        r"\d+:\d\d:\d\d on maxwn26; output: \S+/slurm-\d+\.out",
+        out,
+    ), out[-3000:]
+    assert "bad input" in out  # the output's last lines reached the task log
+
+
+def test_array_with_one_failing_index_names_it(airflow_env):
+    script = "#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\nexit $((SLURM_ARRAY_TASK_ID == 3 ? 7 : 0))\n"
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_outcome", {"script": script, "array": "0-4"})
+    assert rc != 0
+    assert re.search(
+        r"Slurm array job \d+ \(maxwell_outcome\.job\): 1 of 5 tasks did not complete "
+        r"\[3: FAILED \(exit code 7\)\]",
+        out,
+    ), out[-3000:]
+
+
+def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    proc = subprocess.Popen(
+        [AIRFLOW, "dags", "test", "maxwell_outcome", "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "RUNNING on" in line:
+            break
+    job_id = submitted_ids("".join(lines))[0]
+    hook.cancel_job(job_id)  # someone outside Airflow (scancel)
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(timeout=120) != 0
+    assert re.search(
+        rf"AirflowFailException: Slurm job {job_id} \(maxwell_outcome\.job\) ended CANCELLED .*"
+        r"\(cancelled outside Airflow: not retried\)",
+        out,
+    ), out[-3000:]
+
+
+def test_killing_a_running_task_cancels_its_job(airflow_env, hook):
+    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    proc = subprocess.Popen(
+        [AIRFLOW, "dags", "test", "maxwell_outcome_sync", "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "RUNNING on" in line:
+            break
+    job_id = submitted_ids("".join(lines))[0]
+    proc.send_signal(signal.SIGTERM)  # what the supervisor does when a user marks the task failed
+    proc.communicate(timeout=120)
+    job = wait_until(lambda: (j := hook.get_job(job_id)).is_terminal and j, timeout=60)
+    assert job.state is JobState.CANCELLED
+
+
+def test_killing_a_deferred_task_cancels_its_job(hook, cluster):
+    job_id = hook.submit_job(
+        "#!/bin/bash\nsleep 120\n", name="deferred.kill", current_working_directory=cluster["jobs_dir"]
+    )
+    spec = WatchSpec(job_id=job_id, user=hook.config.login, submitted_after=time.time() - 5, poll_interval=1)
+    trigger = MaxwellJobTrigger(maxwell_conn_id="maxwell_default", spec=spec.to_kwargs())
+
+    async def kill_while_waiting() -> None:
+        waiting = asyncio.ensure_future(trigger.run().__anext__())
+        await asyncio.sleep(3)
+        assert not waiting.done()
+        await trigger.on_kill()  # user marked the deferred task failed
+        event = await asyncio.wait_for(waiting, timeout=60)
+        assert event.payload["status"] == "failed" and "CANCELLED" in event.payload["message"]
+
+    asyncio.run(kill_while_waiting())
+    assert hook.get_job(job_id).state is JobState.CANCELLED
+
+
+def test_trigger_kwargs_carry_no_secret(hook):
+    spec = WatchSpec(job_id=1, user=hook.config.login)
+    _, kwargs = MaxwellJobTrigger(maxwell_conn_id="maxwell_default", spec=spec.to_kwargs()).serialize()
+    text = json.dumps(kwargs)
+    assert hook.get_token() not in text and (hook.config.password or "") not in text
+    assert set(kwargs) == {"maxwell_conn_id", "spec", "success_states", "cancel_on_deadline"}
+
+
+@pytest.mark.parametrize("mode", ["before_save", "after_save"])
+def test_retry_after_a_worker_crash_reattaches_instead_of_resubmitting(airflow_env, hook, mode):
+    rc, out = dags_test(airflow_env, TEST_DAGS, f"maxwell_crash_{mode}")
+    assert rc == 0, out[-3000:]
+    assert "simulated worker crash" in out
+    ids = submitted_ids(out)
+    assert len(ids) == 1, f"submitted {ids}"
+    assert f"Re-attaching to Slurm job {ids[0]} of this task instance" in out
+    run_id = re.search(r"run_id=(manual__\S+?),", out)
+    assert run_id
+    tag = f"airflow:maxwell_crash_{mode}/job/{run_id.group(1)}/-1"
+    same_task_instance = [j for j in hook.find_jobs_by_name(f"maxwell_crash_{mode}.job") if j.comment == tag]
+    assert [j.job_id for j in same_task_instance] == ids  # one job in Slurm for this task instance, not two
+
+
+# ------------------------------------------------------------------ the sensor
+
+
+def test_sensor_on_a_finished_and_purged_job_succeeds_from_accounting(airflow_env, hook, cluster):
+    job_id = hook.submit_job("#!/bin/bash\ntrue\n", name="sensor.target", current_working_directory=cluster["jobs_dir"])
+    wait_until(lambda: hook.get_controller_jobs(job_id) is None, timeout=90, every=1)  # purged (MinJobAge)
+    for dag_id in ("maxwell_sensor", "maxwell_sensor_deferred"):
+        rc, out = dags_test(airflow_env, TEST_DAGS, dag_id, {"job_id": job_id})
+        assert rc == 0, out[-3000:]
+        assert f"Slurm job {job_id} (sensor.target) ended COMPLETED" in out
+        assert "Pausing task as DEFERRED" not in out  # a finished job never defers
+
+
+def test_deferred_sensor_waits_for_a_running_job(airflow_env, hook, cluster):
+    job_id = hook.submit_job(
+        "#!/bin/bash\nsleep 6\n", name="sensor.running", current_working_directory=cluster["jobs_dir"]
+    )
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_sensor_deferred", {"job_id": job_id})
+    assert rc == 0, out[-3000:]
+    assert "Pausing task as DEFERRED" in out and f"Slurm job {job_id} (sensor.running) ended COMPLETED" in out
+
+
+def test_sensor_fails_fast_on_a_failed_job(airflow_env, hook, cluster):
+    job_id = hook.submit_job(
+        "#!/bin/bash\nexit 2\n", name="sensor.failed", current_working_directory=cluster["jobs_dir"]
+    )
+    wait_until(lambda: (j := hook.get_accounting_job(job_id)) is not None and j.is_terminal)
+    began = time.monotonic()
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_sensor", {"job_id": job_id})
+    assert rc != 0 and time.monotonic() - began < 120
+    assert f"AirflowFailException: Slurm job {job_id} (sensor.failed) ended FAILED with exit code 2" in out
+
+
+def test_job_past_its_time_limit_fails_the_task(timeout_run):
+    out, _ = timeout_run.communicate(timeout=300)
+    assert timeout_run.returncode != 0
+    assert re.search(r"Slurm job \d+ \(maxwell_outcome_sync\.job\) ended TIMEOUT", out), out[-3000:]

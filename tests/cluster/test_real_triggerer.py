@@ -1,0 +1,102 @@
+"""One run through Airflow's real scheduler and triggerer (airflow standalone), not dag.test():
+the task is seen `deferred` in the metadata database and ends `success`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from .test_dags import AIRFLOW, TEST_DAGS, connection_env
+
+DAG_ID = "maxwell_outcome"
+
+
+def states(db: Path, dag_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT task_id, COALESCE(state, '') FROM task_instance WHERE dag_id = ?", (dag_id,)
+        ).fetchall()
+
+
+def dag_parsed(db: Path, dag_id: str) -> bool:
+    try:
+        with sqlite3.connect(db) as conn:
+            return bool(conn.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchall())
+    except sqlite3.Error:
+        return False
+
+
+def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_path):
+    home = tmp_path / "airflow"
+    env = {
+        **os.environ,
+        **connection_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": "18793",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:18793/execution/",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
+        # standalone starts its scheduler, triggerer, ... as `airflow` from PATH
+        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = open(tmp_path / "standalone.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        [AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    db = home / "airflow.db"
+    try:
+        deadline = time.monotonic() + 180
+        while not dag_parsed(db, DAG_ID):
+            assert proc.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the DAG was not parsed within 180 s"
+            time.sleep(2)
+        conf = json.dumps({"script": "#!/bin/bash\nsleep 12\necho through the triggerer\n"})
+        for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "-c", conf]):
+            subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
+        seen: list[str] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            current = dict(states(db, DAG_ID)).get("job", "")
+            if current and (not seen or seen[-1] != current):
+                seen.append(current)
+            if current in ("success", "failed", "upstream_failed"):
+                break
+            time.sleep(0.5)
+        assert "deferred" in seen, f"states seen: {seen}"
+        assert seen[-1] == "success", f"states seen: {seen}\n{(tmp_path / 'standalone.log').read_text()[-3000:]}"
+    finally:
+        stop_group(proc)
+        log.close()
+
+
+def group_alive(pgid: int) -> bool:
+    """Is any live (non-zombie) process still in process group `pgid`?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop the process group this test started (its id is the PID we started), children included."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

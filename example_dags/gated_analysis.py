@@ -22,9 +22,10 @@ with DAG(
 ):
     reduction_done = MaxwellJobSensor(
         task_id="reduction_completed",
+        # The job that produced the asset event, unless a job id was given as run conf.
         job_id=(
-            "{{ params.job_id if params.job_id else "
-            "(triggering_asset_events.values() | first | last).extra['slurm_job_id'] }}"
+            "{% set events = triggering_asset_events.values() | list %}"
+            "{{ params.job_id or (events[0][-1].extra.get('slurm_job_id', '') if events else '') }}"
         ),
         deferrable=True,
         poke_interval=5,

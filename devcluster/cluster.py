@@ -471,6 +471,7 @@ def write_stack_config(stack: Stack) -> None:
         cpus=8,
         mariadb_port=MARIADB_PORT,
         db=f"slurm_acct_{stack.name}",
+        first_job_id=int(stack.name[1:]) * 100000,  # s22: 2200000, s24: 2400000, s26: 2600000
         db_password=mariadb_password(),
         # 22.05 still wants a switch plugin named; 24.11 dropped the option.
         switch="SwitchType=switch/none" if stack.name == "s22" else "",

@@ -24,6 +24,16 @@ class HttpCall:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
+    def request_kwargs(self) -> dict[str, Any]:
+        """The arguments requests and httpx share for this call."""
+        return {
+            "params": self.params,
+            "json": self.json,
+            "data": self.form,
+            "headers": dict(self.headers),
+            "auth": self.basic_auth,
+        }
+
 
 @dataclass(frozen=True)
 class HttpResult:

@@ -220,11 +220,7 @@ class MaxwellHook(BaseHook):
             response = self._session.request(
                 call.method,
                 call.url,
-                params=call.params,
-                json=call.json,
-                data=call.form,
-                headers=dict(call.headers),
-                auth=call.basic_auth,
+                **call.request_kwargs(),
                 timeout=state.config.timeout,
                 verify=state.config.verify,
                 allow_redirects=False,
@@ -244,15 +240,7 @@ class MaxwellHook(BaseHook):
         state.requests_sent += 1
         client = self._async_client(state)
         try:
-            response = await client.request(
-                call.method,
-                call.url,
-                params=call.params,
-                json=call.json,
-                data=call.form,
-                headers=dict(call.headers),
-                auth=call.basic_auth,
-            )
+            response = await client.request(call.method, call.url, **call.request_kwargs())
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             return TransportFailure(_short(error), before_send=True)
         except httpx.TransportError as error:

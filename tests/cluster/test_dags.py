@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,25 @@ def wait_until(predicate, timeout: float = 60, every: float = 0.5) -> Any:
 
 
 @pytest.fixture(scope="module")
-def timeout_run(airflow_env) -> subprocess.Popen:
-    """The time-limit case takes 60-90 s of Slurm's time: start it first, collect it last."""
-    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
-    return subprocess.Popen(
+def timeout_run(airflow_env, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """The time-limit case takes 60-90 s of Slurm's time: start it first, collect it last. It gets
+    its own Airflow home: two `dags test` processes on one SQLite database contend for its lock."""
+    home = tmp_path_factory.mktemp("airflow-home-timeout")
+    env = {**airflow_env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    log = (home / "dags-test.log").open("w")  # a file, not a pipe: nobody reads it until the end
+    proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", "maxwell_outcome_sync", "-c", json.dumps({"script": "#!/bin/bash\nsleep 300\n"})],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    yield proc, home / "dags-test.log"
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
+    log.close()
 
 
 def test_beamtime_processing_maps_one_job_per_run_and_summarizes(airflow_env, timeout_run):
@@ -154,11 +164,11 @@ def test_array_with_one_failing_index_names_it(airflow_env):
     ), out[-3000:]
 
 
-def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
-    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+def start_until_running(env: dict[str, str], dag_id: str) -> tuple[subprocess.Popen, str, int]:
+    """Start `airflow dags test` of a 2-minute job in the background; return once the job runs."""
     proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", "maxwell_outcome", "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
-        env=env,
+        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
+        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -169,9 +179,14 @@ def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
         lines.append(line)
         if "RUNNING on" in line:
             break
-    job_id = submitted_ids("".join(lines))[0]
+    return proc, "".join(lines), submitted_ids("".join(lines))[0]
+
+
+def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
+    proc, seen, job_id = start_until_running(airflow_env, "maxwell_outcome")
     hook.cancel_job(job_id)  # someone outside Airflow (scancel)
-    out = "".join(lines) + proc.stdout.read()
+    assert proc.stdout is not None
+    out = seen + proc.stdout.read()
     assert proc.wait(timeout=120) != 0
     assert re.search(
         rf"AirflowFailException: Slurm job {job_id} \(maxwell_outcome\.job\) ended CANCELLED .*"
@@ -181,21 +196,7 @@ def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
 
 
 def test_killing_a_running_task_cancels_its_job(airflow_env, hook):
-    env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
-    proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", "maxwell_outcome_sync", "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "RUNNING on" in line:
-            break
-    job_id = submitted_ids("".join(lines))[0]
+    proc, _, job_id = start_until_running(airflow_env, "maxwell_outcome_sync")
     proc.send_signal(signal.SIGTERM)  # what the supervisor does when a user marks the task failed
     proc.communicate(timeout=120)
     job = wait_until(lambda: (j := hook.get_job(job_id)).is_terminal and j, timeout=60)
@@ -259,7 +260,7 @@ def test_sensor_on_a_finished_and_purged_job_succeeds_from_accounting(airflow_en
 
 def test_deferred_sensor_waits_for_a_running_job(airflow_env, hook, cluster):
     job_id = hook.submit_job(
-        "#!/bin/bash\nsleep 6\n", name="sensor.running", current_working_directory=cluster["jobs_dir"]
+        "#!/bin/bash\nsleep 30\n", name="sensor.running", current_working_directory=cluster["jobs_dir"]
     )
     rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_sensor_deferred", {"job_id": job_id})
     assert rc == 0, out[-3000:]
@@ -278,6 +279,7 @@ def test_sensor_fails_fast_on_a_failed_job(airflow_env, hook, cluster):
 
 
 def test_job_past_its_time_limit_fails_the_task(timeout_run):
-    out, _ = timeout_run.communicate(timeout=300)
-    assert timeout_run.returncode != 0
+    proc, log = timeout_run
+    assert proc.wait(timeout=300) != 0
+    out = log.read_text()
     assert re.search(r"Slurm job \d+ \(maxwell_outcome_sync\.job\) ended TIMEOUT", out), out[-3000:]

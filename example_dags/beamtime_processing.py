@@ -48,6 +48,8 @@ with DAG(
     @task
     def summarize(ti=None) -> dict[str, object]:
         jobs = ti.xcom_pull(task_ids="process_run", key="slurm_job") or []
+        if isinstance(jobs, dict):  # a beamtime of one run: Airflow returns that run's summary itself
+            jobs = [jobs]
         for job in jobs:
             frames = ""
             if job.get("output"):

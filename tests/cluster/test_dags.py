@@ -38,9 +38,8 @@ def connection_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def airflow_env(cluster, tmp_path_factory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow-home")
+def make_airflow_env(cluster: dict[str, Any], home: Path) -> dict[str, str]:
+    """An environment for `airflow` commands: its own home and database, the local Maxwell's connections."""
     env = {
         **os.environ,
         **connection_env(),
@@ -50,6 +49,11 @@ def airflow_env(cluster, tmp_path_factory) -> dict[str, str]:
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     return env
+
+
+@pytest.fixture(scope="module")
+def airflow_env(cluster, tmp_path_factory) -> dict[str, str]:
+    return make_airflow_env(cluster, tmp_path_factory.mktemp("airflow-home"))
 
 
 def dags_test(

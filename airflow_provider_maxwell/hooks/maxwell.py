@@ -417,11 +417,12 @@ class MaxwellHook(BaseHook):
             )
         return [parse_controller_job(doc) for doc in _job_documents(answer)]
 
-    def _accounting_jobs(self, job_id: int) -> Protocol[list[SlurmJob]]:
-        """Every accounting record under `job_id`; [] while accounting has none (yet)."""
+    def _accounting_query(
+        self, path: str, what: str, params: Mapping[str, str] | None = None, missing_ok: bool = False
+    ) -> Protocol[list[SlurmJob]]:
+        """GET an accounting path and parse its jobs; 7000 after a renewal means slurmdbd is down."""
         dialect = yield from self._dialect()
-        path = dialect.accounting_job_path(job_id)
-        answer = yield from self._exchange("GET", path)
+        answer = yield from self._exchange("GET", path, params=params)
         if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
             raise SlurmAccountingUnavailable(
                 "Slurm accounting (slurmdbd) is unavailable",
@@ -429,15 +430,21 @@ class MaxwellHook(BaseHook):
                 url=self._url(path),
                 errors=answer.errors,
             )
-        if answers.is_error(answer) and not (answer.status == 404 and answer.is_slurm):
-            raise SlurmApiError(
-                f"Could not read accounting for Slurm job {job_id}",
-                status=answer.status,
-                url=self._url(path),
-                errors=answer.errors,
-            )
+        if answers.is_error(answer) and not (missing_ok and answer.status == 404 and answer.is_slurm):
+            raise SlurmApiError(what, status=answer.status, url=self._url(path), errors=answer.errors)
         reliable = dialect.accounting_exit_code_reliable
         return [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)]
+
+    def _accounting_jobs(self, job_id: int) -> Protocol[list[SlurmJob]]:
+        """Every accounting record under `job_id`; [] while accounting has none (yet)."""
+        dialect = yield from self._dialect()
+        return (
+            yield from self._accounting_query(
+                dialect.accounting_job_path(job_id),
+                f"Could not read accounting for Slurm job {job_id}",
+                missing_ok=True,
+            )
+        )
 
     def _get_accounting_job(self, job_id: int) -> Protocol[SlurmJob | None]:
         records = yield from self._accounting_jobs(job_id)
@@ -470,24 +477,12 @@ class MaxwellHook(BaseHook):
                 errors=live_answer.errors,
             )
         found = {j.job_id: j for j in map(parse_controller_job, _job_documents(live_answer))}
-        path = dialect.accounting_jobs_path()
-        answer = yield from self._exchange("GET", path, params=dialect.accounting_search(name, config.login))
-        if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
-            raise SlurmAccountingUnavailable(
-                "Slurm accounting (slurmdbd) is unavailable",
-                status=answer.status,
-                url=self._url(path),
-                errors=answer.errors,
-            )
-        if answers.is_error(answer):
-            raise SlurmApiError(
-                f"Could not search accounting for jobs named {name!r}",
-                status=answer.status,
-                url=self._url(path),
-                errors=answer.errors,
-            )
-        reliable = dialect.accounting_exit_code_reliable
-        for job in (parse_accounting_job(doc, exit_code_reliable=reliable) for doc in _job_documents(answer)):
+        found_in_accounting = yield from self._accounting_query(
+            dialect.accounting_jobs_path(),
+            f"Could not search accounting for jobs named {name!r}",
+            params=dialect.accounting_search(name, config.login),
+        )
+        for job in found_in_accounting:
             found.setdefault(job.job_id, job)  # slurmctld's record is the current one while it has the job
         mine = [j for j in found.values() if j.name == name and j.user == config.login]
         return sorted(mine, key=lambda j: j.submit_time.timestamp() if j.submit_time else 0.0)

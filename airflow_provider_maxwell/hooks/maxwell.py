@@ -300,7 +300,12 @@ class MaxwellHook(BaseHook):
             attempt += 1
             if isinstance(result, TransportFailure):
                 if (resend_safe or result.before_send) and attempt < self.retry_limit:
-                    yield Sleep(self._backoff(attempt - 1))
+                    delay = self._backoff(attempt - 1)
+                    yield Note(
+                        f"Slurm REST API unreachable ({result.message}); retry {attempt} of "
+                        f"{self.retry_limit - 1} in {delay:.1f} s: {method} {url}"
+                    )
+                    yield Sleep(delay)
                     continue
                 raise SlurmTransientError(
                     f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})", status=None, url=url
@@ -340,6 +345,10 @@ class MaxwellHook(BaseHook):
             ):
                 if resend_safe and attempt < self.retry_limit:
                     delay = _retry_after(result.headers) or self._backoff(attempt - 1)
+                    yield Note(
+                        f"Slurm REST API answered HTTP {answer.status}; retry {attempt} of "
+                        f"{self.retry_limit - 1} in {delay:.1f} s: {method} {url}"
+                    )
                     yield Sleep(delay)
                     continue
                 what = "answered with a body that is not a JSON object" if malformed else "unavailable"

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,47 +19,7 @@ from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.watch import WatchSpec
 
-from ..conftest import PROJECT, STATE
-
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-EXAMPLES = PROJECT / "example_dags"
-TEST_DAGS = PROJECT / "tests" / "dags"
-
-
-def connection_env() -> dict[str, str]:
-    env = {}
-    for line in (STATE / "connections.env").read_text().splitlines():
-        if line.startswith("export AIRFLOW_CONN_"):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = shlex.split(value)[0]
-    return env
-
-
-def make_airflow_env(cluster: dict[str, Any], home: Path) -> dict[str, str]:
-    """An environment for `airflow` commands: its own home and database, the local Maxwell's connections."""
-    env = {
-        **os.environ,
-        **connection_env(),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
-    }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    return env
-
-
-@pytest.fixture(scope="module")
-def airflow_env(cluster, tmp_path_factory) -> dict[str, str]:
-    return make_airflow_env(cluster, tmp_path_factory.mktemp("airflow-home"))
-
-
-def dags_test(
-    env: dict[str, str], folder: Path, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300
-) -> tuple[int, str]:
-    args = [AIRFLOW, "dags", "test", dag_id] + (["-c", json.dumps(conf)] if conf else [])
-    run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
-    result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout)
-    return result.returncode, result.stdout + result.stderr
+from .airflow_cli import AIRFLOW, EXAMPLES, TEST_DAGS, connection_env, dags_test
 
 
 def submitted_ids(output: str) -> list[int]:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .test_dags import AIRFLOW, TEST_DAGS, connection_env
+from .airflow_cli import AIRFLOW, TEST_DAGS, connection_env
 
 DAG_ID = "maxwell_outcome"
 

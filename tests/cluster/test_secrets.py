@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_dags import EXAMPLES, TEST_DAGS, connection_env, dags_test, make_airflow_env
+from .airflow_cli import EXAMPLES, TEST_DAGS, connection_env, dags_test, make_airflow_env
 
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 

@@ -1,0 +1,48 @@
+"""Running the `airflow` command line against the local Maxwell, for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..conftest import PROJECT, STATE
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+EXAMPLES = PROJECT / "example_dags"
+TEST_DAGS = PROJECT / "tests" / "dags"
+
+
+def connection_env() -> dict[str, str]:
+    env = {}
+    for line in (STATE / "connections.env").read_text().splitlines():
+        if line.startswith("export AIRFLOW_CONN_"):
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def make_airflow_env(cluster: dict[str, Any], home: Path) -> dict[str, str]:
+    """An environment for `airflow` commands: its own home and database, the local Maxwell's connections."""
+    env = {
+        **os.environ,
+        **connection_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def dags_test(
+    env: dict[str, str], folder: Path, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 300
+) -> tuple[int, str]:
+    args = [AIRFLOW, "dags", "test", dag_id] + (["-c", json.dumps(conf)] if conf else [])
+    run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
+    result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr

@@ -17,7 +17,9 @@ from airflow_provider_maxwell.auth.tokens import MintedToken
 class TokenCache:
     def __init__(self) -> None:
         self._token: MintedToken | None = None
-        self._lock = threading.Lock()
+        # Reentrant: Airflow runs on_kill (which cancels the job through this cache) in a SIGTERM
+        # handler on the task's main thread, which may be holding this lock at that moment.
+        self._lock = threading.RLock()
         self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )

@@ -64,12 +64,11 @@ class ConnectionState:
     tokens: TokenCache = field(default_factory=TokenCache)
     dialect: ApiDialect | None = None
     release: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
     requests_sent: int = 0
 
 
 _STATES: dict[str, ConnectionState] = {}
-_STATES_LOCK = threading.Lock()
+_STATES_LOCK = threading.RLock()  # reentrant: on_kill may run in a signal handler while it is held
 
 
 def connection_state(config: MaxwellConnectionConfig) -> ConnectionState:

@@ -6,6 +6,7 @@ the methods that run on a worker (DAG files import this module on every parse).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -267,10 +268,24 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.log.info("Last %d lines of %s:\n%s", len(lines), path, "\n".join(lines))
 
     def on_kill(self) -> None:
-        """The task is being killed (marked failed/cleared): cancel the job it started."""
-        if self.job_id is not None:
-            self.log.info("Cancelling Slurm job %s", self.job_id)
-            self._hook().cancel_job(self.job_id)
+        """The task is being killed (marked failed/cleared): cancel the job it started.
+
+        Airflow calls this from a SIGTERM handler on the task's main thread, which may be holding a
+        lock (a log writer's, say) at that instant. Waiting on such a lock in the handler would hang
+        the task, so the cancel runs in its own thread; if it cannot finish while the handler waits,
+        it finishes as soon as the interrupted code moves on.
+        """
+        if self.job_id is None:
+            return
+        job_id = self.job_id
+
+        def cancel() -> None:
+            self._hook().cancel_job(job_id)
+            self.log.info("Cancelled Slurm job %s", job_id)
+
+        worker = threading.Thread(target=cancel, name=f"cancel-slurm-job-{job_id}", daemon=False)
+        worker.start()
+        worker.join(timeout=30)
 
 
 def tail(path: str, count: int, block: int = 8192) -> list[str] | None:

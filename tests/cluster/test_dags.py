@@ -244,3 +244,21 @@ def test_job_past_its_time_limit_fails_the_task(timeout_run):
     assert proc.wait(timeout=300) != 0
     out = log.read_text()
     assert re.search(r"Slurm job \d+ \(maxwell_outcome_sync\.job\) ended TIMEOUT", out), out[-3000:]
+
+
+def test_overall_timeout_cancels_the_job_and_fails_the_task(airflow_env, hook):
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_overall_timeout")
+    assert rc != 0
+    job_id = submitted_ids(out)[0]
+    assert re.search(rf"Slurm job {job_id} still RUNNING.* at the deadline; cancelled it \(timeout=8", out), out[-3000:]
+    job = wait_until(lambda: (j := hook.get_job(job_id)).is_terminal and j, timeout=60)
+    assert job.state is JobState.CANCELLED
+
+
+def test_soft_fail_sensor_skips_on_a_failed_job(airflow_env, hook, cluster):
+    job_id = hook.submit_job("#!/bin/bash\nexit 4\n", name="sensor.soft", current_working_directory=cluster["jobs_dir"])
+    wait_until(lambda: (j := hook.get_accounting_job(job_id)) is not None and j.is_terminal)
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_sensor_soft_fail", {"job_id": job_id})
+    assert rc == 0, out[-3000:]
+    assert f"Slurm job {job_id} (sensor.soft) ended FAILED with exit code 4" in out
+    assert re.search(r"new_state=skipped|state=skipped|SKIPPED", out, re.IGNORECASE), out[-3000:]

@@ -133,3 +133,32 @@ with DAG(
         timeout=300,
         soft_fail=False,
     )
+
+with DAG("maxwell_overall_timeout", schedule=None, start_date=START, catchup=False):
+    MaxwellSubmitJobOperator(
+        task_id="job",
+        maxwell_conn_id=CONN,
+        script="#!/bin/bash\nsleep 120\n",
+        time_limit=5,
+        current_working_directory=WORKDIR,
+        deferrable=False,
+        poll_interval=2,
+        timeout=8,
+    )
+
+with DAG(
+    "maxwell_sensor_soft_fail",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"job_id": Param(1, type="integer")},
+):
+    MaxwellJobSensor(
+        task_id="wait",
+        maxwell_conn_id=CONN,
+        job_id="{{ params.job_id }}",
+        poke_interval=2,
+        deferrable=False,
+        timeout=300,
+        soft_fail=True,
+    )

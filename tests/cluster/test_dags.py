@@ -125,7 +125,9 @@ def test_array_with_one_failing_index_names_it(airflow_env):
     ), out[-3000:]
 
 
-def start_until_running(env: dict[str, str], dag_id: str) -> tuple[subprocess.Popen, str, int]:
+def start_until_running(
+    env: dict[str, str], dag_id: str, spawned: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, str, int]:
     """Start `airflow dags test` of a 2-minute job in the background; return once the job runs."""
     proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
@@ -134,6 +136,7 @@ def start_until_running(env: dict[str, str], dag_id: str) -> tuple[subprocess.Po
         stderr=subprocess.STDOUT,
         text=True,
     )
+    spawned.append(proc)
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -143,8 +146,8 @@ def start_until_running(env: dict[str, str], dag_id: str) -> tuple[subprocess.Po
     return proc, "".join(lines), submitted_ids("".join(lines))[0]
 
 
-def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
-    proc, seen, job_id = start_until_running(airflow_env, "maxwell_outcome")
+def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook, spawned):
+    proc, seen, job_id = start_until_running(airflow_env, "maxwell_outcome", spawned)
     hook.cancel_job(job_id)  # someone outside Airflow (scancel)
     assert proc.stdout is not None
     out = seen + proc.stdout.read()
@@ -156,8 +159,8 @@ def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook):
     ), out[-3000:]
 
 
-def test_killing_a_running_task_cancels_its_job(airflow_env, hook):
-    proc, _, job_id = start_until_running(airflow_env, "maxwell_outcome_sync")
+def test_killing_a_running_task_cancels_its_job(airflow_env, hook, spawned):
+    proc, _, job_id = start_until_running(airflow_env, "maxwell_outcome_sync", spawned)
     proc.send_signal(signal.SIGTERM)  # what the supervisor does when a user marks the task failed
     proc.communicate(timeout=120)
     job = wait_until(lambda: (j := hook.get_job(job_id)).is_terminal and j, timeout=60)

@@ -39,7 +39,9 @@ def bring_back() -> None:
     subprocess.run([*CLUSTER, "up"], check=True, capture_output=True, timeout=600)
 
 
-def start_dag(env: dict[str, str], dag_id: str, script: str) -> tuple[subprocess.Popen, list[str]]:
+def start_dag(
+    env: dict[str, str], dag_id: str, script: str, spawned: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, list[str]]:
     proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": script})],
         env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)},
@@ -47,6 +49,7 @@ def start_dag(env: dict[str, str], dag_id: str, script: str) -> tuple[subprocess
         stderr=subprocess.STDOUT,
         text=True,
     )
+    spawned.append(proc)
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -57,8 +60,8 @@ def start_dag(env: dict[str, str], dag_id: str, script: str) -> tuple[subprocess
 
 
 @pytest.mark.parametrize("dag_id", ["maxwell_outcome", "maxwell_outcome_sync"], ids=["deferred", "sync"])
-def test_wait_survives_slurmrestd_restart(airflow_env, dag_id):
-    proc, lines = start_dag(airflow_env, dag_id, "#!/bin/bash\nsleep 20\necho survived\n")
+def test_wait_survives_slurmrestd_restart(airflow_env, dag_id, spawned):
+    proc, lines = start_dag(airflow_env, dag_id, "#!/bin/bash\nsleep 20\necho survived\n", spawned)
     try:
         stop_daemon("s26-slurmrestd")  # the front door now answers 502 for /sapi
         time.sleep(8)
@@ -71,8 +74,8 @@ def test_wait_survives_slurmrestd_restart(airflow_env, dag_id):
     assert "ended COMPLETED" in out and "survived" in out
 
 
-def test_wait_survives_accounting_down_when_the_job_ends(airflow_env):
-    proc, lines = start_dag(airflow_env, "maxwell_outcome", "#!/bin/bash\nsleep 3\necho accounted\n")
+def test_wait_survives_accounting_down_when_the_job_ends(airflow_env, spawned):
+    proc, lines = start_dag(airflow_env, "maxwell_outcome", "#!/bin/bash\nsleep 3\necho accounted\n", spawned)
     try:
         stop_daemon("s26-slurmdbd")
         time.sleep(15)  # the job ends meanwhile; its record waits in slurmctld's queue for slurmdbd

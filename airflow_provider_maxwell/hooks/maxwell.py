@@ -283,7 +283,7 @@ class MaxwellHook(BaseHook):
         `resend_safe=False` (job submission): the request is repeated only when it certainly never
         reached slurmrestd, so a job is never submitted twice by a blind retry.
         """
-        state = self.state if self._state is None else self._state
+        state = self.state
         url = f"{state.config.host}{path}"
         stale: str | None = None
         renewed = False
@@ -360,7 +360,7 @@ class MaxwellHook(BaseHook):
 
     def _dialect(self) -> Protocol[ApiDialect]:
         """The API version to speak: explicit in the connection, else negotiated once per process."""
-        state = self.state if self._state is None else self._state
+        state = self.state
         if state.dialect is not None:
             return state.dialect
         config = state.config
@@ -396,7 +396,7 @@ class MaxwellHook(BaseHook):
 
     def _submit(self, script: str, fields: Mapping[str, Any]) -> Protocol[int]:
         dialect = yield from self._dialect()
-        config = (self.state if self._state is None else self._state).config
+        config = self.state.config
         body = build_submit_body(dialect, script, fields, default_cwd=f"/home/{config.login}")
         answer = yield from self._exchange("POST", dialect.submit_path(), body=body, resend_safe=False)
         job_id = (answer.document or {}).get("job_id")
@@ -475,7 +475,7 @@ class MaxwellHook(BaseHook):
         """This user's jobs named `name`, oldest first: slurmctld's live ones (current right after
         submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
         dialect = yield from self._dialect()
-        config = (self.state if self._state is None else self._state).config
+        config = self.state.config
         live_answer = yield from self._exchange("GET", dialect.jobs_path())
         if answers.is_error(live_answer):
             raise SlurmApiError(
@@ -508,7 +508,7 @@ class MaxwellHook(BaseHook):
             )
 
     def _url(self, path: str) -> str:
-        return f"{(self.state if self._state is None else self._state).config.host}{path}"
+        return f"{self.state.config.host}{path}"
 
     # ------------------------------------------------------------------ public API
 

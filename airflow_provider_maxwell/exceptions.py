@@ -54,6 +54,18 @@ class SlurmApiError(MaxwellError):
 class SlurmTransientError(SlurmApiError):
     """Slurm could not be reached or was briefly unavailable (connection error, timeout, 502/503/504)."""
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        url: str,
+        errors: Sequence[SlurmError] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), if it said
+        super().__init__(message, status=status, url=url, errors=errors)
+
 
 class SlurmAccountingUnavailable(SlurmApiError):
     """slurmrestd answers, but the accounting database (slurmdbd) does not: /slurmdb is down for now."""

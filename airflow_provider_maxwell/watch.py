@@ -98,49 +98,104 @@ def _now() -> float:
     return time.time()
 
 
-def watch(hook: MaxwellHook, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
-    """Wait until every task of the job has a final record in accounting; return those records."""
-    last_progress = ""
-    live_seen: list[SlurmJob] = []
-    missing_since: float | None = None
-    accounting_down_since: float | None = None
-    while True:
-        if spec.deadline is not None and _now() > spec.deadline:
-            raise WatchDeadlineExceeded(f"Slurm job {spec.job_id} still {last_progress or 'unknown'} at the deadline")
-        try:
-            live = yield from hook._controller_jobs(spec.job_id)
-            ours = _tasks(_ours(spec, live or []))
-            if ours:
-                live_seen = ours
-                missing_since = None
-                progress = describe(ours)
-                if progress != last_progress:
-                    yield Note(f"Slurm job {spec.job_id}: {progress}")
-                    last_progress = progress
-            still_running = bool(ours) and not (all(j.is_terminal for j in ours) and len(ours) >= spec.expected_tasks)
-            if not still_running:
-                records = yield from hook._accounting_jobs(spec.job_id)
-                if accounting_down_since is not None:
-                    yield Note(f"Slurm job {spec.job_id}: accounting is back")
-                accounting_down_since = None
-                final = _tasks(_ours(spec, records))
-                if final and all(j.is_terminal for j in final) and len(final) >= spec.expected_tasks:
-                    progress = describe(final)
-                    if progress != last_progress:
-                        yield Note(f"Slurm job {spec.job_id}: {progress} (accounting)")
-                    return _merge_exit_codes(final, live_seen)
-                if not ours and not final:
-                    missing_since = missing_since or _now()
-                    if _now() - missing_since > spec.vanish_after:
-                        raise SlurmJobNotFound(spec.job_id, status=None, url=hook.config.host)
-        except SlurmAccountingUnavailable as error:
-            accounting_down_since = accounting_down_since or _now()
-            if _now() - accounting_down_since > spec.accounting_tolerance:
-                raise
-            yield Note(f"Slurm job {spec.job_id}: accounting unavailable, waiting ({error})")
-        except SlurmTransientError as error:
+@dataclass(frozen=True)
+class Observation:
+    """What one poll learned about one job. `None` means "not asked this time", [] "asked, none"."""
+
+    live: list[SlurmJob] | None = None  # slurmctld's records under the id
+    final: list[SlurmJob] | None = None  # accounting's records under the id
+    error: Exception | None = None  # the poll failed (for this job or for all)
+
+
+class JobWatch:
+    """The state of one wait, fed with observations; decides progress notes, the end, and giving up.
+
+    No I/O here: the per-job loop (`watch`, workers) and the shared poller (triggerer) both feed it.
+    """
+
+    def __init__(self, spec: WatchSpec, url: str = "") -> None:
+        self.spec = spec
+        self.url = url  # where the job was looked for, for the "not found" error
+        self.last_progress = ""
+        self.live_seen: list[SlurmJob] = []
+        self.missing_since: float | None = None
+        self.accounting_down_since: float | None = None
+
+    def check_deadline(self, now: float) -> None:
+        if self.spec.deadline is not None and now > self.spec.deadline:
+            raise WatchDeadlineExceeded(
+                f"Slurm job {self.spec.job_id} still {self.last_progress or 'unknown'} at the deadline"
+            )
+
+    def still_running(self, live: list[SlurmJob] | None) -> bool:
+        """slurmctld shows the job and not all of it has ended: accounting need not be asked yet."""
+        ours = _tasks(_ours(self.spec, live or []))
+        return bool(ours) and not (all(j.is_terminal for j in ours) and len(ours) >= self.spec.expected_tasks)
+
+    def step(self, seen: Observation, now: float) -> tuple[list[str], list[SlurmJob] | None]:
+        """Progress notes, and the final records once every task has one (raises when giving up)."""
+        spec, notes = self.spec, []
+        if seen.error is not None:
+            return self._failed(seen.error, now), None
+        ours = _tasks(_ours(spec, seen.live or []))
+        final = _tasks(_ours(spec, seen.final or []))
+        if ours:
+            self.live_seen = ours
+        if seen.final is not None and self.accounting_down_since is not None:
+            notes.append(f"Slurm job {spec.job_id}: accounting is back")
+            self.accounting_down_since = None
+        done = bool(final) and all(j.is_terminal for j in final) and len(final) >= spec.expected_tasks
+        shown = final if done or (final and not ours) else ours
+        if shown:
+            self.missing_since = None
+            progress = describe(shown) + (" (accounting)" if shown is final and done else "")
+            if progress != self.last_progress:
+                notes.append(f"Slurm job {spec.job_id}: {progress}")
+                self.last_progress = progress
+        if done:
+            return notes, _merge_exit_codes(final, self.live_seen)
+        if not ours and not final and seen.final is not None:
+            self.missing_since = self.missing_since or now
+            if now - self.missing_since > spec.vanish_after:
+                raise SlurmJobNotFound(spec.job_id, status=None, url=self.url)
+        return notes, None
+
+    def _failed(self, error: Exception, now: float) -> list[str]:
+        job_id = self.spec.job_id
+        if isinstance(error, SlurmAccountingUnavailable):
+            self.accounting_down_since = self.accounting_down_since or now
+            if now - self.accounting_down_since > self.spec.accounting_tolerance:
+                raise error
+            return [f"Slurm job {job_id}: accounting unavailable, waiting ({error})"]
+        if isinstance(error, SlurmTransientError):
             # The REST API itself is unreachable (restart, proxy): keep waiting, it is not the job's fault.
-            yield Note(f"Slurm job {spec.job_id}: Slurm REST API unreachable, will retry ({error})")
+            return [f"Slurm job {job_id}: Slurm REST API unreachable, will retry ({error})"]
+        raise error
+
+
+def observe(hook: MaxwellHook, job_watch: JobWatch) -> Protocol[Observation]:
+    """Ask about one job: slurmctld while it runs, accounting once slurmctld says it ended or forgot it."""
+    job_id = job_watch.spec.job_id
+    try:
+        live = yield from hook._controller_jobs(job_id)
+        if job_watch.still_running(live):
+            return Observation(live=live)
+        return Observation(live=live, final=(yield from hook._accounting_jobs(job_id)))
+    except (SlurmAccountingUnavailable, SlurmTransientError) as error:
+        return Observation(error=error)
+
+
+def watch(hook: MaxwellHook, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
+    """Wait, polling this one job, until every task has a final record in accounting; return those."""
+    job_watch = JobWatch(spec, url=hook.config.host)
+    while True:
+        job_watch.check_deadline(_now())
+        seen = yield from observe(hook, job_watch)
+        notes, final = job_watch.step(seen, _now())
+        for note in notes:
+            yield Note(note)
+        if final is not None:
+            return final
         yield Sleep(spec.poll_interval)
 
 

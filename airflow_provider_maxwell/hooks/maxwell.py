@@ -352,7 +352,10 @@ class MaxwellHook(BaseHook):
                     continue
                 what = "answered with a body that is not a JSON object" if malformed else "unavailable"
                 raise SlurmTransientError(
-                    f"Slurm REST API {what} ({answer.body_excerpt!r})", status=answer.status, url=url
+                    f"Slurm REST API {what} ({answer.body_excerpt!r})",
+                    status=answer.status,
+                    url=url,
+                    retry_after=_retry_after(result.headers),
                 )
             if state.release is None and answer.release:
                 state.release = answer.release
@@ -453,6 +456,16 @@ class MaxwellHook(BaseHook):
                 missing_ok=True,
             )
         )
+
+    def _accounting_listing(self, job_ids: list[int], since: float) -> Protocol[list[SlurmJob]]:
+        """Accounting records of many jobs of the connection's user at once (the shared poller's one call)."""
+        dialect = yield from self._dialect()
+        records: list[SlurmJob] = []
+        for params in dialect.accounting_listing(self.state.config.login, since, job_ids):
+            records += yield from self._accounting_query(
+                dialect.accounting_jobs_path(), f"Could not list accounting records of {len(job_ids)} jobs", params
+            )
+        return records
 
     def _get_accounting_job(self, job_id: int) -> Protocol[SlurmJob | None]:
         records = yield from self._accounting_jobs(job_id)

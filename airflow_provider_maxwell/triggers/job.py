@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,11 +11,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.outcome import DEFAULT_SUCCESS_STATES, judge
-from airflow_provider_maxwell.watch import WatchDeadlineExceeded, WatchSpec
+from airflow_provider_maxwell.slurm.job import SlurmJob
+from airflow_provider_maxwell.watch import JobWatch, WatchDeadlineExceeded, WatchSpec
 
 
 class MaxwellJobTrigger(BaseTrigger):
     """Fires one event when the job (every task of an array) has ended, as accounting records it.
+
+    All triggers of one connection in a triggerer share one poller (triggers/poller.py): one
+    accounting request per interval for all their jobs, one token, one connection pool.
 
     Its kwargs are stored in plain text in Airflow's database: they hold the connection id, the job
     and timing values, never a token. Credentials are fetched inside the triggerer.
@@ -53,7 +59,7 @@ class MaxwellJobTrigger(BaseTrigger):
         job_id = self.spec.job_id
         hook = self._hook()
         try:
-            jobs = await hook.await_job(self.spec)
+            jobs = await self._wait(hook)
         except WatchDeadlineExceeded as error:
             if self.cancel_on_deadline:
                 await self._cancel(hook)
@@ -72,6 +78,26 @@ class MaxwellJobTrigger(BaseTrigger):
                 "summary": outcome.summary,
             }
         )
+
+    async def _wait(self, hook: Any) -> list[SlurmJob]:
+        """Feed this job's observations from the shared poller to its own JobWatch until it ends."""
+        from airflow_provider_maxwell.triggers.poller import JobPoller
+
+        poller = await JobPoller.for_hook(hook)
+        job_watch = JobWatch(self.spec, url=hook.config.host)
+        async with poller.subscribe(self.spec, job_watch) as inbox:
+            while True:
+                job_watch.check_deadline(time.time())
+                timeout = None if self.spec.deadline is None else max(self.spec.deadline - time.time(), 0.0) + 0.1
+                try:
+                    seen = await asyncio.wait_for(inbox.get(), timeout)
+                except asyncio.TimeoutError:
+                    continue  # the deadline check above ends it
+                notes, final = job_watch.step(seen, time.time())
+                for note in notes:
+                    self.log.info("%s", note)
+                if final is not None:
+                    return final
 
     async def _cancel(self, hook: Any) -> None:
         try:

@@ -13,6 +13,8 @@ from typing import Any
 import jwt
 import pytest
 
+from .fake_slurm import fake  # noqa: F401 - a fixture for every unit test
+
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared"
 # Airflow reads AIRFLOW_HOME when first imported: give the tests their own, away from ~/airflow.

@@ -428,6 +428,20 @@ class MaxwellHook(BaseHook):
             )
         return [parse_controller_job(doc) for doc in _job_documents(answer)]
 
+    def _controller_listing(self) -> Protocol[list[SlurmJob]]:
+        """Every job slurmctld holds (all users): large on a busy cluster, so used only where nothing
+        narrower exists."""
+        dialect = yield from self._dialect()
+        answer = yield from self._exchange("GET", dialect.jobs_path())
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                "Could not list Slurm jobs",
+                status=answer.status,
+                url=self._url(dialect.jobs_path()),
+                errors=answer.errors,
+            )
+        return [parse_controller_job(doc) for doc in _job_documents(answer)]
+
     def _accounting_query(
         self, path: str, what: str, params: Mapping[str, str] | None = None, missing_ok: bool = False
     ) -> Protocol[list[SlurmJob]]:
@@ -489,15 +503,7 @@ class MaxwellHook(BaseHook):
         submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
         dialect = yield from self._dialect()
         config = self.state.config
-        live_answer = yield from self._exchange("GET", dialect.jobs_path())
-        if answers.is_error(live_answer):
-            raise SlurmApiError(
-                "Could not list Slurm jobs",
-                status=live_answer.status,
-                url=self._url(dialect.jobs_path()),
-                errors=live_answer.errors,
-            )
-        found = {j.job_id: j for j in map(parse_controller_job, _job_documents(live_answer))}
+        found = {j.job_id: j for j in (yield from self._controller_listing())}
         found_in_accounting = yield from self._accounting_query(
             dialect.accounting_jobs_path(),
             f"Could not search accounting for jobs named {name!r}",

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs the listing missed, per round
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
-BUSY_RATIO = 10  # pause at least 10x the last round's duration: a slow server gets fewer requests
+BUSY_RATIO = 10  # pause at least 10x the last listing's duration: a slow server gets fewer requests
 UNDATED_WINDOW = 86400.0  # a job without a known submit time: list a day back, else look it up
 
 
@@ -64,6 +64,7 @@ class JobPoller:
         self.subscribers: set[Subscriber] = set()
         self.rounds = 0
         self.failures = 0  # consecutive failed rounds, for the backoff
+        self.listing_seconds = 0.0  # how long the last listing took the server
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -104,7 +105,6 @@ class JobPoller:
 
     async def _loop(self) -> None:
         while self.subscribers:
-            started = time.monotonic()
             pause_at_least = 0.0
             try:
                 await self._round(list(self.subscribers))
@@ -118,16 +118,16 @@ class JobPoller:
                 if isinstance(error, SlurmTransientError) and error.retry_after:
                     pause_at_least = error.retry_after
             self.rounds += 1
-            await asyncio.sleep(self.pause(time.monotonic() - started, pause_at_least))
+            await asyncio.sleep(self.pause(self.listing_seconds, pause_at_least))
 
-    def pause(self, round_seconds: float, at_least: float = 0.0) -> float:
-        """Seconds until the next round: the interval with jitter, longer after failures or a slow
-        round, never shorter than a server's Retry-After."""
+    def pause(self, listing_seconds: float, at_least: float = 0.0) -> float:
+        """Seconds until the next round: the interval with jitter, longer after failures or when the
+        listing was slow to answer, never shorter than a server's Retry-After."""
         base = self.interval()
         if self.failures:
             base = min(base * 2 ** min(self.failures, 10), MAX_BACKOFF)
-        base = max(base, BUSY_RATIO * round_seconds, at_least)
-        return base * random.uniform(1 - JITTER, 1 + JITTER)
+        base = max(base, BUSY_RATIO * listing_seconds, at_least)
+        return max(base * random.uniform(1 - JITTER, 1 + JITTER), at_least)
 
     async def _round(self, subscribers: list[Subscriber]) -> None:
         """One accounting listing for all, then a few one-by-one lookups of jobs it did not show."""
@@ -136,23 +136,24 @@ class JobPoller:
         since = (
             min((s.spec.submitted_after or s.registered_at - UNDATED_WINDOW) for s in subscribers) - SUBMIT_CLOCK_SLACK
         )
+        listed_at = time.monotonic()
         records = await hook._arun(hook._accounting_listing([s.spec.job_id for s in subscribers], since))
-        by_job: dict[int, list[SlurmJob]] = {}
-        for record in records:
-            by_job.setdefault(record.job_id, []).append(record)
-            if record.array_job_id is not None and record.array_job_id != record.job_id:
-                by_job.setdefault(record.array_job_id, []).append(record)
-        reliable_exit_codes = (await hook._arun(hook._dialect())).accounting_exit_code_reliable
+        self.listing_seconds = time.monotonic() - listed_at
+        by_job = _by_job(records)
+        found = {s: by_job[s.spec.job_id] for s in subscribers if s.spec.job_id in by_job}
+        live_by_job: dict[int, list[SlurmJob]] = {}
+        some_ended = any(all(j.is_terminal for j in jobs) for jobs in found.values())
+        if some_ended and not (await hook._arun(hook._dialect())).accounting_exit_code_reliable:
+            # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge
+            # (300 s by default): one listing of its jobs for all that just ended.
+            live_by_job = _by_job(await hook._arun(hook._controller_listing()))
         unlisted = []
         for subscriber in subscribers:
-            found = by_job.get(subscriber.spec.job_id)
-            ended = found and all(j.is_terminal for j in found)
-            if found and (reliable_exit_codes or not ended):
-                subscriber.inbox.put_nowait(Observation(final=found))
+            if subscriber in found:
+                live = live_by_job.get(subscriber.spec.job_id)
+                subscriber.inbox.put_nowait(Observation(live=live, final=found[subscriber]))
             else:
-                # Not listed (yet), or ended on a version whose accounting loses exit codes
-                # (slurmctld has them): ask about this job alone.
-                unlisted.append(subscriber)
+                unlisted.append(subscriber)  # accounting lags a submission by seconds; or an old job
         unlisted.sort(key=lambda s: s.looked_up_at)
         for subscriber in unlisted[:LOOKUPS_PER_ROUND]:
             subscriber.looked_up_at = now
@@ -163,3 +164,13 @@ class JobPoller:
             except Exception as error:  # one job's error is that trigger's, not everyone's
                 seen = Observation(error=error)
             subscriber.inbox.put_nowait(seen)
+
+
+def _by_job(records: list[SlurmJob]) -> dict[int, list[SlurmJob]]:
+    """Records under each id a trigger may wait on: a job's own, and an array's for each of its tasks."""
+    by_job: dict[int, list[SlurmJob]] = {}
+    for record in records:
+        by_job.setdefault(record.job_id, []).append(record)
+        if record.array_job_id is not None and record.array_job_id != record.job_id:
+            by_job.setdefault(record.array_job_id, []).append(record)
+    return by_job

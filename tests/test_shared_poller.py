@@ -1,0 +1,137 @@
+"""The triggerer's shared poller against a fake slurmrestd, for what the real daemons cannot be made to
+do on cue: a listing that leaves jobs out, an outage with Retry-After. The same behaviour against
+the real local Maxwell is in tests/cluster/test_shared_poller_cluster.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.triggers import poller as poller_module
+from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+from airflow_provider_maxwell.triggers.poller import JobPoller
+from airflow_provider_maxwell.watch import WatchSpec
+
+from .fake_slurm import META
+
+LISTING = "/slurmdb/v0.0.44/jobs"
+
+
+def accounting_doc(job_id: int, state: str, exit_code: int = 0) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "name": f"job{job_id}",
+        "user": "alice",
+        "partition": "p",
+        "state": {"current": [state], "reason": "None"},
+        "exit_code": {"status": ["SUCCESS" if exit_code == 0 else "FAILED"], "return_code": exit_code},
+        "time": {"submission": 1_700_000_000, "start": 1_700_000_001, "end": 1_700_000_009},
+    }
+
+
+def listing(*docs: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    return (200, {}, {**META, "jobs": list(docs)})
+
+
+def trigger(conn_id: str, job_id: int, **spec: Any) -> MaxwellJobTrigger:
+    values = {"job_id": job_id, "user": "alice", "submitted_after": 1_700_000_000, "poll_interval": 0.2, **spec}
+    return MaxwellJobTrigger(maxwell_conn_id=conn_id, spec=WatchSpec(**values).to_kwargs())
+
+
+async def first_event(t: MaxwellJobTrigger) -> dict[str, Any]:
+    async for event in t.run():
+        return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def test_one_listing_per_round_serves_every_trigger_its_own_outcome(fake):
+    running = [accounting_doc(j, "RUNNING") for j in (7, 8, 9)]
+    ended = [accounting_doc(7, "COMPLETED"), accounting_doc(8, "COMPLETED"), accounting_doc(9, "FAILED", 3)]
+    fake.script[LISTING] = [listing(*running), listing(*running), listing(*ended)]
+
+    async def main() -> list[dict[str, Any]]:
+        events = await asyncio.gather(*(first_event(trigger(fake.conn_id, j)) for j in (7, 8, 9)))
+        assert not JobPoller._pollers.get(asyncio.get_running_loop()), "the last trigger out stops the poller"
+        return events
+
+    events = asyncio.run(main())
+    assert [(e["job_id"], e["status"]) for e in events] == [(7, "success"), (8, "success"), (9, "failed")]
+    assert "exit code 3" in events[2]["message"]
+    assert fake.count("GET", LISTING) == 3  # three rounds for three jobs, not nine requests
+    assert not [p for _, p, _ in fake.hits if p.startswith("/slurm/v0.0.44/job/")]  # no per-job polling
+
+
+def test_jobs_the_listing_misses_are_looked_up_a_bounded_number_per_round(fake, monkeypatch):
+    monkeypatch.setattr(poller_module, "LOOKUPS_PER_ROUND", 2)
+    fake.script[LISTING] = [listing()]  # accounting lists none of them (lag, or ended long ago)
+    for job_id in range(10, 15):
+        fake.script[f"/slurm/v0.0.44/job/{job_id}"] = [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
+        fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [listing(accounting_doc(job_id, "COMPLETED"))]
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(first_event(trigger(fake.conn_id, j)) for j in range(10, 15)))
+
+    events = asyncio.run(main())
+    assert all(e["status"] == "success" for e in events)
+    assert fake.count("GET", LISTING) == 3  # 5 unlisted jobs, 2 lookups per round: 3 rounds
+    for job_id in range(10, 15):
+        assert fake.count("GET", f"/slurmdb/v0.0.44/job/{job_id}") == 1
+
+
+def test_a_cancelled_trigger_leaves_the_others_waiting_and_the_last_stops_the_poller(fake):
+    fake.script[LISTING] = [listing(accounting_doc(7, "RUNNING"), accounting_doc(8, "RUNNING"))] * 4 + [
+        listing(accounting_doc(7, "RUNNING"), accounting_doc(8, "COMPLETED"))
+    ]
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        doomed = asyncio.create_task(first_event(trigger(fake.conn_id, 7)))
+        survivor = asyncio.create_task(first_event(trigger(fake.conn_id, 8)))
+        await asyncio.sleep(0.3)
+        (poller,) = JobPoller._pollers[loop].values()
+        assert len(poller.subscribers) == 2
+        doomed.cancel()  # the user marked the task failed; the triggerer cancels its trigger
+        await asyncio.sleep(0)
+        assert len(poller.subscribers) == 1
+        event = await survivor
+        assert not poller.subscribers and poller._task is None and not JobPoller._pollers[loop]
+        return event
+
+    assert asyncio.run(main())["status"] == "success"
+
+
+def test_an_outage_longer_than_one_rounds_retries_is_waited_out(fake):
+    # 5 attempts per request (the hook's retry_limit): 7 refusals fail the first round whole; the
+    # trigger keeps waiting ("REST API unreachable, will retry") and the next round succeeds.
+    outage = (503, {"Retry-After": "0.1"}, "<html>503 Service Unavailable</html>")
+    fake.script[LISTING] = [outage] * 7 + [listing(accounting_doc(7, "COMPLETED"))]
+
+    async def main() -> dict[str, Any]:
+        return await first_event(trigger(fake.conn_id, 7))
+
+    assert asyncio.run(main())["status"] == "success"
+    assert fake.count("GET", LISTING) == 8
+
+
+class _NoHook:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("failures", "listing_seconds", "retry_after", "low", "high"),
+    [
+        (0, 0.01, 0.0, 27.0, 33.0),  # the interval, +-10 % jitter
+        (1, 0.01, 0.0, 54.0, 66.0),  # doubles after a failed round
+        (9, 0.01, 0.0, 270.0, 330.0),  # capped at 5 minutes
+        (0, 6.0, 0.0, 54.0, 66.0),  # a 6 s round: wait 10x as long
+        (0, 0.01, 120.0, 120.0, 132.0),  # Retry-After: 120 is honoured, never cut by the jitter
+    ],
+)
+def test_pause_between_rounds(failures, listing_seconds, retry_after, low, high):
+    p = JobPoller(_NoHook(), "k")  # type: ignore[arg-type]
+    p.failures = failures
+    pauses = [p.pause(listing_seconds, retry_after) for _ in range(200)]
+    assert low <= min(pauses) and max(pauses) <= high
+    assert max(pauses) - min(pauses) > (high - low) / 4  # jittered, not lockstep

@@ -4,7 +4,7 @@ VENV := .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 
-.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit
+.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit bench
 
 venv: $(VENV)/.installed
 
@@ -38,3 +38,8 @@ unit: venv
 # The example DAGs end to end against the local Maxwell.
 demo: venv
 	devcluster/with-cluster.sh $(BIN)/python devcluster/demo.py
+
+# Figures, not a test: N = 10, 100, 1000 jobs waited on in one event loop, shared poller vs per-job
+# polling (about 15 minutes), and the import cost DAG files pay. BENCH_ARGS="--sizes 10,100" for less.
+bench: venv
+	devcluster/with-cluster.sh $(BIN)/python benchmarks/waiting_at_scale.py $(BENCH_ARGS)

@@ -475,7 +475,9 @@ class MaxwellHook(BaseHook):
         """Accounting records of many jobs of the connection's user at once (the shared poller's one call)."""
         dialect = yield from self._dialect()
         records: list[SlurmJob] = []
-        for params in dialect.accounting_listing(self.state.config.login, since, job_ids):
+        # A window end far ahead: jobs waiting for a begin time count as eligible only before it.
+        until = time.time() + 366 * 86400
+        for params in dialect.accounting_listing(self.state.config.login, since, until, job_ids):
             records += yield from self._accounting_query(
                 dialect.accounting_jobs_path(), f"Could not list accounting records of {len(job_ids)} jobs", params
             )

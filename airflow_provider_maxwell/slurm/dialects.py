@@ -59,15 +59,16 @@ class ApiDialect:
             params["users"] = user
         return params
 
-    def accounting_listing(self, user: str, since: float, job_ids: Iterable[int]) -> list[dict[str, str]]:
+    def accounting_listing(self, user: str, since: float, until: float, job_ids: Iterable[int]) -> list[dict[str, str]]:
         """Query parameters of /slurmdb/vX/jobs that list all of `job_ids` in as few requests as can be.
 
-        Where accounting filters by user: one query, the user's jobs not ended before `since` (pending,
-        held and running ones included, measured on 24.11 and 26.05). v0.0.38 cannot filter by user, so
-        it asks for the ids themselves (`step=1,2,3`), in chunks that keep the URL under proxies' limits.
+        Where accounting filters by user: one query, the user's jobs eligible before `until` and not
+        ended before `since` (measured on 24.11 and 26.05: running, ended and waiting-for-begin-time
+        jobs are listed; held jobs, never eligible, are not). v0.0.38 cannot filter by user, so it asks
+        for the ids themselves (`step=1,2,3`), in chunks that keep the URL under proxies' limits.
         """
         if self.accounting_filters_by_user:
-            return [{"users": user, "start_time": str(int(since))}]
+            return [{"users": user, "start_time": str(int(since)), "end_time": str(int(until))}]
         ids = sorted(set(job_ids))
         return [{"step": ",".join(map(str, ids[i : i + LISTING_CHUNK]))} for i in range(0, len(ids), LISTING_CHUNK)]
 

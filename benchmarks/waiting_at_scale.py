@@ -1,0 +1,281 @@
+"""Waiting at scale: N jobs waited on at once in one triggerer event loop, shared poller against
+one-request-per-job polling, side by side (not a test: it prints figures).
+
+    make bench            (or: devcluster/with-cluster.sh .venv/bin/python benchmarks/waiting_at_scale.py)
+
+For each N (default 10, 100, 1000) and each way of polling, the parent process submits N short jobs
+to the local Maxwell's Slurm 26.05 with begin times in 5 waves, then starts a fresh child process
+that runs N MaxwellJobTriggers in one asyncio loop, as the triggerer does, until each has yielded
+its event. The child reports:
+
+- requests to slurmrestd per poll interval (all its requests to the REST API / (wait time / interval));
+- token mints (the portal exchange) during the wait;
+- CPU seconds (user + system) and peak RSS added over the process's RSS before the triggers started;
+- delay from each job's end (accounting's end time, whole seconds) to its trigger's event.
+
+"per-job" is what the trigger did before the shared poller: each trigger polls /slurm/vX/job/{id}
+on its own and asks accounting once that says the job ended. Then the import cost of the DAG-facing
+modules is measured with `python -X importtime`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".devcluster" / "airflow-home-bench"))
+CONN_ID = "maxwell_bench_wait"
+WAVES = 5
+
+
+def cluster_info() -> dict[str, Any]:
+    path = PROJECT / ".devcluster" / "cluster.json"
+    if not path.exists():
+        sys.exit("the local Maxwell is not up: run `make cluster-up`")
+    return json.loads(path.read_text())
+
+
+def define_connection(info: dict[str, Any]) -> None:
+    """A portal connection (mxuser1) to Slurm 26.05: its token comes from the portal emulator."""
+    import requests
+
+    user = json.loads(Path(info["users_file"]).read_text())[0]
+    portal_token = requests.get(
+        f"{info['portal_url']}/get_new_token",
+        params={"cli_api": "4.6.0"},
+        auth=(user["name"], user["password"]),
+        timeout=30,
+    ).text.strip()
+    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+        {
+            "conn_type": "maxwell",
+            "host": info["stacks"]["s26"]["rest_url"],
+            "login": user["name"],
+            "password": portal_token,
+            "extra": {"auth_method": "portal", "portal_url": info["portal_url"]},
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------- child
+
+
+def child(mode: str, job_ids: list[int], submitted_after: float, interval: float) -> dict[str, Any]:
+    """Wait on `job_ids` with N triggers in one event loop; measure what it cost."""
+    import asyncio
+
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
+    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+    from airflow_provider_maxwell.watch import WatchSpec
+
+    class PerJobTrigger(MaxwellJobTrigger):
+        """The trigger as it was before the shared poller: every trigger polls its own job."""
+
+        async def _wait(self, hook: Any) -> Any:
+            return await hook.await_job(self.spec)
+
+    rest_requests = 0
+    send = MaxwellHook._send_async
+    host = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])["host"]
+
+    async def counting_send(self: MaxwellHook, state: Any, call: Any) -> Any:
+        nonlocal rest_requests
+        if call.url.startswith(host):
+            rest_requests += 1
+        return await send(self, state, call)
+
+    MaxwellHook._send_async = counting_send  # type: ignore[method-assign]
+    trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
+    user = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])["login"]
+    received: dict[int, float] = {}
+    summaries: dict[int, dict[str, Any]] = {}
+
+    async def wait(trigger: MaxwellJobTrigger) -> None:
+        async for event in trigger.run():
+            received[trigger.spec.job_id] = time.time()
+            summaries[trigger.spec.job_id] = event.payload
+            return
+
+    async def main() -> None:
+        triggers = [
+            trigger_class(
+                maxwell_conn_id=CONN_ID,
+                spec=WatchSpec(job_id, user, submitted_after=submitted_after, poll_interval=interval).to_kwargs(),
+            )
+            for job_id in job_ids
+        ]
+        await asyncio.gather(*(wait(t) for t in triggers))
+
+    import logging
+
+    import airflow_provider_maxwell.triggers.poller  # noqa: F401 - loaded before the baseline is taken
+
+    logging.disable(logging.INFO)  # the triggers' progress lines would cost more than the polling
+    rss_before_kib = _current_rss_kib()
+    cpu_before = _cpu_seconds()
+    began = time.time()
+    asyncio.run(main())
+    waited = time.time() - began
+    cpu = _cpu_seconds() - cpu_before
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    state = connection_state(MaxwellHook(CONN_ID).config)
+    delays = []
+    for job_id, at in received.items():
+        end = (summaries[job_id].get("summary") or {}).get("end")
+        if end:
+            delays.append(at - datetime.fromisoformat(end).timestamp())
+    statuses: dict[str, int] = {}
+    for payload in summaries.values():
+        statuses[payload["status"]] = statuses.get(payload["status"], 0) + 1
+    return {
+        "mode": mode,
+        "n": len(job_ids),
+        "waited_s": waited,
+        "requests": rest_requests,
+        "requests_per_interval": rest_requests / (waited / interval),
+        "mints": state.tokens.mints,
+        "cpu_s": cpu,
+        "added_rss_mb": max(peak_kib - rss_before_kib, 0) / 1024,
+        "delay_median_s": statistics.median(delays) if delays else None,
+        "delay_max_s": max(delays) if delays else None,
+        "statuses": statuses,
+    }
+
+
+def _current_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def submit_jobs(info: dict[str, Any], n: int) -> tuple[list[int], float]:
+    """N jobs that start in WAVES waves (begin times 15 s apart) and end at once (`true`)."""
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    hook = MaxwellHook(CONN_ID)
+    hook.api_version  # noqa: B018 - negotiate once before the threads start
+    submitted_after = time.time()
+    first_begin = int(submitted_after + 20 + n * 0.01)
+
+    def submit(i: int) -> int:
+        begin = first_begin + 15 * (i * WAVES // n)
+        return hook.submit_job(
+            "#!/bin/bash\ntrue\n",
+            name=f"bench-wait-{i}",
+            partition="maxcpu",
+            time_limit=5,
+            current_working_directory=info["jobs_dir"],
+            begin_time={"set": True, "infinite": False, "number": begin},
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(submit, range(n))), submitted_after
+
+
+def run_child(mode: str, job_ids: list[int], submitted_after: float, interval: float) -> dict[str, Any]:
+    args = json.dumps({"mode": mode, "job_ids": job_ids, "submitted_after": submitted_after, "interval": interval})
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", args], capture_output=True, text=True, env=os.environ, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"benchmark child ({mode}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def import_cost(runs: int = 7) -> tuple[float, float]:
+    """Milliseconds `import airflow_provider_maxwell.operators.job` (and .sensors.job) add after
+    `import airflow.sdk`, from -X importtime (median of `runs` fresh interpreters)."""
+
+    def added(module: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import airflow.sdk; import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+        names = [line.rsplit("|", 1)[1].strip() for line in lines]
+        last_sdk = max(i for i, name in enumerate(names) if name == "airflow.sdk")
+        total_us = 0
+        for line in lines[last_sdk + 1 :]:
+            self_us = line.split(":", 1)[1].split("|")[0].strip()
+            total_us += int(self_us)
+        return total_us / 1000
+
+    operator = statistics.median(added("airflow_provider_maxwell.operators.job") for _ in range(runs))
+    both = statistics.median(
+        added("airflow_provider_maxwell.operators.job, airflow_provider_maxwell.sensors.job") for _ in range(runs)
+    )
+    return operator, both
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N (default 10,100,1000)")
+    parser.add_argument("--interval", type=float, default=10.0, help="poll interval in seconds (default 10)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        spec = json.loads(options.child)
+        print(json.dumps(child(spec["mode"], spec["job_ids"], spec["submitted_after"], spec["interval"])))
+        return 0
+
+    info = cluster_info()
+    if "s26" not in info["stacks"]:
+        sys.exit("the benchmark runs against Slurm 26.05 (stack s26), which is not up here")
+    define_connection(info)
+    results = []
+    for n in (int(x) for x in options.sizes.split(",")):
+        for mode in ("shared", "per-job"):
+            job_ids, submitted_after = submit_jobs(info, n)
+            print(f"N={n} {mode}: {n} jobs submitted, waiting ...", file=sys.stderr, flush=True)
+            results.append(run_child(mode, job_ids, submitted_after, options.interval))
+    print()
+    print(f"Waiting on N jobs in one event loop, poll interval {options.interval:g} s, Slurm 26.05 (local)")
+    header = (
+        f"| {'N':>5} | {'polling':8} | {'REST requests / interval':>24} | {'token mints':>11} | {'CPU s':>6} "
+        f"| {'added RSS MB':>12} | {'delay median s':>14} | {'delay max s':>11} | {'wait s':>6} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for r in results:
+        print(
+            f"| {r['n']:>5} | {r['mode']:8} | {r['requests_per_interval']:>24.1f} | {r['mints']:>11} "
+            f"| {r['cpu_s']:>6.2f} | {r['added_rss_mb']:>12.1f} | {_num(r['delay_median_s']):>14} "
+            f"| {_num(r['delay_max_s']):>11} | {r['waited_s']:>6.0f} |"
+        )
+        if set(r["statuses"]) != {"success"}:
+            print(f"  (N={r['n']} {r['mode']}: events {r['statuses']})")
+    operator_ms, both_ms = import_cost()
+    print()
+    print(f"Import added after `import airflow.sdk` (median of 7, -X importtime): operators.job {operator_ms:.1f} ms, ")
+    print(f"operators.job + sensors.job {both_ms:.1f} ms")
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

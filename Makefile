@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
+# The lowest Airflow pyproject.toml declares: the unit tests run on it too, in a second venv.
+LOWEST_AIRFLOW ?= 3.1.0
+LOWEST := .venv-lowest
 
-.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit bench
+.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench
 
 venv: $(VENV)/.installed
 
@@ -12,6 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+$(LOWEST)/.installed: pyproject.toml .ci/lowest-airflow-constraints.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install -q --upgrade pip
+	$(LOWEST)/bin/pip install -q -e ".[dev]" "apache-airflow==$(LOWEST_AIRFLOW)" -c .ci/lowest-airflow-constraints.txt
 	touch $@
 
 cluster-up:
@@ -27,13 +36,17 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Everything: lint, then the whole suite against the local Maxwell (brought up and down if needed).
-test: lint
+# Everything: lint, unit tests on the lowest Airflow, then the whole suite on the newest against the
+# local Maxwell (brought up and down if needed), packaging included.
+test: lint unit-lowest
 	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Only the tests that need no cluster.
 unit: venv
-	$(BIN)/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not cluster and not package" $(PYTEST_ARGS)
+
+unit-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest -m "not cluster and not package" -p no:cacheprovider $(PYTEST_ARGS)
 
 # The example DAGs end to end against the local Maxwell.
 demo: venv

@@ -52,6 +52,44 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "extra"],
+    "relabeling": {"host": "REST root URL", "login": "User", "password": "Secret"},
+    "placeholders": {
+        "host": "https://max-slurm-rest.desy.de/sapi",
+        "login": "your DESY user name",
+        "password": "portal token, DESY password or Slurm token (see Auth method)",
+    },
+}
+
+
+def legacy_form_widgets() -> dict[str, Any]:
+    """CONN_FIELDS as WTForms fields, for Airflow 3.1, which cannot read `conn-fields` (3.2 can).
+
+    Needs the FAB provider (wtforms, flask_appbuilder), as every provider's form fields do on 3.1.
+    """
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from wtforms import PasswordField, StringField
+
+    widgets: dict[str, Any] = {}
+    for name, spec in CONN_FIELDS.items():
+        secret = spec["schema"].get("format") == "password"
+        field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
+        default = spec["schema"].get("default")
+        widgets[name] = field_class(
+            spec["label"],
+            widget=widget(),
+            description=spec["description"],
+            default=None if default is None else str(default).lower() if isinstance(default, bool) else str(default),
+        )
+    return widgets
+
+
+def legacy_field_behaviour() -> dict[str, Any]:
+    """UI_FIELD_BEHAVIOUR with the key spelling of the hook method Airflow 3.1 calls."""
+    return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-maxwell",
@@ -64,15 +102,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_maxwell.hooks.maxwell.MaxwellHook",
                 "hook-name": "DESY Maxwell (Slurm REST)",
                 "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "extra"],
-                    "relabeling": {"host": "REST root URL", "login": "User", "password": "Secret"},
-                    "placeholders": {
-                        "host": "https://max-slurm-rest.desy.de/sapi",
-                        "login": "your DESY user name",
-                        "password": "portal token, DESY password or Slurm token (see Auth method)",
-                    },
-                },
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
         "hooks": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.hooks.maxwell"]}],

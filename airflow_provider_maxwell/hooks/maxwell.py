@@ -107,6 +107,20 @@ class MaxwellHook(BaseHook):
 
     # ------------------------------------------------------------------ connection and state
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Connection form fields for Airflow 3.1; 3.2 on read them from provider_info and skip this."""
+        from airflow_provider_maxwell.provider_info import legacy_form_widgets
+
+        return legacy_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form labels for Airflow 3.1; 3.2 on read them from provider_info and skip this."""
+        from airflow_provider_maxwell.provider_info import legacy_field_behaviour
+
+        return legacy_field_behaviour()
+
     @staticmethod
     def _config_from(conn_id: str, conn: Any) -> MaxwellConnectionConfig:
         return MaxwellConnectionConfig.from_connection(
@@ -123,7 +137,12 @@ class MaxwellHook(BaseHook):
 
     async def astate(self) -> ConnectionState:
         if self._state is None:
-            conn = await BaseHook.aget_connection(self.maxwell_conn_id)
+            try:
+                conn = await BaseHook.aget_connection(self.maxwell_conn_id)
+            except ImportError:
+                # Airflow 3.1 looks connections up asynchronously only inside a task or triggerer
+                # (it needs their supervisor); elsewhere (scripts, tests) the sync lookup does.
+                conn = await asyncio.to_thread(self.get_connection, self.maxwell_conn_id)
             self._state = connection_state(self._config_from(self.maxwell_conn_id, conn))
         return self._state
 

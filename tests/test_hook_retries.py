@@ -65,3 +65,23 @@ def test_html_and_truncated_answers_are_typed_errors(fake):
         MaxwellHook(fake.conn_id, retry_delay=0.01, retry_limit=3).get_job(7)
     assert fake.count("GET", "/slurm/v0.0.44/job/7") == 3
     assert fake.count("GET", "/slurmdb/v0.0.44/job/7") == 0
+
+
+def test_a_stopped_controller_is_waited_for_not_taken_for_a_refused_token(fake):
+    # 22.05-24.11 answer a job query with 500 + error -1 both for a refused token (22.05) and while
+    # slurmctld is down; ping (which checks no token) tells them apart, and no token is re-minted.
+    unspecified = {**META, "errors": [{"error_number": -1, "description": "Unable to query JobId=7"}]}
+    fake.script["/slurm/v0.0.44/job/7"] = [(500, {}, unspecified), (200, {}, job_doc("RUNNING"))]
+    fake.script["/slurm/v0.0.44/ping"] = [(200, {}, {**META, "pings": [{"pinged": "DOWN", "responding": False}]})]
+    hook = MaxwellHook(fake.conn_id, retry_delay=0.01)
+    assert hook.get_job(7).state.value == "RUNNING"
+    assert fake.count("GET", "/slurm/v0.0.44/ping") == 1
+    assert hook.state.tokens.mints == 1  # the token was not doubted
+
+
+def test_a_stopped_controller_past_the_retries_is_a_transient_error(fake):
+    unspecified = {**META, "errors": [{"error_number": -1, "description": "Unable to query JobId=7"}]}
+    fake.script["/slurm/v0.0.44/job/7"] = [(500, {}, unspecified)]
+    fake.script["/slurm/v0.0.44/ping"] = [(500, {}, {**META, "errors": [{"error_number": -1}]})]
+    with pytest.raises(SlurmTransientError, match="slurmctld is not responding"):
+        MaxwellHook(fake.conn_id, retry_limit=2, retry_delay=0.01).get_job(7)

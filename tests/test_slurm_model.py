@@ -130,3 +130,19 @@ def test_proxy_error_pages_and_broken_bodies_are_not_slurm_answers():
     assert answers.read_answer(200, b"").document is None
     assert answers.read_answer(200, b'{"jobs": [').document is None
     assert answers.read_answer(200, b"[1, 2]").document is None
+
+
+@pytest.mark.parametrize(
+    ("status", "document", "down"),
+    [
+        # measured with slurmctld stopped (22.05.8, 24.11.5) and running
+        (500, {"errors": [{"error_number": -1, "description": "slurmctld config is unable to load"}]}, True),
+        (200, {"pings": [{"hostname": "vm", "pinged": "DOWN", "responding": False}], "errors": []}, True),
+        (200, {"pings": [{"hostname": "vm", "ping": "UP", "status": 0}], "errors": []}, False),
+        (200, {"pings": [{"hostname": "vm", "pinged": "UP", "responding": True}], "errors": []}, False),
+        (200, {"pings": [{"pinged": "DOWN", "responding": False}, {"pinged": "UP", "responding": True}]}, False),
+    ],
+)
+def test_ping_tells_a_stopped_controller_from_a_refused_token(status, document, down):
+    assert answers.controller_down(answers.read_answer(status, json.dumps(document))) is down
+    assert answers.controller_down(answers.read_answer(502, b"<html>502</html>")) is False

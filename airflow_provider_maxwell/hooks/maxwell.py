@@ -46,7 +46,7 @@ from airflow_provider_maxwell.exceptions import (
 )
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
-from airflow_provider_maxwell.slurm.dialects import ApiDialect, negotiate, served_versions
+from airflow_provider_maxwell.slurm.dialects import ApiDialect, negotiate, ping_path_of, served_versions
 from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
 from airflow_provider_maxwell.slurm.submit import build_submit_body
 from airflow_provider_maxwell.watch import WatchSpec, watch
@@ -337,7 +337,16 @@ class MaxwellHook(BaseHook):
                     url=url,
                 )
             definite = answers.is_auth_failure(answer)
-            if definite or answers.may_be_auth_failure(answer, path):
+            ambiguous = not definite and answers.may_be_auth_failure(answer, path)
+            if ambiguous and (down := (yield from self._controller_down(path, headers))):
+                # slurmctld is stopped or restarting: its "error -1" is no verdict on the token.
+                if resend_safe and attempt < self.retry_limit:
+                    delay = self._backoff(attempt - 1)
+                    yield Note(f"{down}; retry {attempt} of {self.retry_limit - 1} in {delay:.1f} s: {method} {url}")
+                    yield Sleep(delay)
+                    continue
+                raise SlurmTransientError(down, status=answer.status, url=url, errors=answer.errors)
+            if definite or ambiguous:
                 if not renewed:
                     renewed, stale = True, token.value
                     continue
@@ -379,6 +388,19 @@ class MaxwellHook(BaseHook):
             if state.release is None and answer.release:
                 state.release = answer.release
             return answer
+
+    def _controller_down(self, path: str, headers: Mapping[str, str]) -> Protocol[str | None]:
+        """Why slurmctld cannot answer, if its ping says so (ping checks no token); else None."""
+        ping = ping_path_of(path)
+        if ping is None or not path.startswith("/slurm/"):
+            return None
+        url = f"{self.state.config.host}{ping}"
+        result = yield Send(HttpCall("GET", url, headers=dict(headers)))
+        if isinstance(result, TransportFailure):
+            return None
+        if answers.controller_down(answers.read_answer(result.status, result.body)):
+            return f"slurmctld is not responding (ping at {url})"
+        return None
 
     def _dialect(self) -> Protocol[ApiDialect]:
         """The API version to speak: explicit in the connection, else negotiated once per process."""

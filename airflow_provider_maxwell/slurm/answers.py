@@ -112,3 +112,20 @@ def is_error(answer: Answer) -> bool:
     if answer.status >= 400:
         return True
     return any(e.code not in (NOTHING_FOUND, None) for e in answer.errors)
+
+
+def controller_down(answer: Answer) -> bool:
+    """A ping answer saying slurmctld does not respond (ping itself checks no token).
+
+    24.11 on: HTTP 200 with `pinged: DOWN`, `responding: false`; 22.05: HTTP 500 with error -1
+    ("slurmctld config is unable to load"). Both measured with slurmctld stopped.
+    """
+    if answer.document is None:
+        return False
+    pings = answer.document.get("pings")
+    if isinstance(pings, list) and pings:
+        return not any(
+            isinstance(p, Mapping) and (p.get("responding") is True or "UP" in (p.get("pinged"), p.get("ping")))
+            for p in pings
+        )
+    return answer.status >= 500 and answer.has_code(GENERIC_ERROR)

@@ -82,6 +82,12 @@ class ApiDialect:
         return [f"{k}={v}" for k, v in env.items()] if self.environment_as_list else dict(env)
 
 
+def ping_path_of(path: str) -> str | None:
+    """The ping path of the API version `path` belongs to (/slurm/v0.0.42/job/1 -> /slurm/v0.0.42/ping)."""
+    match = _VERSION_PATH.match(path)
+    return f"/slurm/{match.group(2)}/ping" if match else None
+
+
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.lstrip("v").split("."))
 

@@ -121,13 +121,20 @@ def number(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # junk, or float('inf') from a broken server
         return None
+
+
+LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31: beyond it no datetime, and no real job
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def timestamp(value: Any) -> datetime | None:
     seconds = number(value)
-    if not seconds or seconds <= 0:
+    if not seconds or seconds <= 0 or seconds > LATEST_TIMESTAMP:
         return None
     import pendulum  # deferred: only execution paths parse jobs, DAG parsing never does
 
@@ -135,7 +142,7 @@ def timestamp(value: Any) -> datetime | None:
 
 
 def state_and_flags(value: Any) -> tuple[JobState, frozenset[str]]:
-    words = [value] if isinstance(value, str) else [str(v) for v in (value or [])]
+    words = [value] if isinstance(value, str) else [str(v) for v in value] if isinstance(value, list) else []
     words = [w.upper() for w in words if w]
     base = next((JobState.parse(w) for w in words if JobState.parse(w) is not JobState.UNKNOWN), None)
     flags = frozenset(w for w in words if JobState.parse(w) is JobState.UNKNOWN)
@@ -172,9 +179,9 @@ def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
     array_job = number(doc.get("array_job_id")) or None
     return SlurmJob(
         job_id=int(number(doc.get("job_id")) or 0),
-        name=str(doc.get("name") or ""),
-        user=str(doc.get("user_name") or ""),
-        partition=str(doc.get("partition") or ""),
+        name=text(doc.get("name")) or "",
+        user=text(doc.get("user_name")) or "",
+        partition=text(doc.get("partition")) or "",
         state=state,
         flags=flags,
         source="slurmctld",
@@ -197,20 +204,20 @@ def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
 
 def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = True) -> SlurmJob:
     """A job as /slurmdb/vX/job/{id} describes it (one element of its `jobs`)."""
-    state_doc = doc.get("state") or {}
+    state_doc = _mapping(doc.get("state"))
     state, flags = state_and_flags(state_doc.get("current"))
     code, sig = exit_status(doc.get("exit_code"))
     if not exit_code_reliable and state is not JobState.COMPLETED and code == 0:
         code = None  # 22.05 says 0 whatever the job returned: unknown is the honest answer
-    times = doc.get("time") or {}
-    array = doc.get("array") or {}
+    times = _mapping(doc.get("time"))
+    array = _mapping(doc.get("array"))
     array_job = number(array.get("job_id")) or None
     comment = doc.get("comment")
     return SlurmJob(
         job_id=int(number(doc.get("job_id")) or 0),
-        name=str(doc.get("name") or ""),
-        user=str(doc.get("user") or ""),
-        partition=str(doc.get("partition") or ""),
+        name=text(doc.get("name")) or "",
+        user=text(doc.get("user")) or "",
+        partition=text(doc.get("partition")) or "",
         state=state,
         flags=flags,
         source="slurmdb",

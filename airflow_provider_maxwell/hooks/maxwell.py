@@ -671,7 +671,10 @@ def _job_id(value: Any) -> int:
 
     text = str(value).strip()
     if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
-        raise MaxwellConfigError(f"job_id must be a positive whole number, not {value!r}")
+        raise MaxwellConfigError(
+            f"job_id must be a Slurm job id (a positive whole number), not {value!r}: "
+            "check the value or template that gives it (e.g. the submitting task's XCom)"
+        )
     return int(text)
 
 

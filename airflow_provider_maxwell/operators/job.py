@@ -107,6 +107,30 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.log_output_lines = log_output_lines
         self.job_id: int | None = None
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Airflow's rendering, with a missing script file reported as such (not a bare TemplateNotFound)."""
+        import jinja2
+
+        try:
+            super().render_template_fields(context, jinja_env)
+        except jinja2.TemplateNotFound as missing:
+            from airflow_provider_maxwell.exceptions import MaxwellConfigError
+
+            if not (isinstance(self.script, str) and missing.name == self.script.strip()):
+                raise
+            dag = getattr(self, "dag", None)
+            searched = [str(p) for p in (getattr(dag, "template_searchpath", None) or [])]
+            if dag is not None and getattr(dag, "fileloc", None):
+                import os
+
+                searched.insert(0, os.path.dirname(dag.fileloc))
+            where = ", ".join(searched) or "the DAG folder"
+            raise MaxwellConfigError(
+                f"script: the file {self.script!r} does not exist (looked in {where}). "
+                "Give a path relative to the DAG file or to template_searchpath, or the script's text starting "
+                "with '#!'"
+            ) from None
+
     # ------------------------------------------------------------------ execution
 
     def _hook(self) -> MaxwellHook:

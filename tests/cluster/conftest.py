@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from .airflow_cli import make_airflow_env
 
@@ -26,3 +29,41 @@ def spawned() -> Iterator[list[subprocess.Popen]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+@pytest.fixture
+def start_idp(cluster: dict[str, Any]) -> Iterator[Callable[..., str]]:
+    """Start extra IdP instances (same signing key, so Slurm trusts them) with short token lifetimes;
+    returns their base URL. Stopped by PID when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start(access: int, refresh: int) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {"IDP_ACCESS_LIFETIME": str(access), "IDP_REFRESH_LIFETIME": str(refresh), "PATH": "/usr/bin:/bin"}
+        proc = subprocess.Popen(
+            [*cluster["idp_command"], "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/_idp/stats", timeout=1)
+                return url
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise AssertionError(f"IdP on port {port} did not come up")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def grants(idp_url: str) -> dict[str, int]:
+    return requests.get(f"{idp_url}/_idp/stats", timeout=10).json()["grants"]

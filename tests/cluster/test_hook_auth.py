@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
 from typing import Any
 
 import jwt
 import pytest
-import requests
 
 from airflow_provider_maxwell.exceptions import MaxwellAuthError, MaxwellConfigError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
+
+from .conftest import grants
 
 
 def claims(token: str) -> dict[str, Any]:
@@ -133,32 +132,9 @@ def test_invalid_connection_names_connection_field_and_fix(cluster, users, make_
 
 
 @pytest.fixture
-def short_lived_idp(cluster):
-    """A second IdP instance (same signing key, so Slurm trusts it) with 4 s access / 10 s refresh tokens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"IDP_ACCESS_LIFETIME": "4", "IDP_REFRESH_LIFETIME": "10", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(
-        [*cluster["idp_command"], "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{url}/_idp/stats", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def grants(idp_url: str) -> dict[str, int]:
-    return requests.get(f"{idp_url}/_idp/stats", timeout=10).json()["grants"]
+def short_lived_idp(start_idp):
+    """A second IdP instance with 4 s access / 10 s refresh tokens."""
+    return start_idp(access=4, refresh=10)
 
 
 def test_keycloak_refreshes_then_falls_back_to_password(cluster, users, make_connection, short_lived_idp):

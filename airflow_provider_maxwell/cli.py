@@ -22,6 +22,7 @@ DEFAULT_HOST = "https://max-slurm-rest.desy.de/sapi"
 
 
 def get_portal_token(portal_url: str, user: str, password: str, verify: bool | str, timeout: float = 30) -> str:
+    """Ask DESY's portal for a portal token (HTTP Basic with the user's password), as DESY's own tool does."""
     answer = requests.get(
         f"{portal_url}/get_new_token",
         params={"cli_api": CLI_API},
@@ -43,6 +44,7 @@ def get_portal_token(portal_url: str, user: str, password: str, verify: bool | s
 
 
 def build_connection(args: argparse.Namespace, portal_token: str) -> dict[str, object]:
+    """The Airflow connection (as a dict) for the command-line arguments and a portal token."""
     extra: dict[str, object] = {"auth_method": "portal"}
     if args.portal_url:
         extra["portal_url"] = args.portal_url
@@ -52,6 +54,7 @@ def build_connection(args: argparse.Namespace, portal_token: str) -> dict[str, o
 
 
 def create_in_airflow(conn_id: str, conn: dict[str, object], replace: bool) -> None:
+    """Store the connection in Airflow's metadata database; refuses to overwrite unless `replace`."""
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
 
@@ -75,6 +78,7 @@ def create_in_airflow(conn_id: str, conn: dict[str, object], replace: bool) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `maxwell-connection` console command."""
     parser = argparse.ArgumentParser(
         prog="maxwell-connection", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -22,6 +22,8 @@ DEFAULT_KEYCLOAK_URL = "https://keycloak.desy.de/auth"
 
 @dataclass(frozen=True)
 class MaxwellConnectionConfig:
+    """A Maxwell connection, validated once: host, login, auth method and their settings."""
+
     conn_id: str
     host: str
     login: str
@@ -68,6 +70,8 @@ class MaxwellConnectionConfig:
     def from_connection(
         cls, conn_id: str, *, host: str | None, login: str | None, password: str | None, extra: Mapping[str, Any] | None
     ) -> MaxwellConnectionConfig:
+        """Read and validate an Airflow connection; errors name the connection, the field and the fix."""
+
         def bad(field_name: str, problem: str, fix: str) -> MaxwellConfigError:
             return MaxwellConfigError(f"Maxwell connection {conn_id!r}: {field_name} {problem}. {fix}")
 

@@ -16,6 +16,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class HttpCall:
+    """An HTTP request to make, as a value (the protocol decides, the driver sends)."""
+
     method: str
     url: str
     params: Mapping[str, Any] | None = None
@@ -37,6 +39,8 @@ class HttpCall:
 
 @dataclass(frozen=True)
 class HttpResult:
+    """An HTTP answer, as the drivers hand it back to a protocol."""
+
     status: int
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -52,11 +56,15 @@ class TransportFailure:
 
 @dataclass(frozen=True)
 class Send:
+    """Effect: send this request and resume with an HttpResult or TransportFailure."""
+
     call: HttpCall
 
 
 @dataclass(frozen=True)
 class Sleep:
+    """Effect: wait this many seconds (time.sleep or asyncio.sleep, by driver)."""
+
     seconds: float
 
 

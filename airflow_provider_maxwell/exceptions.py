@@ -48,6 +48,7 @@ class SlurmApiError(MaxwellError):
         super().__init__(f"{message}: {status_text} from {url}" + (f": {detail}" if detail else ""))
 
     def has_code(self, *codes: int) -> bool:
+        """True if Slurm's answer carried any of these error numbers."""
         return any(e.code in codes for e in self.errors)
 
 

@@ -16,6 +16,8 @@ MAX_LISTED_FAILURES = 5
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a finished job means for the task: success, a one-line message, retryable, an XCom summary."""
+
     succeeded: bool
     message: str
     retryable: bool  # False: a user cancelled the job outside Airflow; retrying would undo their decision
@@ -63,12 +65,14 @@ DEFAULT_SUCCESS_STATES = frozenset({"COMPLETED"})
 
 
 def succeeded(job: SlurmJob, success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> bool:
+    """True if the job ended in one of `success_states` (and COMPLETED with exit code 0)."""
     if not job.is_terminal or job.state.value not in success_states:
         return False
     return job.state is not JobState.COMPLETED or job.exit_code in (0, None)
 
 
 def judge(job_id: int, jobs: list[SlurmJob], success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> Outcome:
+    """The outcome of a job (or all tasks of an array) from its final records."""
     summary = summarize(job_id, jobs)
     if all(succeeded(j, success_states) for j in jobs):
         state = summary["state"]

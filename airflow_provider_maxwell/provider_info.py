@@ -91,6 +91,7 @@ def legacy_field_behaviour() -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
+    """What Airflow's ProvidersManager reads about this package."""
     return {
         "package-name": "airflow-provider-maxwell",
         "name": "DESY Maxwell (Slurm REST)",

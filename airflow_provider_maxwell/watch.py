@@ -44,6 +44,7 @@ class WatchSpec:
     vanish_after: float = 120.0  # how long a job may be missing from both slurmctld and accounting
 
     def belongs(self, job: SlurmJob) -> bool:
+        """False for records under the same id that are another user's or older than this job (a reused id)."""
         if job.user and job.user != self.user:
             return False
         if self.submitted_after is not None and job.submit_time is not None:
@@ -51,6 +52,7 @@ class WatchSpec:
         return True
 
     def to_kwargs(self) -> dict[str, Any]:
+        """The spec as plain values, for trigger kwargs."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
@@ -122,6 +124,7 @@ class JobWatch:
         self.accounting_down_since: float | None = None
 
     def check_deadline(self, now: float) -> None:
+        """Raise WatchDeadlineExceeded once the spec's deadline has passed."""
         if self.spec.deadline is not None and now > self.spec.deadline:
             raise WatchDeadlineExceeded(
                 f"Slurm job {self.spec.job_id} still {self.last_progress or 'unknown'} at the deadline"
@@ -219,6 +222,7 @@ def array_size(spec: str | None) -> int:
 
 
 def elapsed_text(start: datetime | None, end: datetime | None) -> str:
+    """A duration as H:MM:SS, as Slurm prints elapsed times."""
     if start is None or end is None:
         return "0:00:00"
     seconds = max(int((end - start).total_seconds()), 0)

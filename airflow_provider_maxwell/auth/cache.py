@@ -15,6 +15,8 @@ from airflow_provider_maxwell.auth.tokens import MintedToken
 
 
 class TokenCache:
+    """The current token of one connection in one process, renewed before it expires, minted once for all callers."""
+
     def __init__(self) -> None:
         self._token: MintedToken | None = None
         # Reentrant: Airflow runs on_kill (which cancels the job through this cache) in a SIGTERM
@@ -41,6 +43,7 @@ class TokenCache:
             return token
 
     async def aget(self, mint: Callable[[], Awaitable[MintedToken]], stale: str | None = None) -> MintedToken:
+        """The async twin of `get`: one mint per event loop at a time, however many callers wait."""
         token = self._usable(stale)
         if token is not None:
             return token

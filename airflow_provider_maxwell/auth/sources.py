@@ -20,12 +20,15 @@ CLI_API = "4.6.0"  # the version of DESY's command-line tools the portal expects
 
 
 class TokenSource:
+    """Where a connection's Slurm tokens come from; subclasses implement `mint` as a protocol of effects."""
+
     method: str = ""
 
     def __init__(self, config: MaxwellConnectionConfig) -> None:
         self.config = config
 
     def mint(self) -> Protocol[MintedToken]:
+        """Obtain a new token (a generator of effects: run it with the hook's drivers)."""
         raise NotImplementedError
         yield  # pragma: no cover - makes this a generator
 
@@ -62,6 +65,7 @@ class StaticTokenSource(TokenSource):
     method = "token"
 
     def mint(self) -> Protocol[MintedToken]:
+        """Exchange the portal token for a Slurm token of the connection's lifespan (DESY's get_new_slurm_token)."""
         token = token_from_jwt(self.config.password or "")
         if token.expires_at <= time.time():
             raise MaxwellAuthError(
@@ -79,6 +83,7 @@ class SigningKeySource(TokenSource):
     method = "signing_key"
 
     def mint(self) -> Protocol[MintedToken]:
+        """The Slurm token from the connection itself: checked (user, expiry), never renewed."""
         now = int(time.time())
         claims = {"sun": self.config.login, "iat": now, "exp": now + self.config.token_lifespan}
         value = jwt.encode(claims, self.config.signing_key or b"", algorithm="HS256")
@@ -92,6 +97,7 @@ class PortalSource(TokenSource):
     method = "portal"
 
     def mint(self) -> Protocol[MintedToken]:
+        """Sign a fresh HS256 Slurm token for the login with the connection's key."""
         url = f"{self.config.portal_url}/get_new_slurm_token"
         call = HttpCall(
             "GET",
@@ -128,6 +134,7 @@ class KeycloakSource(TokenSource):
 
     @property
     def token_url(self) -> str:
+        """The Keycloak token endpoint of the connection's realm."""
         return f"{self.config.keycloak_url}/realms/{self.config.keycloak_realm}/protocol/openid-connect/token"
 
     def _form(self, grant: dict[str, str]) -> dict[str, str]:
@@ -137,6 +144,7 @@ class KeycloakSource(TokenSource):
         return form
 
     def mint(self) -> Protocol[MintedToken]:
+        """A refresh grant while the refresh token lives, else a password grant; the access token is the Slurm token."""
         if self._refresh_token and time.time() < self._refresh_expires_at - 5:
             result = yield Send(
                 HttpCall(
@@ -189,6 +197,7 @@ class KeycloakSource(TokenSource):
         )
 
     def secrets(self, token: MintedToken) -> list[str]:
+        """Every secret this source holds or minted, to register with Airflow's secrets masker."""
         return [token.value, *([self._refresh_token] if self._refresh_token else [])]
 
 
@@ -198,4 +207,5 @@ SOURCES: dict[str, type[TokenSource]] = {
 
 
 def token_source(config: MaxwellConnectionConfig) -> TokenSource:
+    """The token source for the connection's `auth_method`."""
     return SOURCES[config.auth_method](config)

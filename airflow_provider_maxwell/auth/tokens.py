@@ -12,6 +12,8 @@ MAX_RENEW_MARGIN = 300.0  # seconds; Slurm gives no grace after `exp`, so renew 
 
 @dataclass(frozen=True)
 class MintedToken:
+    """A token with what the hook needs to know about it: its value, user (`sun`) and expiry."""
+
     value: str = field(repr=False)
     issued_at: float
     expires_at: float
@@ -19,6 +21,7 @@ class MintedToken:
 
     @property
     def lifetime(self) -> float:
+        """Seconds between issue and expiry."""
         return max(self.expires_at - self.issued_at, 0.0)
 
     @property
@@ -27,6 +30,7 @@ class MintedToken:
         return self.expires_at - min(0.1 * self.lifetime, MAX_RENEW_MARGIN)
 
     def is_fresh(self, now: float | None = None) -> bool:
+        """True while the token is not yet due for renewal (10 % of its lifetime, at most 5 minutes, before expiry)."""
         return (time.time() if now is None else now) < self.renew_at
 
 

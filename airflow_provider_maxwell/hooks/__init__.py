@@ -1,0 +1,1 @@
+"""Hooks: MaxwellHook, the only module with network I/O."""

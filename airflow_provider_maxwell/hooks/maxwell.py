@@ -72,6 +72,7 @@ _STATES_LOCK = threading.RLock()  # reentrant: on_kill may run in a signal handl
 
 
 def connection_state(config: MaxwellConnectionConfig) -> ConnectionState:
+    """The process-wide state of a connection with exactly these settings (made on first use)."""
     with _STATES_LOCK:
         state = _STATES.get(config.fingerprint)
         if state is None:
@@ -129,6 +130,7 @@ class MaxwellHook(BaseHook):
 
     @property
     def state(self) -> ConnectionState:
+        """This hook's connection state (token cache, negotiated version), looked up on first use."""
         if self._state is None:
             self._state = connection_state(
                 self._config_from(self.maxwell_conn_id, self.get_connection(self.maxwell_conn_id))
@@ -136,6 +138,7 @@ class MaxwellHook(BaseHook):
         return self._state
 
     async def astate(self) -> ConnectionState:
+        """`state` for async callers: the connection is looked up without blocking the event loop."""
         if self._state is None:
             try:
                 conn = await BaseHook.aget_connection(self.maxwell_conn_id)
@@ -148,6 +151,7 @@ class MaxwellHook(BaseHook):
 
     @property
     def config(self) -> MaxwellConnectionConfig:
+        """The validated connection settings."""
         return self.state.config
 
     @cached_property
@@ -579,6 +583,7 @@ class MaxwellHook(BaseHook):
         return self._run(self._token()).value
 
     async def aget_token(self) -> str:
+        """Async twin of `get_token`."""
         return (await self._arun(self._token())).value
 
     @staticmethod
@@ -588,6 +593,7 @@ class MaxwellHook(BaseHook):
 
     @property
     def api_version(self) -> str:
+        """The REST API version spoken with the server (negotiated once per process and connection)."""
         return self._run(self._dialect()).version
 
     def submit_job(self, script: str, **fields: Any) -> int:
@@ -595,6 +601,7 @@ class MaxwellHook(BaseHook):
         return self._run(self._submit(script, fields))
 
     async def asubmit_job(self, script: str, **fields: Any) -> int:
+        """Async twin of `submit_job`."""
         await self.astate()
         return await self._arun(self._submit(script, fields))
 
@@ -603,6 +610,7 @@ class MaxwellHook(BaseHook):
         return self._run(self._get_job(_job_id(job_id)))
 
     async def aget_job(self, job_id: int) -> SlurmJob:
+        """Async twin of `get_job`."""
         await self.astate()
         return await self._arun(self._get_job(_job_id(job_id)))
 
@@ -611,6 +619,7 @@ class MaxwellHook(BaseHook):
         return self._run(self._get_accounting_job(_job_id(job_id)))
 
     async def aget_accounting_job(self, job_id: int) -> SlurmJob | None:
+        """Async twin of `get_accounting_job`."""
         await self.astate()
         return await self._arun(self._get_accounting_job(_job_id(job_id)))
 
@@ -631,6 +640,7 @@ class MaxwellHook(BaseHook):
         return self._run(watch(self, spec))
 
     async def await_job(self, spec: WatchSpec) -> list[SlurmJob]:
+        """Async twin of `wait_for_job`: poll this one job until it ends (triggers use the shared poller instead)."""
         await self.astate()
         return await self._arun(watch(self, spec))
 
@@ -639,6 +649,7 @@ class MaxwellHook(BaseHook):
         self._run(self._cancel(_job_id(job_id), signal))
 
     async def acancel_job(self, job_id: int, signal: str | int | None = None) -> None:
+        """Async twin of `cancel_job`."""
         await self.astate()
         await self._arun(self._cancel(_job_id(job_id), signal))
 

@@ -156,6 +156,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         return fields
 
     def execute(self, context: Context) -> int:
+        """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
         hook = self._hook()
         fields = self._fields(context)
         found = self._reattach(context, hook, fields["name"], fields["comment"].split(" ", 1)[0])
@@ -254,6 +255,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         raise AssertionError("defer() returns by raising")  # pragma: no cover
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
+        """Resume after the trigger's event: succeed, fail with the job's outcome, or report the wait's error."""
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.outcome import Outcome

@@ -86,9 +86,11 @@ class MaxwellJobSensor(BaseSensorOperator):
         raise AirflowFailException(outcome.message)
 
     def poke(self, context: Context) -> bool:
+        """One look at the job: True once accounting has its final record; raises if it did not succeed."""
         return self._check(self._hook())[0]
 
     def execute(self, context: Context) -> Any:
+        """Poke, or check once and defer to the triggerer (a job already done never defers)."""
         if not self.deferrable:
             return super().execute(context)
         hook = self._hook()
@@ -117,6 +119,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
+        """Resume after the trigger's event: succeed, fail (or skip with soft_fail) with the job's outcome."""
         from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
         from airflow_provider_maxwell.outcome import Outcome

@@ -36,16 +36,19 @@ class Answer:
         return self.document is not None and "meta" in self.document
 
     def has_code(self, *codes: int) -> bool:
+        """True if the answer carried any of these Slurm error numbers."""
         return any(e.code in codes for e in self.errors)
 
     @property
     def release(self) -> str | None:
+        """The Slurm release that answered (from the answer's `meta`), if it said."""
         meta = (self.document or {}).get("meta") or {}
         slurm = meta.get("slurm") or meta.get("Slurm") or {}
         return slurm.get("release") if isinstance(slurm, Mapping) else None
 
 
 def read_answer(status: int, body: bytes | str) -> Answer:
+    """An HTTP answer as Slurm's document, errors and status; bodies that are not JSON objects become document=None."""
     content = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     document: Mapping[str, Any] | None
     try:

@@ -18,6 +18,8 @@ _VERSION_PATH = re.compile(r"^/slurm(db)?/(v0\.0\.\d+)/")
 
 @dataclass(frozen=True)
 class ApiDialect:
+    """What one REST API version needs: paths, value shapes and known quirks, as data."""
+
     version: str
     #: {set, infinite, number} structs instead of plain integers in requests (v0.0.39 on).
     numbers_as_structs: bool
@@ -32,24 +34,31 @@ class ApiDialect:
 
     @property
     def key(self) -> tuple[int, ...]:
+        """The version as a sortable tuple."""
         return version_key(self.version)
 
     def submit_path(self) -> str:
+        """POST: submit a batch job."""
         return f"/slurm/{self.version}/job/submit"
 
     def job_path(self, job_id: int) -> str:
+        """GET: slurmctld's records of a job (an array's tasks too); DELETE: cancel it."""
         return f"/slurm/{self.version}/job/{job_id}"
 
     def jobs_path(self) -> str:
+        """GET: every job slurmctld holds."""
         return f"/slurm/{self.version}/jobs"
 
     def accounting_job_path(self, job_id: int) -> str:
+        """GET: accounting's records of a job."""
         return f"/slurmdb/{self.version}/job/{job_id}"
 
     def accounting_jobs_path(self) -> str:
+        """GET: accounting's records matching query parameters."""
         return f"/slurmdb/{self.version}/jobs"
 
     def diag_path(self) -> str:
+        """GET: slurmctld's statistics (checks the token, unlike ping)."""
         return f"/slurm/{self.version}/diag"
 
     def accounting_search(self, job_name: str, user: str) -> dict[str, str]:
@@ -73,12 +82,15 @@ class ApiDialect:
         return [{"step": ",".join(map(str, ids[i : i + LISTING_CHUNK]))} for i in range(0, len(ids), LISTING_CHUNK)]
 
     def ping_path(self) -> str:
+        """GET: slurmctld's ping (checks no token)."""
         return f"/slurm/{self.version}/ping"
 
     def number(self, value: int) -> int | dict[str, Any]:
+        """An integer as this version takes it in requests: plain, or a {set, infinite, number} struct."""
         return {"set": True, "infinite": False, "number": value} if self.numbers_as_structs else value
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str] | list[str]:
+        """The job environment as this version takes it: a dict, or a list of NAME=value."""
         return [f"{k}={v}" for k, v in env.items()] if self.environment_as_list else dict(env)
 
 
@@ -89,6 +101,7 @@ def ping_path_of(path: str) -> str | None:
 
 
 def version_key(version: str) -> tuple[int, ...]:
+    """'v0.0.42' -> (0, 0, 42)."""
     return tuple(int(part) for part in version.lstrip("v").split("."))
 
 

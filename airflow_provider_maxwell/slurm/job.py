@@ -20,6 +20,8 @@ Source = Literal["slurmctld", "slurmdb"]
 
 @dataclass(frozen=True)
 class SlurmJob:
+    """One Slurm job (or array task) in the same shape whatever the API version or source (slurmctld or accounting)."""
+
     job_id: int
     name: str
     user: str
@@ -48,15 +50,18 @@ class SlurmJob:
 
     @property
     def is_success(self) -> bool:
+        """Ended COMPLETED with exit code 0 (or unknown)."""
         return self.is_terminal and self.state is JobState.COMPLETED and self.exit_code in (0, None)
 
     @property
     def state_text(self) -> str:
+        """The state with its flags, as Slurm prints it (e.g. 'RUNNING', 'PENDING+REQUEUED')."""
         extra = sorted(self.flags & TRANSIENT_FLAGS)
         return "+".join([self.state.value, *extra])
 
     @property
     def elapsed(self) -> timedelta | None:
+        """Run time from start to end, once both are known."""
         if self.start_time is None:
             return None
         end = self.end_time or datetime.now(timezone.utc)
@@ -72,6 +77,7 @@ class SlurmJob:
         return _expand(self.standard_output, self, default)
 
     def error_path(self) -> str | None:
+        """The job's standard error file with Slurm's %-patterns expanded (None if it goes to standard output)."""
         return _expand(self.standard_error, self, None) if self.standard_error else self.output_path()
 
 
@@ -133,6 +139,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def timestamp(value: Any) -> datetime | None:
+    """A datetime (UTC) from any timestamp shape; None if unset, zero or out of range."""
     seconds = number(value)
     if not seconds or seconds <= 0 or seconds > LATEST_TIMESTAMP:
         return None
@@ -142,6 +149,7 @@ def timestamp(value: Any) -> datetime | None:
 
 
 def state_and_flags(value: Any) -> tuple[JobState, frozenset[str]]:
+    """The base state and flags from any state shape (a string, or a list of state and flags)."""
     words = [value] if isinstance(value, str) else [str(v) for v in value] if isinstance(value, list) else []
     words = [w.upper() for w in words if w]
     base = next((JobState.parse(w) for w in words if JobState.parse(w) is not JobState.UNKNOWN), None)
@@ -169,6 +177,7 @@ def exit_status(value: Any) -> tuple[int | None, int | None]:
 
 
 def text(value: Any) -> str | None:
+    """The value if it is a non-empty string, else None."""
     return value if isinstance(value, str) and value else None
 
 

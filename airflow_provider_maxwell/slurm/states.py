@@ -24,6 +24,7 @@ class JobState(str, Enum):
 
     @property
     def is_terminal(self) -> bool:
+        """True for states a job never leaves."""
         return self in TERMINAL_STATES
 
     @property
@@ -33,6 +34,7 @@ class JobState(str, Enum):
 
     @classmethod
     def parse(cls, text: str) -> JobState:
+        """The state for Slurm's name of it; UNKNOWN for names it does not know."""
         try:
             return cls(text.upper())
         except ValueError:

@@ -64,6 +64,7 @@ def memory_mib(field: str, value: int | str) -> int:
 
 
 def positive_int(field: str, value: Any) -> int:
+    """The value if it is a positive integer; else an error naming the field."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise MaxwellConfigError(f"{field} must be a positive integer, not {value!r}")
     return value

@@ -1,0 +1,1 @@
+"""Triggers: MaxwellJobTrigger and the shared poller."""

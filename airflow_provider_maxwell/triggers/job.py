@@ -40,6 +40,7 @@ class MaxwellJobTrigger(BaseTrigger):
         self.cancel_on_deadline = cancel_on_deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The trigger's class path and kwargs, as stored (in plain text) in Airflow's database: no secrets."""
         return (
             "airflow_provider_maxwell.triggers.job.MaxwellJobTrigger",
             {
@@ -56,6 +57,7 @@ class MaxwellJobTrigger(BaseTrigger):
         return MaxwellHook(self.maxwell_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Wait through the shared poller and yield exactly one event: success, failed, timeout or error."""
         job_id = self.spec.job_id
         hook = self._hook()
         try:

@@ -101,6 +101,7 @@ class JobPoller:
             del pollers[self.key]
 
     def interval(self) -> float:
+        """The pause between rounds before jitter and backoff: the smallest poll interval asked for."""
         return min((s.spec.poll_interval for s in self.subscribers), default=30.0)
 
     async def _loop(self) -> None:

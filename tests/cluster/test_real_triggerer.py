@@ -31,7 +31,20 @@ def dag_parsed(db: Path, dag_id: str) -> bool:
         return False
 
 
-def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_path):
+def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_path, spawned):
+    seen = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=False)
+    assert "deferred" in seen, f"states seen: {seen}"
+
+
+def test_triggerer_restarted_while_deferred_resumes_from_the_kwargs(cluster, tmp_path, spawned):
+    # The standalone's triggerer is stopped (by its PID, found as a child of the standalone we
+    # started) while the task is deferred; a new triggerer, started by the test, takes the trigger
+    # over from its stored kwargs and the task ends `success`.
+    seen = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=True)
+    assert "deferred" in seen, f"states seen: {seen}"
+
+
+def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) -> list[str]:
     home = tmp_path / "airflow"
     env = {
         **os.environ,
@@ -45,6 +58,7 @@ def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_pat
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
         "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
         # standalone starts its scheduler, triggerer, ... as `airflow` from PATH
         "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -54,29 +68,66 @@ def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_pat
         [AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     db = home / "airflow.db"
+    replacement: subprocess.Popen | None = None
     try:
         deadline = time.monotonic() + 180
         while not dag_parsed(db, DAG_ID):
             assert proc.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the DAG was not parsed within 180 s"
             time.sleep(2)
-        conf = json.dumps({"script": "#!/bin/bash\nsleep 12\necho through the triggerer\n"})
+        sleep = 40 if restart_triggerer else 12
+        conf = json.dumps({"script": f"#!/bin/bash\nsleep {sleep}\necho through the triggerer\n"})
         for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "-c", conf]):
             subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
         seen: list[str] = []
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             current = dict(states(db, DAG_ID)).get("job", "")
             if current and (not seen or seen[-1] != current):
                 seen.append(current)
+            if current == "deferred" and restart_triggerer and replacement is None:
+                time.sleep(3)  # let the trigger start polling
+                stop_pid(triggerer_child_of(proc.pid))
+                replacement = subprocess.Popen(
+                    [AIRFLOW, "triggerer"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+                spawned.append(replacement)
             if current in ("success", "failed", "upstream_failed"):
                 break
             time.sleep(0.5)
-        assert "deferred" in seen, f"states seen: {seen}"
-        assert seen[-1] == "success", f"states seen: {seen}\n{(tmp_path / 'standalone.log').read_text()[-3000:]}"
+        assert seen and seen[-1] == "success", (
+            f"states seen: {seen}\n{(tmp_path / 'standalone.log').read_text()[-3000:]}"
+        )
+        if restart_triggerer:
+            assert replacement is not None, f"never deferred: {seen}"
+        return seen
     finally:
+        if replacement is not None:
+            stop_group(replacement)
         stop_group(proc)
         log.close()
+
+
+def triggerer_child_of(parent: int) -> int:
+    """The PID of the `airflow triggerer` process that our standalone (PID `parent`) started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"triggerer" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"no triggerer child of {parent}")
+
+
+def stop_pid(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return
+        time.sleep(0.5)
 
 
 def group_alive(pgid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -46,3 +47,30 @@ def dags_test(
     run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
     result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr
+
+
+def submitted_ids(output: str) -> list[int]:
+    """Slurm job ids a DAG run's output says it submitted."""
+    return [int(x) for x in re.findall(r"Submitted Slurm job (\d+)", output)]
+
+
+def start_until_running(
+    env: dict[str, str], dag_id: str, spawned: list[subprocess.Popen], script: str = "#!/bin/bash\nsleep 120\n"
+) -> tuple[subprocess.Popen, str, int]:
+    """Start `airflow dags test` of a test DAG in the background; return once its job runs
+    (the process, its output so far, the job id)."""
+    proc = subprocess.Popen(
+        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": script})],
+        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    spawned.append(proc)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "RUNNING on" in line:
+            break
+    return proc, "".join(lines), submitted_ids("".join(lines))[0]

@@ -19,11 +19,7 @@ from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.watch import WatchSpec
 
-from .airflow_cli import AIRFLOW, EXAMPLES, TEST_DAGS, connection_env, dags_test
-
-
-def submitted_ids(output: str) -> list[int]:
-    return [int(m) for m in re.findall(r"Submitted Slurm job (\d+)", output)]
+from .airflow_cli import AIRFLOW, EXAMPLES, TEST_DAGS, connection_env, dags_test, start_until_running, submitted_ids
 
 
 @pytest.fixture(scope="module")
@@ -123,27 +119,6 @@ def test_array_with_one_failing_index_names_it(airflow_env):
         r"\[3: FAILED \(exit code 7\)\]",
         out,
     ), out[-3000:]
-
-
-def start_until_running(
-    env: dict[str, str], dag_id: str, spawned: list[subprocess.Popen]
-) -> tuple[subprocess.Popen, str, int]:
-    """Start `airflow dags test` of a 2-minute job in the background; return once the job runs."""
-    proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": "#!/bin/bash\nsleep 120\n"})],
-        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    spawned.append(proc)
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "RUNNING on" in line:
-            break
-    return proc, "".join(lines), submitted_ids("".join(lines))[0]
 
 
 def test_job_cancelled_outside_airflow_fails_without_retry(airflow_env, hook, spawned):

@@ -3,7 +3,6 @@ then brought back by `cluster.py up` (which starts only what is missing)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import PROJECT, STATE
-from .airflow_cli import AIRFLOW, TEST_DAGS
+from .airflow_cli import start_until_running
 
 CLUSTER = [sys.executable, str(PROJECT / "devcluster" / "cluster.py")]
 
@@ -39,30 +38,10 @@ def bring_back() -> None:
     subprocess.run([*CLUSTER, "up"], check=True, capture_output=True, timeout=600)
 
 
-def start_dag(
-    env: dict[str, str], dag_id: str, script: str, spawned: list[subprocess.Popen]
-) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", dag_id, "-c", json.dumps({"script": script})],
-        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    spawned.append(proc)
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "RUNNING on" in line:
-            break
-    return proc, lines
-
-
 @pytest.mark.parametrize("daemon", ["slurmrestd", "slurmctld"])
 @pytest.mark.parametrize("dag_id", ["maxwell_outcome", "maxwell_outcome_sync"], ids=["deferred", "sync"])
 def test_wait_survives_a_daemon_restart(airflow_env, dag_id, daemon, spawned):
-    proc, lines = start_dag(airflow_env, dag_id, "#!/bin/bash\nsleep 20\necho survived\n", spawned)
+    proc, seen, _ = start_until_running(airflow_env, dag_id, spawned, "#!/bin/bash\nsleep 20\necho survived\n")
     try:
         # slurmrestd down: the front door answers 502 for /sapi. slurmctld down: slurmrestd answers
         # 500 "error -1" to job queries, which 22.05 also says for a refused token.
@@ -70,7 +49,7 @@ def test_wait_survives_a_daemon_restart(airflow_env, dag_id, daemon, spawned):
         time.sleep(8)
     finally:
         bring_back()
-    out = "".join(lines) + (proc.stdout.read() if proc.stdout else "")
+    out = seen + (proc.stdout.read() if proc.stdout else "")
     assert proc.wait(timeout=300) == 0, out[-4000:]
     assert "ended COMPLETED" in out and "survived" in out
     assert "refused" not in out and "freshly minted" not in out  # never taken for a token problem
@@ -84,13 +63,15 @@ def test_wait_survives_a_daemon_restart(airflow_env, dag_id, daemon, spawned):
 
 
 def test_wait_survives_accounting_down_when_the_job_ends(airflow_env, spawned):
-    proc, lines = start_dag(airflow_env, "maxwell_outcome", "#!/bin/bash\nsleep 3\necho accounted\n", spawned)
+    proc, seen, _ = start_until_running(
+        airflow_env, "maxwell_outcome", spawned, "#!/bin/bash\nsleep 8\necho accounted\n"
+    )
     try:
         stop_daemon("s26-slurmdbd")
         time.sleep(15)  # the job ends meanwhile; its record waits in slurmctld's queue for slurmdbd
     finally:
         bring_back()
-    out = "".join(lines) + (proc.stdout.read() if proc.stdout else "")
+    out = seen + (proc.stdout.read() if proc.stdout else "")
     assert proc.wait(timeout=300) == 0, out[-4000:]
     assert "accounting unavailable, waiting" in out
     assert "accounting is back" in out and "ended COMPLETED" in out

@@ -5,10 +5,13 @@ poller), the Keycloak one on the worker."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+from pathlib import Path
 
 from .airflow_cli import AIRFLOW, TEST_DAGS, make_airflow_env
 from .conftest import grants
+from .test_secrets import leaks
 
 # 55 s of work (the sync DAG has a 1-minute limit), about a minute from submission to the end.
 SCRIPT = "#!/bin/bash\nsleep 55\necho outlived-its-tokens\n"
@@ -55,8 +58,10 @@ def test_10_s_tokens_through_a_60_s_job(airflow_env, cluster, users, emulator, s
         )
         spawned.append(proc)
         runs[conn_id] = proc
+    outputs = []
     for conn_id, proc in runs.items():
         out, _ = proc.communicate(timeout=400)
+        outputs.append(out)
         assert proc.returncode == 0, f"{conn_id}:\n{out[-4000:]}"
         assert "ended COMPLETED" in out and "outlived-its-tokens" in out, out[-4000:]
         assert "refused" not in out, out[-4000:]
@@ -65,3 +70,12 @@ def test_10_s_tokens_through_a_60_s_job(airflow_env, cluster, users, emulator, s
     used = grants(idp)
     assert used.get("password", 0) + used.get("refresh_token", 0) >= 4, used
     assert used.get("refresh_token", 0) >= 2, used  # renewed by refresh grants while they lived
+    # Every renewal minted a token: none of them, nor the portal token or password, was written anywhere.
+    secrets = sorted({connections[c]["password"].encode() for c in connections})
+    found = [f"output: {hit}" for out in outputs for hit in leaks(out.encode(), secrets)]
+    for home in homes:
+        root = Path(home["AIRFLOW_HOME"])
+        found += [f"{p}: {hit}" for p in root.rglob("*") if p.is_file() for hit in leaks(p.read_bytes(), secrets)]
+        with sqlite3.connect(root / "airflow.db") as db:
+            found += [f"metadata DB: {hit}" for hit in leaks("\n".join(db.iterdump()).encode(), secrets)]
+    assert not found, "\n".join(found)

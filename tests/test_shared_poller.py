@@ -125,7 +125,7 @@ class _NoHook:
         (0, 0.01, 0.0, 27.0, 33.0),  # the interval, +-10 % jitter
         (1, 0.01, 0.0, 54.0, 66.0),  # doubles after a failed round
         (9, 0.01, 0.0, 270.0, 330.0),  # capped at 5 minutes
-        (0, 6.0, 0.0, 54.0, 66.0),  # a 6 s round: wait 10x as long
+        (0, 12.0, 0.0, 54.0, 66.0),  # a listing answered in 12 s: wait 5x as long
         (0, 0.01, 120.0, 120.0, 132.0),  # Retry-After: 120 is honoured, never cut by the jitter
     ],
 )

@@ -185,3 +185,11 @@ def test_invalid_connections_name_the_connection_the_field_and_the_fix(kw, named
     assert message.startswith(f"Maxwell connection 'maxwell_x': {named} ")
     problem, _, fix = message.partition(". ")
     assert problem and len(fix) > 10  # a problem, then a fix
+
+
+def test_the_pollers_listing_is_one_query_by_user_or_id_chunks_on_v0_0_38():
+    (by_user,) = DIALECTS["v0.0.45"].accounting_listing("alice", 1000.9, 5000.2, range(1, 1201))
+    assert by_user == {"users": "alice", "start_time": "1000", "end_time": "5000", "skip_steps": "true"}
+    chunks = DIALECTS["v0.0.38"].accounting_listing("alice", 1000, 5000, [*range(1, 1201), 5, 5])
+    assert [len(c["step"].split(",")) for c in chunks] == [500, 500, 200]  # deduplicated, bounded URLs
+    assert all(c["skip_steps"] == "true" and "users" not in c for c in chunks)

@@ -65,6 +65,7 @@ class ConnectionState:
     dialect: ApiDialect | None = None
     release: str | None = None
     requests_sent: int = 0
+    last_response_seconds: float = 0.0  # how long the server took to answer the last request
 
 
 _STATES: dict[str, ConnectionState] = {}
@@ -256,6 +257,7 @@ class MaxwellHook(BaseHook):
             return TransportFailure(_short(error), before_send=refused)
         except requests.exceptions.Timeout as error:
             return TransportFailure(_short(error), before_send=False)
+        state.last_response_seconds = response.elapsed.total_seconds()
         return HttpResult(response.status_code, response.content, dict(response.headers))
 
     async def _send_async(self, state: ConnectionState, call: HttpCall) -> HttpResult | TransportFailure:
@@ -267,6 +269,7 @@ class MaxwellHook(BaseHook):
             return TransportFailure(_short(error), before_send=True)
         except httpx.TransportError as error:
             return TransportFailure(_short(error), before_send=False)
+        state.last_response_seconds = response.elapsed.total_seconds()
         return HttpResult(response.status_code, response.content, dict(response.headers))
 
     def _async_client(self, state: ConnectionState) -> httpx.AsyncClient:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs the listing missed, per round
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
-BUSY_RATIO = 10  # pause at least 10x the last listing's duration: a slow server gets fewer requests
+BUSY_RATIO = 5  # pause at least 5x the listing's answer time: a slow server gets fewer requests
 UNDATED_WINDOW = 86400.0  # a job without a known submit time: list a day back, else look it up
 
 
@@ -64,7 +64,7 @@ class JobPoller:
         self.subscribers: set[Subscriber] = set()
         self.rounds = 0
         self.failures = 0  # consecutive failed rounds, for the backoff
-        self.listing_seconds = 0.0  # how long the last listing took the server
+        self.listing_seconds = 0.0  # how long the server took to answer the last listing
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -137,9 +137,8 @@ class JobPoller:
         since = (
             min((s.spec.submitted_after or s.registered_at - UNDATED_WINDOW) for s in subscribers) - SUBMIT_CLOCK_SLACK
         )
-        listed_at = time.monotonic()
         records = await hook._arun(hook._accounting_listing([s.spec.job_id for s in subscribers], since))
-        self.listing_seconds = time.monotonic() - listed_at
+        self.listing_seconds = (await hook.astate()).last_response_seconds  # the server's time, not our parsing
         by_job = _by_job(records)
         found = {s: by_job[s.spec.job_id] for s in subscribers if s.spec.job_id in by_job}
         live_by_job: dict[int, list[SlurmJob]] = {}

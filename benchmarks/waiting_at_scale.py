@@ -245,6 +245,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N (default 10,100,1000)")
     parser.add_argument("--interval", type=float, default=10.0, help="poll interval in seconds (default 10)")
+    parser.add_argument("--modes", default="shared,per-job", help="ways of polling to run (default shared,per-job)")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds a run may wait at most (default 600)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -261,7 +262,7 @@ def main() -> int:
     define_connection(info)
     results = []
     for n in (int(x) for x in options.sizes.split(",")):
-        for mode in ("shared", "per-job"):
+        for mode in options.modes.split(","):
             job_ids, submitted_after = submit_jobs(info, n)
             print(f"N={n} {mode}: {n} jobs submitted, waiting ...", file=sys.stderr, flush=True)
             results.append(run_child(mode, job_ids, submitted_after, options.interval, options.budget))

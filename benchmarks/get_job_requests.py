@@ -15,35 +15,24 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".devcluster" / "airflow-home-bench"))
+from local_maxwell import cluster_info, portal_token, users
 
 
 def main() -> int:
-    info_path = PROJECT / ".devcluster" / "cluster.json"
-    if not info_path.exists():
-        print("the local Maxwell is not up: run `make cluster-up`", file=sys.stderr)
-        return 1
-    info = json.loads(info_path.read_text())
-    users = json.loads(Path(info["users_file"]).read_text())
-    import requests
-
+    info = cluster_info()
+    user, keycloak_user = users(info)[:2]
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
 
     stack = info["stacks"].get("s26") or next(iter(info["stacks"].values()))
-    user = users[0]
-    portal_token = requests.get(
-        f"{info['portal_url']}/get_new_token",
-        params={"cli_api": "4.6.0"},
-        auth=(user["name"], user["password"]),
-        timeout=30,
-    ).text.strip()
     key = base64.b64encode(Path(info["jwt_key_file"]).read_bytes()).decode()
     methods = {
-        "portal": {"password": portal_token, "extra": {"auth_method": "portal", "portal_url": info["portal_url"]}},
+        "portal": {
+            "password": portal_token(info, user),
+            "extra": {"auth_method": "portal", "portal_url": info["portal_url"]},
+        },
         "keycloak": {
-            "password": users[1]["password"],
-            "login": users[1]["name"],
+            "password": keycloak_user["password"],
+            "login": keycloak_user["name"],
             "extra": {"auth_method": "keycloak", "keycloak_url": info["idp_url"]},
         },
         "signing_key": {"extra": {"auth_method": "signing_key", "signing_key": key}},

@@ -33,36 +33,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-PROJECT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".devcluster" / "airflow-home-bench"))
+from local_maxwell import cluster_info, portal_token, users
+
 CONN_ID = "maxwell_bench_wait"
 WAVES = 5
 
 
-def cluster_info() -> dict[str, Any]:
-    path = PROJECT / ".devcluster" / "cluster.json"
-    if not path.exists():
-        sys.exit("the local Maxwell is not up: run `make cluster-up`")
-    return json.loads(path.read_text())
-
-
 def define_connection(info: dict[str, Any]) -> None:
     """A portal connection (mxuser1) to Slurm 26.05: its token comes from the portal emulator."""
-    import requests
-
-    user = json.loads(Path(info["users_file"]).read_text())[0]
-    portal_token = requests.get(
-        f"{info['portal_url']}/get_new_token",
-        params={"cli_api": "4.6.0"},
-        auth=(user["name"], user["password"]),
-        timeout=30,
-    ).text.strip()
+    user = users(info)[0]
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
         {
             "conn_type": "maxwell",
             "host": info["stacks"]["s26"]["rest_url"],
             "login": user["name"],
-            "password": portal_token,
+            "password": portal_token(info, user),
             "extra": {"auth_method": "portal", "portal_url": info["portal_url"]},
         }
     )
@@ -87,7 +72,8 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
 
     rest_requests = 0
     send = MaxwellHook._send_async
-    host = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])["host"]
+    connection = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
+    host, user = connection["host"], connection["login"]
 
     async def counting_send(self: MaxwellHook, state: Any, call: Any) -> Any:
         nonlocal rest_requests
@@ -97,7 +83,6 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
 
     MaxwellHook._send_async = counting_send  # type: ignore[method-assign]
     trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
-    user = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])["login"]
     received: dict[int, float] = {}
     summaries: dict[int, dict[str, Any]] = {}
 

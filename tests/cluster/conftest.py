@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,20 @@ from .airflow_cli import make_airflow_env
 def airflow_env(cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An Airflow home with a migrated database and the local Maxwell's connections, per test module."""
     return make_airflow_env(cluster, tmp_path_factory.mktemp("airflow-home"))
+
+
+def stop_pid(pid: int, timeout: float) -> bool:
+    """SIGTERM one process we started (by its PID) and wait until it is gone or a zombie."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:  # gone (and reaped)
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.fixture

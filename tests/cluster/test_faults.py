@@ -3,35 +3,24 @@ then brought back by `cluster.py up` (which starts only what is missing)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from ..conftest import PROJECT, STATE
 from .airflow_cli import start_until_running
+from .conftest import stop_pid
 
 CLUSTER = [sys.executable, str(PROJECT / "devcluster" / "cluster.py")]
 
 
 def stop_daemon(name: str) -> None:
     pid, _, _ = (STATE / "pids" / f"{name}.pid").read_text().partition(" ")
-    os.kill(int(pid), signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{name} (pid {pid}) did not stop")
+    if not stop_pid(int(pid), timeout=30):
+        raise AssertionError(f"{name} (pid {pid}) did not stop")
 
 
 def bring_back() -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .airflow_cli import AIRFLOW, TEST_DAGS, connection_env
+from .conftest import stop_pid
 
 DAG_ID = "maxwell_outcome"
 
@@ -87,7 +88,7 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
                 seen.append(current)
             if current == "deferred" and restart_triggerer and replacement is None:
                 time.sleep(3)  # let the trigger start polling
-                stop_pid(triggerer_child_of(proc.pid))
+                stop_pid(triggerer_child_of(proc.pid), timeout=60)
                 replacement = subprocess.Popen(
                     [AIRFLOW, "triggerer"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
@@ -119,15 +120,6 @@ def triggerer_child_of(parent: int) -> int:
         if int(fields[1]) == parent and b"triggerer" in cmdline:
             return int(stat.parent.name)
     raise AssertionError(f"no triggerer child of {parent}")
-
-
-def stop_pid(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return
-        time.sleep(0.5)
 
 
 def group_alive(pgid: int) -> bool:

@@ -101,38 +101,22 @@ for mode in ("before_save", "after_save"):
             retry_delay=timedelta(seconds=2),
         )
 
-with DAG(
-    "maxwell_sensor",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"job_id": Param(1, type="integer"), "deferrable": Param(False, type="boolean")},
+# The sensor on its own: poking, deferred, and poking with soft_fail.
+for dag_id, deferrable, soft_fail in (
+    ("maxwell_sensor", False, False),
+    ("maxwell_sensor_deferred", True, False),
+    ("maxwell_sensor_soft_fail", False, True),
 ):
-    MaxwellJobSensor(
-        task_id="wait",
-        maxwell_conn_id=CONN,
-        job_id="{{ params.job_id }}",
-        poke_interval=2,
-        deferrable=False,
-        timeout=300,
-    )
-
-with DAG(
-    "maxwell_sensor_deferred",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"job_id": Param(1, type="integer")},
-):
-    MaxwellJobSensor(
-        task_id="wait",
-        maxwell_conn_id=CONN,
-        job_id="{{ params.job_id }}",
-        poke_interval=2,
-        deferrable=True,
-        timeout=300,
-        soft_fail=False,
-    )
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False, params={"job_id": Param(1, type="integer")}):
+        MaxwellJobSensor(
+            task_id="wait",
+            maxwell_conn_id=CONN,
+            job_id="{{ params.job_id }}",
+            poke_interval=2,
+            deferrable=deferrable,
+            timeout=300,
+            soft_fail=soft_fail,
+        )
 
 with DAG("maxwell_overall_timeout", schedule=None, start_date=START, catchup=False):
     MaxwellSubmitJobOperator(
@@ -144,21 +128,4 @@ with DAG("maxwell_overall_timeout", schedule=None, start_date=START, catchup=Fal
         deferrable=False,
         poll_interval=2,
         timeout=8,
-    )
-
-with DAG(
-    "maxwell_sensor_soft_fail",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"job_id": Param(1, type="integer")},
-):
-    MaxwellJobSensor(
-        task_id="wait",
-        maxwell_conn_id=CONN,
-        job_id="{{ params.job_id }}",
-        poke_interval=2,
-        deferrable=False,
-        timeout=300,
-        soft_fail=True,
     )

@@ -325,12 +325,9 @@ class MaxwellHook(BaseHook):
             attempt += 1
             if isinstance(result, TransportFailure):
                 if (resend_safe or result.before_send) and attempt < self.retry_limit:
-                    delay = self._backoff(attempt - 1)
-                    yield Note(
-                        f"Slurm REST API unreachable ({result.message}); retry {attempt} of "
-                        f"{self.retry_limit - 1} in {delay:.1f} s: {method} {url}"
+                    yield from self._pause_to_retry(
+                        f"Slurm REST API unreachable ({result.message})", attempt, method, url
                     )
-                    yield Sleep(delay)
                     continue
                 raise SlurmTransientError(
                     f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})", status=None, url=url
@@ -348,9 +345,7 @@ class MaxwellHook(BaseHook):
             if ambiguous and (down := (yield from self._controller_down(path, headers))):
                 # slurmctld is stopped or restarting: its "error -1" is no verdict on the token.
                 if resend_safe and attempt < self.retry_limit:
-                    delay = self._backoff(attempt - 1)
-                    yield Note(f"{down}; retry {attempt} of {self.retry_limit - 1} in {delay:.1f} s: {method} {url}")
-                    yield Sleep(delay)
+                    yield from self._pause_to_retry(down, attempt, method, url)
                     continue
                 raise SlurmTransientError(down, status=answer.status, url=url, errors=answer.errors)
             if definite or ambiguous:
@@ -378,12 +373,8 @@ class MaxwellHook(BaseHook):
                 or (answer.status >= 500 and not answer.is_slurm and not answer.errors)
             ):
                 if resend_safe and attempt < self.retry_limit:
-                    delay = _retry_after(result.headers) or self._backoff(attempt - 1)
-                    yield Note(
-                        f"Slurm REST API answered HTTP {answer.status}; retry {attempt} of "
-                        f"{self.retry_limit - 1} in {delay:.1f} s: {method} {url}"
-                    )
-                    yield Sleep(delay)
+                    why = f"Slurm REST API answered HTTP {answer.status}"
+                    yield from self._pause_to_retry(why, attempt, method, url, _retry_after(result.headers))
                     continue
                 what = "answered with a body that is not a JSON object" if malformed else "unavailable"
                 raise SlurmTransientError(
@@ -395,6 +386,14 @@ class MaxwellHook(BaseHook):
             if state.release is None and answer.release:
                 state.release = answer.release
             return answer
+
+    def _pause_to_retry(
+        self, why: str, attempt: int, method: str, url: str, delay: float | None = None
+    ) -> Protocol[None]:
+        """Say why and when the request is repeated, then wait: `delay` (a Retry-After) or the backoff."""
+        delay = delay or self._backoff(attempt - 1)
+        yield Note(f"{why}; retry {attempt} of {self.retry_limit - 1} in {delay:.1f} s: {method} {url}")
+        yield Sleep(delay)
 
     def _controller_down(self, path: str, headers: Mapping[str, str]) -> Protocol[str | None]:
         """Why slurmctld cannot answer, if its ping says so (ping checks no token); else None."""

@@ -87,7 +87,7 @@ class MaxwellJobTrigger(BaseTrigger):
 
         poller = await JobPoller.for_hook(hook)
         job_watch = JobWatch(self.spec, url=hook.config.host)
-        async with poller.subscribe(self.spec, job_watch) as inbox:
+        async with poller.subscribe(job_watch) as inbox:
             while True:
                 job_watch.check_deadline(time.time())
                 timeout = None if self.spec.deadline is None else max(self.spec.deadline - time.time(), 0.0) + 0.1

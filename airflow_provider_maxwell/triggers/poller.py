@@ -17,7 +17,6 @@ loop and connection settings. The last trigger out stops the poller.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 import weakref
@@ -33,8 +32,6 @@ from airflow_provider_maxwell.watch import SUBMIT_CLOCK_SLACK, JobWatch, Observa
 if TYPE_CHECKING:
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
-log = logging.getLogger(__name__)
-
 LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs the listing missed, per round
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
@@ -44,13 +41,17 @@ UNDATED_WINDOW = 86400.0  # a job without a known submit time: list a day back, 
 
 @dataclass(eq=False)
 class Subscriber:
-    """One waiting trigger: its spec, its mailbox, and when it was last looked up on its own."""
+    """One waiting trigger: its JobWatch, its mailbox, and when it was last looked up on its own."""
 
-    spec: WatchSpec
     watch: JobWatch
     inbox: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     registered_at: float = field(default_factory=time.time)
     looked_up_at: float = 0.0
+
+    @property
+    def spec(self) -> WatchSpec:
+        """What the trigger waits for (its JobWatch's spec)."""
+        return self.watch.spec
 
 
 class JobPoller:
@@ -78,12 +79,12 @@ class JobPoller:
         return poller
 
     @asynccontextmanager
-    async def subscribe(self, spec: WatchSpec, job_watch: JobWatch) -> AsyncIterator[asyncio.Queue[Observation]]:
-        """Receive observations of `spec`'s job until the block is left (event, cancel, shutdown)."""
-        subscriber = Subscriber(spec, job_watch)
+    async def subscribe(self, job_watch: JobWatch) -> AsyncIterator[asyncio.Queue[Observation]]:
+        """Receive observations of the watched job until the block is left (event, cancel, shutdown)."""
+        subscriber = Subscriber(job_watch)
         self.subscribers.add(subscriber)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name=f"maxwell-poller-{spec.user}")
+            self._task = asyncio.create_task(self._loop(), name=f"maxwell-poller-{job_watch.spec.user}")
         try:
             yield subscriber.inbox
         finally:

@@ -4,6 +4,8 @@ stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run a
     python3 devcluster/cluster.py up       bring everything up (idempotent: what runs stays)
     python3 devcluster/cluster.py down     stop what `up` started, by PID, and unmount the roots
     python3 devcluster/cluster.py status   what runs, one line each
+    python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID
+                                           a Slurm state reset: job ids start again
 
 State lives in .devcluster/ (PIDs, logs, keys, configs, `connections.env`, `cluster.json`);
 caches (Debian roots for 24.11 and 26.05, the IdP's virtual environment) in .cache/.
@@ -455,7 +457,7 @@ def ensure_nginx() -> None:
 # ---------------------------------------------------------------- Slurm stacks
 
 
-def write_stack_config(stack: Stack) -> None:
+def write_stack_config(stack: Stack, first_job_id: int | None = None) -> None:
     for sub in ("etc", "state", "spool", "run", "log"):
         (stack.dir / sub).mkdir(parents=True, exist_ok=True)
     keys = STATE / "keys"
@@ -471,7 +473,7 @@ def write_stack_config(stack: Stack) -> None:
         cpus=8,
         mariadb_port=MARIADB_PORT,
         db=f"slurm_acct_{stack.name}",
-        first_job_id=int(stack.name[1:]) * 100000,  # s22: 2200000, s24: 2400000, s26: 2600000
+        first_job_id=first_job_id or int(stack.name[1:]) * 100000,  # s22: 2200000, s24: 2400000, s26: 2600000
         db_password=mariadb_password(),
         # 22.05 still wants a switch plugin named; 24.11 dropped the option.
         switch="SwitchType=switch/none" if stack.name == "s22" else "",
@@ -581,6 +583,34 @@ def ensure_stack(stack: Stack) -> None:
         30,
         name=f"{tag}-slurmrestd",
     )
+
+
+def reset_jobs(stack: Stack, first_job_id: int) -> None:
+    """What an admin's state reset does: slurmctld restarted without its saved state, so job ids
+    are handed out again from the first one, here `first_job_id`. Queued and running jobs are lost;
+    accounting keeps every record, so old ids now have several. slurmd and slurmrestd stay up."""
+    tag = stack.name
+    stop(f"{tag}-slurmctld")
+    # As admins do it: empty StateSaveLocation. `-c` alone still reads the job id sequence from it.
+    for saved in (stack.dir / "state").iterdir():
+        if saved.is_dir():
+            shutil.rmtree(saved)
+        else:
+            saved.unlink()
+    write_stack_config(stack, first_job_id)
+    try:
+        start(f"{tag}-slurmctld", stack.cmd("slurmctld", "-D", "-i", "-c"), env=stack.env())
+        wait_for(
+            f"{tag} slurmctld",
+            lambda: run(stack.cmd("scontrol", "ping"), env=stack.env(), check=False).stdout.count("UP") > 0,
+            60,
+            name=f"{tag}-slurmctld",
+        )
+    finally:
+        # slurmctld read it at start; the file goes back to the usual range so that a later plain
+        # restart reads what `up` writes (slurmctld then continues from its saved sequence).
+        write_stack_config(stack)
+    wait_for(f"{tag} node {stack.node} idle", lambda: node_idle(stack), 60, name=f"{tag}-slurmd")
 
 
 def stop_stack(stack: Stack) -> None:
@@ -796,15 +826,28 @@ def verify_down() -> int:
     return 1 if alive or mounts else 0
 
 
+def reset_jobs_command(name: str, first_job_id: str) -> int:
+    stack = next((s for s in STACKS if s.name == name), None)
+    if stack is None or not first_job_id.isdigit() or not running_pid(f"{name}-slurmd"):
+        print(f"cluster: reset-jobs needs a running stack ({', '.join(s.name for s in STACKS)}) and a job id")
+        return 2
+    reset_jobs(stack, int(first_job_id))
+    log(f"{name}: slurmctld state cleared, job ids start again at {first_job_id}")
+    return 0
+
+
 def main() -> int:
-    if len(sys.argv) != 2 or sys.argv[1] not in ("up", "down", "status", "is-up", "verify-down"):
+    commands = {"up": up, "down": down, "status": status, "is-up": is_up, "verify-down": verify_down}
+    args = sys.argv[1:]
+    if not (len(args) == 1 and args[0] in commands) and not (len(args) == 3 and args[0] == "reset-jobs"):
         print(__doc__)
         return 2
     if os.geteuid() != 0:
         print("cluster: run as root (the local Maxwell starts system daemons and mounts Debian roots)", file=sys.stderr)
         return 2
-    commands = {"up": up, "down": down, "status": status, "is-up": is_up, "verify-down": verify_down}
-    return commands[sys.argv[1]]()
+    if args[0] == "reset-jobs":
+        return reset_jobs_command(args[1], args[2])
+    return commands[args[0]]()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
 SUBMIT_CLOCK_SLACK = 60.0  # seconds: Slurm's and the worker's clocks may disagree a little
+SLURM_CLOCK_SLACK = 1.0  # seconds: a submit time read from Slurm itself, compared with Slurm's records
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class WatchSpec:
     job_id: int
     user: str
     submitted_after: float | None = None  # epoch seconds; older records under this id are someone else's
+    submit_slack: float = SUBMIT_CLOCK_SLACK  # how much older a record may look and still be ours
     expected_tasks: int = 1  # array jobs: how many tasks the array has
     poll_interval: float = 30.0
     deadline: float | None = None  # epoch seconds
@@ -48,8 +50,19 @@ class WatchSpec:
         if job.user and job.user != self.user:
             return False
         if self.submitted_after is not None and job.submit_time is not None:
-            return job.submit_time.timestamp() >= self.submitted_after - SUBMIT_CLOCK_SLACK
+            return job.submit_time.timestamp() >= self.submitted_after - self.submit_slack
         return True
+
+    def pinned_to(self, job: SlurmJob) -> WatchSpec:
+        """The spec narrowed to the job slurmctld shows under the id, by its submit time in Slurm's own clock.
+
+        slurmctld holds one job per id, so a live record of ours is this job; accounting keeps records
+        of jobs under a reused id, and one ended seconds before a state reset would pass the worker
+        clock's minute of slack. Records from accounting, or another user's, leave the spec as it is.
+        """
+        if job.source != "slurmctld" or job.submit_time is None or not self.belongs(job):
+            return self
+        return replace(self, submitted_after=job.submit_time.timestamp(), submit_slack=SLURM_CLOCK_SLACK)
 
     def to_kwargs(self) -> dict[str, Any]:
         """The spec as plain values, for trigger kwargs."""
@@ -61,7 +74,20 @@ class WatchDeadlineExceeded(Exception):
 
 
 def _ours(spec: WatchSpec, jobs: Iterable[SlurmJob]) -> list[SlurmJob]:
-    return [j for j in jobs if spec.belongs(j) and (j.job_id == spec.job_id or j.array_job_id == spec.job_id)]
+    """The records of this job: under its id, ours, and of each task only the newest one (a reset moments
+    before submission leaves an older record of the same user within the clock slack)."""
+    newest: dict[tuple[int, int | None], SlurmJob] = {}
+    for job in jobs:
+        if not spec.belongs(job) or spec.job_id not in (job.job_id, job.array_job_id):
+            continue
+        key = (job.array_job_id or job.job_id, job.array_task_id)
+        if key not in newest or _submitted(job) > _submitted(newest[key]):
+            newest[key] = job
+    return list(newest.values())
+
+
+def _submitted(job: SlurmJob) -> float:
+    return job.submit_time.timestamp() if job.submit_time else 0.0
 
 
 def _tasks(jobs: list[SlurmJob]) -> list[SlurmJob]:
@@ -144,6 +170,7 @@ class JobWatch:
         final = _tasks(_ours(spec, seen.final or []))
         if ours:
             self.live_seen = ours
+            self.spec = self.spec.pinned_to(min(ours, key=_submitted))
         if seen.final is not None and self.accounting_down_since is not None:
             notes.append(f"Slurm job {spec.job_id}: accounting is back")
             self.accounting_down_since = None

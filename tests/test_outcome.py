@@ -96,3 +96,43 @@ def test_array_sizes_and_progress_lines():
     )
     assert describe([pending]) == "PENDING (Priority)"
     assert describe([job(JobState.COMPLETED, task=0), job(JobState.FAILED, 1, task=1)]) == "1 COMPLETED, 1 FAILED"
+
+
+def test_a_reused_id_within_the_clock_slack_ends_with_the_newest_record():
+    # A state reset moments before submission: the older record of the same user passes `belongs`
+    # (clocks may disagree by a minute), so it is the newest record under the id that counts.
+    from airflow_provider_maxwell.watch import JobWatch, Observation
+
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=T0.timestamp())
+    old = job(JobState.FAILED, 3, submit=T0 - timedelta(seconds=20))
+    ours = job(JobState.RUNNING, None, submit=T0 + timedelta(seconds=1))
+    watch = JobWatch(spec)
+    notes, final = watch.step(Observation(live=[], final=[old, ours]), T0.timestamp())
+    assert final is None and notes == ["Slurm job 7: RUNNING on max-wn01"]
+    done = job(JobState.COMPLETED, 0, submit=T0 + timedelta(seconds=1))
+    notes, final = watch.step(Observation(live=[], final=[done, old]), T0.timestamp() + 30)
+    assert final == [done]
+    assert judge(7, final).succeeded
+
+
+def test_once_slurmctld_shows_the_job_an_older_record_under_its_id_is_never_taken():
+    # Accounting may list the old job's record before it has ours (it lags slurmctld by seconds):
+    # with the job pinned by the submit time slurmctld gave, that record does not end the wait.
+    from dataclasses import replace
+
+    from airflow_provider_maxwell.watch import JobWatch, Observation
+
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=T0.timestamp())
+    old = job(JobState.FAILED, 3, submit=T0 - timedelta(seconds=20))
+    live = replace(job(JobState.RUNNING, None, submit=T0 + timedelta(seconds=1)), source="slurmctld")
+    assert spec.belongs(old)  # within the worker clock's slack
+    pinned = spec.pinned_to(live)
+    assert not pinned.belongs(old) and pinned.belongs(live)
+    assert spec.pinned_to(replace(live, source="slurmdb")) == spec  # accounting may show the old job
+    assert spec.pinned_to(replace(live, user="bob")) == spec  # someone else's job pins nothing
+
+    watch = JobWatch(spec)
+    watch.step(Observation(live=[live]), T0.timestamp())
+    notes, final = watch.step(Observation(live=[], final=[old]), T0.timestamp() + 10)
+    assert final is None and not notes  # the old FAILED record is not ours: keep waiting
+    assert WatchSpec(**pinned.to_kwargs()) == pinned  # the pin travels in trigger kwargs

@@ -247,6 +247,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         current = hook.get_job(spec.job_id)
         if current.is_terminal:
             return self._finish(context, hook, spec)
+        # The trigger mostly reads accounting, where a reused id has older records: pin the job now.
+        spec = spec.pinned_to(current)
         self.defer(
             trigger=MaxwellJobTrigger(maxwell_conn_id=self.maxwell_conn_id, spec=spec.to_kwargs()),
             method_name="execute_complete",

@@ -106,7 +106,7 @@ class MaxwellJobSensor(BaseSensorOperator):
             submitted_after=seen.submit_time.timestamp() if seen.submit_time else None,
             poll_interval=self.poke_interval,
             deadline=time.time() + self.timeout if self.timeout else None,
-        )
+        ).pinned_to(seen)
         self.defer(
             trigger=MaxwellJobTrigger(
                 maxwell_conn_id=self.maxwell_conn_id,

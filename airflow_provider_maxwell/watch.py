@@ -110,14 +110,17 @@ def describe(jobs: list[SlurmJob]) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
-def _merge_exit_codes(final: list[SlurmJob], live: list[SlurmJob]) -> list[SlurmJob]:
-    """Accounting is the truth, but 22.05's forgets exit codes: take them from slurmctld where known."""
+def merge_live(final: list[SlurmJob], live: list[SlurmJob]) -> list[SlurmJob]:
+    """Accounting is the truth, but 22.05's forgets exit codes, and for some seconds after a job failed
+    at launch names it "allocation": take those from slurmctld's record of the same job where known."""
     by_key = {(j.job_id, j.array_task_id): j for j in live}
     merged = []
     for job in final:
         seen = by_key.get((job.job_id, job.array_task_id))
-        if job.exit_code is None and seen is not None and seen.exit_code is not None:
-            job = replace(job, exit_code=seen.exit_code, signal=job.signal or seen.signal)
+        if seen is not None and job.exit_code is None and job.signal is None:
+            job = replace(job, exit_code=seen.exit_code, signal=seen.signal)
+        if seen is not None and seen.name:
+            job = replace(job, name=seen.name)
         merged.append(job)
     return merged
 
@@ -183,7 +186,7 @@ class JobWatch:
                 notes.append(f"Slurm job {spec.job_id}: {progress}")
                 self.last_progress = progress
         if done:
-            return notes, _merge_exit_codes(final, self.live_seen)
+            return notes, merge_live(final, self.live_seen)
         if not ours and not final and seen.final is not None:
             self.missing_since = self.missing_since or now
             if now - self.missing_since > spec.vanish_after:

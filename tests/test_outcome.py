@@ -136,3 +136,20 @@ def test_once_slurmctld_shows_the_job_an_older_record_under_its_id_is_never_take
     notes, final = watch.step(Observation(live=[], final=[old]), T0.timestamp() + 10)
     assert final is None and not notes  # the old FAILED record is not ours: keep waiting
     assert WatchSpec(**pinned.to_kwargs()) == pinned  # the pin travels in trigger kwargs
+
+
+def test_slurmctlds_record_fills_what_accounting_of_2205_lacks():
+    # Measured on 22.05 for a job that failed at launch (its output file not writable): accounting
+    # names it "allocation" for some seconds and keeps no exit code or signal; slurmctld has both.
+    from dataclasses import replace
+
+    from airflow_provider_maxwell.watch import merge_live
+
+    final = replace(job(JobState.FAILED, None), name="allocation")
+    live = replace(job(JobState.FAILED, None, signal=53), source="slurmctld")
+    [merged] = merge_live([final], [live])
+    assert (merged.name, merged.exit_code, merged.signal, merged.source) == ("nightly.reduce", None, 53, "slurmdb")
+    assert judge(7, [merged]).message.startswith("Slurm job 7 (nightly.reduce) ended FAILED by signal 53")
+    exited = replace(job(JobState.FAILED, 3), source="slurmctld")
+    assert merge_live([job(JobState.FAILED, None)], [exited])[0].exit_code == 3
+    assert merge_live([job(JobState.FAILED, 4)], [exited])[0].exit_code == 4  # accounting's own stays

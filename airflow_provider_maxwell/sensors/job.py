@@ -65,13 +65,15 @@ class MaxwellJobSensor(BaseSensorOperator):
             self.log.info("Slurm job %s: %s", job.job_id, job.state_text)
             return False, job
         final = job if job.source == "slurmdb" else hook.get_accounting_job(job.job_id)
+        if final is not None and job.source == "slurmctld":
+            from airflow_provider_maxwell.watch import WatchSpec, merge_live
+
+            # After a state reset accounting may still show an older job under this id as the newest.
+            ours = WatchSpec(job.job_id, job.user).pinned_to(job).belongs(final)
+            final = merge_live([final], [job])[0] if ours else None
         if final is None or not final.is_terminal:
             self.log.info("Slurm job %s ended %s; waiting for its accounting record", job.job_id, job.state_text)
             return False, job
-        if final.exit_code is None and job.exit_code is not None:
-            from dataclasses import replace
-
-            final = replace(final, exit_code=job.exit_code)
         self._raise_unless(judge(final.job_id, [final], self.success_states))
         return True, final
 

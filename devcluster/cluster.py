@@ -41,6 +41,7 @@ MARIADB_PORT = 13306
 PORTAL_PORT = 16850
 IDP_PORT = 16860
 HTTPS_PORT = 16443
+HTTP_PORT = 16480  # only redirects to HTTPS_PORT
 CANAILLE_VERSION = "0.3.6"
 
 
@@ -443,15 +444,23 @@ def ensure_idp(idp: Path) -> None:
 
 def ensure_nginx() -> None:
     conf = STATE / "nginx" / "nginx.conf"
+    before = conf.read_text() if conf.exists() else None
     conf.write_text(
         (HERE / "nginx.conf.in")
         .read_text()
         .format(
-            state=STATE, https_port=HTTPS_PORT, rest_port=NEWEST.rest_port, portal_port=PORTAL_PORT, idp_port=IDP_PORT
+            state=STATE,
+            https_port=HTTPS_PORT,
+            http_port=HTTP_PORT,
+            rest_port=NEWEST.rest_port,
+            portal_port=PORTAL_PORT,
+            idp_port=IDP_PORT,
         )
     )
+    if before != conf.read_text():
+        stop("nginx")  # a front door left running by an earlier `up` serves the new configuration
     start("nginx", ["nginx", "-c", str(conf), "-g", "daemon off;"])
-    wait_for("nginx", lambda: port_open(HTTPS_PORT), 20, name="nginx")
+    wait_for("nginx", lambda: port_open(HTTPS_PORT) and port_open(HTTP_PORT), 20, name="nginx")
 
 
 # ---------------------------------------------------------------- Slurm stacks
@@ -714,6 +723,8 @@ def write_cluster_json(up: list[Stack], unavailable: dict[str, str]) -> None:
             str(STATE / "idp"),
         ],
         "front_door": f"https://127.0.0.1:{HTTPS_PORT}",
+        "plain_http_front_door": f"http://127.0.0.1:{HTTP_PORT}",  # answers every request with a 301 to HTTPS
+        "front_door_log": str(STATE / "logs" / "nginx-access.log"),
         "stacks": {
             s.name: {
                 "cluster": s.cluster,

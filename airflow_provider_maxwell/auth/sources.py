@@ -23,6 +23,7 @@ class TokenSource:
     """Where a connection's Slurm tokens come from; subclasses implement `mint` as a protocol of effects."""
 
     method: str = ""
+    url_field = ""  # the connection field holding the URL this source asks, for error messages
 
     def __init__(self, config: MaxwellConnectionConfig) -> None:
         self.config = config
@@ -51,6 +52,13 @@ class TokenSource:
             return MaxwellAuthError(
                 f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): no answer from {url}: "
                 f"{result.message}. Check the URL and the network."
+            )
+        if 300 <= result.status < 400:
+            location = next((v for k, v in result.headers.items() if k.lower() == "location"), None)
+            return MaxwellAuthError(
+                f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): {url} redirected "
+                f"(HTTP {result.status}) to {location!r}; credentials are not sent on. Set {self.url_field} to the "
+                "final URL."
             )
         detail = " ".join(result.body.decode("utf-8", "replace").split())[:200]
         return MaxwellAuthError(
@@ -95,6 +103,7 @@ class PortalSource(TokenSource):
     """auth_method=portal: DESY's portal turns the (revocable) portal token into a Slurm JWT."""
 
     method = "portal"
+    url_field = "extra.portal_url (by default the host's origin + /reservation)"
 
     def mint(self) -> Protocol[MintedToken]:
         """Sign a fresh HS256 Slurm token for the login with the connection's key."""
@@ -126,6 +135,7 @@ class KeycloakSource(TokenSource):
     """auth_method=keycloak: OIDC password grant, then refresh grants while the refresh token lives."""
 
     method = "keycloak"
+    url_field = "extra.keycloak_url"
 
     def __init__(self, config: MaxwellConnectionConfig) -> None:
         super().__init__(config)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
-from airflow_provider_maxwell.exceptions import MaxwellAuthError, MaxwellConfigError
+from airflow_provider_maxwell.exceptions import MaxwellAuthError, MaxwellConfigError, SlurmApiError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
 
 from .conftest import grants
@@ -183,3 +184,24 @@ def test_one_token_for_many_concurrent_async_callers(cluster, users, make_connec
     assert len(asyncio.run(many())) == 1
     assert emulator.mints(user["name"]) - before == 1
     assert connection_state(MaxwellHook(conn_id).config).tokens.mints == 1
+
+
+def test_a_redirect_to_another_origin_gets_no_credentials(cluster, users, make_connection, emulator, mint_slurm_token):
+    # The front door's plain-HTTP port sends every request to HTTPS (a real nginx, as public sites do):
+    # another origin, so neither the portal token nor a Slurm token may follow the redirect there.
+    user = users[0]
+    door = Path(cluster["front_door_log"])
+    seen_before = door.read_text().count("\n") if door.exists() else 0
+    host = f"{cluster['plain_http_front_door']}/sapi"
+    portal = make_connection(host, user["name"], emulator.portal_token(user), auth_method="portal")
+    with pytest.raises(MaxwellAuthError, match=r"redirected \(HTTP 301\) to 'https://127\.0\.0\.1:\d+/reservation/"):
+        MaxwellHook(portal).get_token()
+    keycloak = make_connection(
+        host, user["name"], user["password"], auth_method="keycloak", keycloak_url=f"{host[:-5]}/auth"
+    )
+    with pytest.raises(MaxwellAuthError, match=r"redirected \(HTTP 301\) to 'https://.*Set extra.keycloak_url"):
+        MaxwellHook(keycloak).get_token()
+    static = make_connection(host, user["name"], mint_slurm_token(user["name"], 600), auth_method="token")
+    with pytest.raises(SlurmApiError, match=r"redirected to 'https://127\.0\.0\.1:\d+/sapi/"):
+        MaxwellHook(static, retry_limit=1).get_job(1)
+    assert (door.read_text().count("\n") if door.exists() else 0) == seen_before  # HTTPS never asked

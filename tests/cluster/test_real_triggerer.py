@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .airflow_cli import AIRFLOW, TEST_DAGS, connection_env
 from .conftest import stop_pid
+from .test_secrets import leaks, secrets_of
 
 DAG_ID = "maxwell_outcome"
 
@@ -32,20 +33,43 @@ def dag_parsed(db: Path, dag_id: str) -> bool:
         return False
 
 
-def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, tmp_path, spawned):
-    seen = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=False)
+def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, users, tmp_path, spawned):
+    seen, stored_triggers = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=False)
     assert "deferred" in seen, f"states seen: {seen}"
+    # The scheduler's, triggerer's and API server's logs, every file they wrote, and the metadata DB
+    # (trigger kwargs among them) hold no credential and no Slurm token the run minted.
+    found = [
+        f"{path.relative_to(tmp_path)}: {hit}"
+        for path in sorted(tmp_path.rglob("*"))
+        if path.is_file() and path.suffix != ".db"
+        for hit in leaks(path.read_bytes(), secrets_of(cluster, users))
+    ]
+    with sqlite3.connect(tmp_path / "airflow" / "airflow.db") as db:
+        dump = "\n".join(db.iterdump()).encode()
+    found += [f"metadata DB: {hit}" for hit in leaks(dump, secrets_of(cluster, users))]
+    # The trigger's row is gone once it fired: its kwargs were read while the task was deferred.
+    found += [f"trigger kwargs: {hit}" for hit in leaks(stored_triggers, secrets_of(cluster, users))]
+    assert not found, "\n".join(found)
+    assert b"MaxwellJobTrigger" in stored_triggers and b"submitted_after" in stored_triggers
+    assert list(tmp_path.rglob("*.log.trigger.*.log")), "the triggerer's log of the trigger was not among the files"
 
 
 def test_triggerer_restarted_while_deferred_resumes_from_the_kwargs(cluster, tmp_path, spawned):
     # The standalone's triggerer is stopped (by its PID, found as a child of the standalone we
     # started) while the task is deferred; a new triggerer, started by the test, takes the trigger
     # over from its stored kwargs and the task ends `success`.
-    seen = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=True)
+    seen, _ = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=True)
     assert "deferred" in seen, f"states seen: {seen}"
 
 
-def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) -> list[str]:
+def stored_triggers(db: Path) -> bytes:
+    with sqlite3.connect(db) as conn:
+        return repr(conn.execute("SELECT classpath, kwargs FROM trigger").fetchall()).encode()
+
+
+def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) -> tuple[list[str], bytes]:
+    """Run the DAG once through `airflow standalone`: the task states seen, and the trigger table's
+    rows as they were while the task was deferred."""
     home = tmp_path / "airflow"
     env = {
         **os.environ,
@@ -81,11 +105,14 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
         for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "-c", conf]):
             subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
         seen: list[str] = []
+        triggers = b""
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             current = dict(states(db, DAG_ID)).get("job", "")
             if current and (not seen or seen[-1] != current):
                 seen.append(current)
+            if current == "deferred" and b"Maxwell" not in triggers:
+                triggers = stored_triggers(db)
             if current == "deferred" and restart_triggerer and replacement is None:
                 time.sleep(3)  # let the trigger start polling
                 stop_pid(triggerer_child_of(proc.pid), timeout=60)
@@ -101,7 +128,7 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
         )
         if restart_triggerer:
             assert replacement is not None, f"never deferred: {seen}"
-        return seen
+        return seen, triggers
     finally:
         if replacement is not None:
             stop_group(replacement)

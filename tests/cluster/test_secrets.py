@@ -22,6 +22,11 @@ JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,
 
 @pytest.fixture(scope="module")
 def secrets(cluster, users) -> list[bytes]:
+    return secrets_of(cluster, users)
+
+
+def secrets_of(cluster, users) -> list[bytes]:
+    """Every credential of the local Maxwell's users and connections, and the Slurm signing key."""
     conns = {k: json.loads(v) for k, v in connection_env().items()}
     values = [u["password"] for u in users]
     for conn in conns.values():

@@ -81,13 +81,9 @@ def _ours(spec: WatchSpec, jobs: Iterable[SlurmJob]) -> list[SlurmJob]:
         if not spec.belongs(job) or spec.job_id not in (job.job_id, job.array_job_id):
             continue
         key = (job.array_job_id or job.job_id, job.array_task_id)
-        if key not in newest or _submitted(job) > _submitted(newest[key]):
+        if key not in newest or job.submitted > newest[key].submitted:
             newest[key] = job
     return list(newest.values())
-
-
-def _submitted(job: SlurmJob) -> float:
-    return job.submit_time.timestamp() if job.submit_time else 0.0
 
 
 def _tasks(jobs: list[SlurmJob]) -> list[SlurmJob]:
@@ -173,7 +169,7 @@ class JobWatch:
         final = _tasks(_ours(spec, seen.final or []))
         if ours:
             self.live_seen = ours
-            self.spec = self.spec.pinned_to(min(ours, key=_submitted))
+            self.spec = self.spec.pinned_to(min(ours, key=lambda j: j.submitted))
         if seen.final is not None and self.accounting_down_since is not None:
             notes.append(f"Slurm job {spec.job_id}: accounting is back")
             self.accounting_down_since = None

@@ -53,3 +53,16 @@ def test_the_sensor_waits_while_accounting_shows_only_the_older_job_under_the_id
     assert sensor.poke({}) is False  # not the old job's COMPLETED
     with pytest.raises(AirflowFailException, match=r"Slurm job 7 \(reduce\) ended FAILED with exit code 2"):
         sensor.poke({})
+
+
+def test_reattach_search_keeps_every_job_under_a_reused_id(fake):
+    # After a reset accounting lists an earlier run's job and ours under one id, oldest first, with
+    # the same name: the search for a crashed try's job must not keep only the first.
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    earlier = {**accounting_doc("COMPLETED", 0, T - 3600, "nightly.reduce"), "comment": "ti:earlier-run"}
+    ours = {**accounting_doc("RUNNING", 0, T, "nightly.reduce"), "comment": "ti:this-run"}
+    fake.script["/slurm/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": []})]  # slurmctld: not listed (yet)
+    fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [earlier, ours]})]
+    found = MaxwellHook(fake.conn_id).find_jobs_by_name("nightly.reduce")
+    assert [(j.job_id, j.comment) for j in found] == [(7, "ti:earlier-run"), (7, "ti:this-run")]

@@ -552,16 +552,19 @@ class MaxwellHook(BaseHook):
         submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
         dialect = yield from self._dialect()
         config = self.state.config
-        found = {j.job_id: j for j in (yield from self._controller_listing())}
+        # One entry per job: an id alone is not one after a state reset, when accounting holds
+        # several jobs under it (oldest first), often of the same name.
+        found = {(j.job_id, j.submitted): j for j in (yield from self._controller_listing())}
         found_in_accounting = yield from self._accounting_query(
             dialect.accounting_jobs_path(),
             f"Could not search accounting for jobs named {name!r}",
             params=dialect.accounting_search(name, config.login),
         )
         for job in found_in_accounting:
-            found.setdefault(job.job_id, job)  # slurmctld's record is the current one while it has the job
+            # slurmctld's record is the current one while it has the job
+            found.setdefault((job.job_id, job.submitted), job)
         mine = [j for j in found.values() if j.name == name and j.user == config.login]
-        return sorted(mine, key=lambda j: j.submit_time.timestamp() if j.submit_time else 0.0)
+        return sorted(mine, key=lambda j: j.submitted)
 
     def _cancel(self, job_id: int, signal: str | int | None) -> Protocol[None]:
         dialect = yield from self._dialect()
@@ -701,7 +704,7 @@ def _pick(records: list[SlurmJob], job_id: int) -> SlurmJob | None:
     exact = [r for r in records if r.job_id == job_id] or records
     if not exact:
         return None
-    return max(exact, key=lambda r: r.submit_time.timestamp() if r.submit_time else 0.0)
+    return max(exact, key=lambda r: r.submitted)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

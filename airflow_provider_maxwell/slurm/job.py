@@ -54,6 +54,11 @@ class SlurmJob:
         return self.is_terminal and self.state is JobState.COMPLETED and self.exit_code in (0, None)
 
     @property
+    def submitted(self) -> float:
+        """The submit time in epoch seconds (0.0 when unknown): the newest job under a reused id has the largest."""
+        return self.submit_time.timestamp() if self.submit_time else 0.0
+
+    @property
     def state_text(self) -> str:
         """The state with its flags, as Slurm prints it (e.g. 'RUNNING', 'PENDING+REQUEUED')."""
         extra = sorted(self.flags & TRANSIENT_FLAGS)

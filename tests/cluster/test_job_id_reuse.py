@@ -43,8 +43,7 @@ def wait_for_record(hook: MaxwellHook, job_id: int, user: str, since: float) -> 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for record in hook.get_accounting_jobs(job_id):
-            submitted = record.submit_time.timestamp() if record.submit_time else 0.0
-            if record.user == user and record.is_terminal and submitted >= since - 2:
+            if record.user == user and record.is_terminal and record.submitted >= since - 2:
                 return record
         time.sleep(1)
     raise AssertionError(f"no ended accounting record of {user}'s job {job_id} within 120 s")

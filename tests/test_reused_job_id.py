@@ -40,7 +40,7 @@ def accounting_doc(state: str, exit_code: int, submitted: int, name: str) -> dic
 
 
 def test_the_sensor_waits_while_accounting_shows_only_the_older_job_under_the_id(fake):
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_maxwell.compat import AirflowFailException
 
     old = accounting_doc("COMPLETED", 0, T - 20, "before-the-reset")
     ours = accounting_doc("FAILED", 2, T, "reduce")

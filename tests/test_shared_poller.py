@@ -135,3 +135,42 @@ def test_pause_between_rounds(failures, listing_seconds, retry_after, low, high)
     pauses = [p.pause(listing_seconds, retry_after) for _ in range(200)]
     assert low <= min(pauses) and max(pauses) <= high
     assert max(pauses) - min(pauses) > (high - low) / 4  # jittered, not lockstep
+
+
+def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypatch):
+    # In a triggerer each lookup is a round trip through its supervisor to the API server: a
+    # thousand triggers of one connection starting together share one. An edit is read later.
+    import json
+    import os
+
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_maxwell.hooks import maxwell as hook_module
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    lookups: list[str] = []
+    original = BaseHook.aget_connection
+
+    async def counted(conn_id: str) -> Any:
+        lookups.append(conn_id)
+        await asyncio.sleep(0.05)  # a round trip
+        return await original(conn_id)
+
+    monkeypatch.setattr(BaseHook, "aget_connection", staticmethod(counted))
+    monkeypatch.setattr(hook_module, "CONNECTION_LOOKUP_REUSE", 0.5)
+    env = f"AIRFLOW_CONN_{fake.conn_id.upper()}"
+
+    async def start(n: int) -> list[str]:
+        states = await asyncio.gather(*(MaxwellHook(fake.conn_id).astate() for _ in range(n)))
+        return sorted({s.config.login for s in states})
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        first = await start(1000)
+        edited = {**json.loads(os.environ[env]), "login": "bob"}
+        monkeypatch.setenv(env, json.dumps(edited))
+        await asyncio.sleep(0.6)
+        return first, await start(10)
+
+    first, later = asyncio.run(scenario())
+    assert first == ["alice"] and later == ["bob"]
+    assert lookups == [fake.conn_id, fake.conn_id]

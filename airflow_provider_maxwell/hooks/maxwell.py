@@ -52,6 +52,9 @@ from airflow_provider_maxwell.slurm.submit import build_submit_body
 from airflow_provider_maxwell.watch import WatchSpec, watch
 
 T = TypeVar("T")
+# Hooks in one event loop (a triggerer's) share a connection lookup for this long: a thousand
+# triggers starting together ask Airflow once, and an edited connection is read within seconds.
+CONNECTION_LOOKUP_REUSE = 5.0
 OPENAPI_PATHS = ("/openapi/v3", "/openapi.json", "/openapi")
 
 
@@ -95,6 +98,9 @@ class MaxwellHook(BaseHook):
     hook_name = "DESY Maxwell (Slurm REST)"
 
     _async_clients: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _lookups: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Task]]]] = (
         weakref.WeakKeyDictionary()
     )
 
@@ -141,14 +147,24 @@ class MaxwellHook(BaseHook):
     async def astate(self) -> ConnectionState:
         """`state` for async callers: the connection is looked up without blocking the event loop."""
         if self._state is None:
-            try:
-                conn = await BaseHook.aget_connection(self.maxwell_conn_id)
-            except ImportError:
-                # Airflow 3.1 looks connections up asynchronously only inside a task or triggerer
-                # (it needs their supervisor); elsewhere (scripts, tests) the sync lookup does.
-                conn = await asyncio.to_thread(self.get_connection, self.maxwell_conn_id)
+            loop = asyncio.get_running_loop()
+            lookups = self._lookups.setdefault(loop, {})
+            began, lookup = lookups.get(self.maxwell_conn_id, (0.0, None))
+            if lookup is None or loop.time() - began > CONNECTION_LOOKUP_REUSE:
+                lookup = loop.create_task(self._lookup_connection())
+                lookups[self.maxwell_conn_id] = (loop.time(), lookup)
+            # shield: one waiter cancelled (its trigger removed) does not cancel the lookup for the others
+            conn = await asyncio.shield(lookup)
             self._state = connection_state(self._config_from(self.maxwell_conn_id, conn))
         return self._state
+
+    async def _lookup_connection(self) -> Any:
+        try:
+            return await BaseHook.aget_connection(self.maxwell_conn_id)
+        except ImportError:
+            # Airflow 3.1 looks connections up asynchronously only inside a task or triggerer
+            # (it needs their supervisor); elsewhere (scripts, tests) the sync lookup does.
+            return await asyncio.to_thread(self.get_connection, self.maxwell_conn_id)
 
     @property
     def config(self) -> MaxwellConnectionConfig:

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
+
+from airflow_provider_maxwell.compat import conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -271,7 +273,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
         raise AirflowException(f"Waiting for Slurm job {self.job_id} failed: {event['message']}")
 
     def _conclude(self, context: Context, outcome: Outcome) -> int:
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_provider_maxwell.compat import AirflowFailException
 
         context["ti"].xcom_push(key="slurm_job", value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))

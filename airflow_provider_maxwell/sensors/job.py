@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
+from airflow.sdk import BaseSensorOperator
+
+from airflow_provider_maxwell.compat import conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -78,7 +80,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         return True, final
 
     def _raise_unless(self, outcome: Any) -> None:
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow_provider_maxwell.compat import AirflowFailException, AirflowSkipException
 
         if outcome.succeeded:
             self.log.info("%s", outcome.message)
@@ -122,8 +124,9 @@ class MaxwellJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
         """Resume after the trigger's event: succeed, fail (or skip with soft_fail) with the job's outcome."""
-        from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowException
 
+        from airflow_provider_maxwell.compat import AirflowSkipException
         from airflow_provider_maxwell.outcome import Outcome
 
         if event["status"] in ("success", "failed"):

@@ -4,8 +4,9 @@ stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run a
     python3 devcluster/cluster.py up       bring everything up (idempotent: what runs stays)
     python3 devcluster/cluster.py down     stop what `up` started, by PID, and unmount the roots
     python3 devcluster/cluster.py status   what runs, one line each
-    python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID
-                                           a Slurm state reset: job ids start again
+    python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID|next
+                                           a Slurm state reset: job ids start again (`next`:
+                                           after the highest id accounting knows)
 
 State lives in .devcluster/ (PIDs, logs, keys, configs, `connections.env`, `cluster.json`);
 caches (Debian roots for 24.11 and 26.05, the IdP's virtual environment) in .cache/.
@@ -837,13 +838,23 @@ def verify_down() -> int:
     return 1 if alive or mounts else 0
 
 
+def highest_job_id(stack: Stack) -> int:
+    """The highest job id in the stack's accounting (array tasks included; 0 when there is none)."""
+    listing = run(
+        stack.cmd("sacct", "-a", "-X", "-n", "-P", "-o", "jobidraw", "-S", "2000-01-01", "-E", "now"), env=stack.env()
+    ).stdout
+    return max((int(line) for line in listing.split() if line.isdigit()), default=0)
+
+
 def reset_jobs_command(name: str, first_job_id: str) -> int:
     stack = next((s for s in STACKS if s.name == name), None)
-    if stack is None or not first_job_id.isdigit() or not running_pid(f"{name}-slurmd"):
-        print(f"cluster: reset-jobs needs a running stack ({', '.join(s.name for s in STACKS)}) and a job id")
+    if stack is None or not (first_job_id.isdigit() or first_job_id == "next") or not running_pid(f"{name}-slurmd"):
+        print(f"cluster: reset-jobs needs a running stack ({', '.join(s.name for s in STACKS)}) and a job id or 'next'")
         return 2
-    reset_jobs(stack, int(first_job_id))
-    log(f"{name}: slurmctld state cleared, job ids start again at {first_job_id}")
+    # `next`: past every id accounting knows, so that no id is handed out twice from here on
+    first = highest_job_id(stack) + 1 if first_job_id == "next" else int(first_job_id)
+    reset_jobs(stack, first)
+    log(f"{name}: slurmctld state cleared, job ids start again at {first}")
     return 0
 
 

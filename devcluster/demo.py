@@ -80,6 +80,7 @@ def xcom_summaries(dag_id: str, run_id: str) -> list[tuple[str, dict]]:
 
 def main() -> int:
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+    from airflow_provider_maxwell.watch import WatchSpec
 
     info = json.loads((STATE / "cluster.json").read_text())
     ids = load_connections()
@@ -89,21 +90,22 @@ def main() -> int:
     print(f"{'connection':22} {'Slurm':9} {'API':8} {'job':>5} {'state (slurmdb)':16} output")
     for conn_id in ids:
         hook = MaxwellHook(conn_id)
+        submitted = time.time()
         job_id = hook.submit_job(
             '#!/bin/bash\necho "hello from $(hostname) as $(whoami)"\n',
             name=f"demo.{conn_id}",
             current_working_directory=info["jobs_dir"],
             time_limit=5,
         )
-        deadline, final = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
-            final = hook.get_accounting_job(job_id)
-            if final is not None and final.is_terminal:
-                break
-            time.sleep(0.5)
+        # What the operator does: wait for this job's final accounting record (not just the newest
+        # record under its id, which after a Slurm state reset may be an older job's).
+        spec = WatchSpec(
+            job_id, hook.config.login, submitted_after=submitted, poll_interval=0.5, deadline=time.time() + 60
+        )
+        final = hook.wait_for_job(spec)[0]
         live = hook.get_job(job_id)
-        state = final.state_text if final else "not in slurmdb"
-        failures += not (final and final.is_success)
+        state = final.state_text
+        failures += not final.is_success
         release = hook.state.release or "?"
         output = live.output_path() or "?"
         first_line = Path(output).read_text().strip() if output != "?" and Path(output).exists() else ""

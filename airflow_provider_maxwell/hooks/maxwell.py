@@ -636,7 +636,11 @@ class MaxwellHook(BaseHook):
         return await self._arun(self._get_job(_job_id(job_id)))
 
     def get_accounting_job(self, job_id: int) -> SlurmJob | None:
-        """The job's record in the accounting database (None while it has none yet)."""
+        """The newest accounting record under `job_id` (None while there is none yet).
+
+        After a Slurm state reset that may be an older job's, even another user's, until accounting
+        has this one: check `user` and `submit_time`, or wait with `wait_for_job`, which does.
+        """
         return self._run(self._get_accounting_job(_job_id(job_id)))
 
     async def aget_accounting_job(self, job_id: int) -> SlurmJob | None:

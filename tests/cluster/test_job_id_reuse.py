@@ -2,16 +2,20 @@
 and accounting keeps every old record. A record under the reused id that is another user's, or an
 older one of the same user, must never pass for the job waited on.
 
-Against the real daemons: `cluster.py reset-jobs` restarts slurmctld with `-c`, its ids starting at a
-range of this module's own (far above what other tests reach), so the old records here are this
-module's. The reset ends every queued or running job of that release."""
+Against the real daemons: `cluster.py reset-jobs` empties slurmctld's saved state and restarts it,
+its ids starting at a range of this module's own (far above what other tests reach), so the old
+records here are this module's; when the module is done, ids continue past all ever handed out. A
+reset ends every queued or running job of that release."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 from airflow_provider_maxwell.slurm.job import SlurmJob
@@ -21,12 +25,23 @@ from .airflow_cli import TEST_DAGS, dags_test
 
 CLUSTER = [sys.executable, str(PROJECT / "devcluster" / "cluster.py")]
 REUSED_ID = {"s22": 2290000, "s24": 2490000, "s26": 2690000}
+RESET: set[str] = set()
 
 
 def reset(release: str) -> int:
     """Clear slurmctld's state; the next job of `release` gets the id returned."""
     subprocess.run([*CLUSTER, "reset-jobs", release, str(REUSED_ID[release])], check=True, capture_output=True)
+    RESET.add(release)
     return REUSED_ID[release]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ids_never_reused_after_this_module() -> Iterator[None]:
+    """Once done, each release hands out ids past all it ever gave: later tests and runs of a dev
+    cluster meet no reused id (nor another user's slurm-<id>.out in the jobs directory)."""
+    yield
+    for release in sorted(RESET):
+        subprocess.run([*CLUSTER, "reset-jobs", release, "next"], check=True, capture_output=True)
 
 
 def submit(hook: MaxwellHook, script: str, name: str, cluster: dict[str, Any]) -> int:

@@ -17,15 +17,8 @@ def test_airflow_lists_the_provider_and_the_maxwell_connection_type(tmp_path):
         "print('RESULT', p.field_behaviours.get('maxwell', {}).get('hidden_fields'));"
         "print('RESULT', p.hooks['maxwell'].hook_class_name if 'maxwell' in p.hooks else None)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    out = [line.removeprefix("RESULT ") for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert "Exception when importing" not in result.stdout + result.stderr
+    out, printed = run_in_fresh_airflow(code, tmp_path)
+    assert "Exception when importing" not in printed
     assert out[0] == "True"
     assert out[3] == "airflow_provider_maxwell.hooks.maxwell.MaxwellHook"
     if form_fields_expected():
@@ -33,6 +26,21 @@ def test_airflow_lists_the_provider_and_the_maxwell_connection_type(tmp_path):
         assert "extra" in out[2]
     else:  # Airflow 3.1 without the FAB provider shows no provider's extra form fields
         assert out[1] == "[]"
+
+
+def run_in_fresh_airflow(code: str, home: Path) -> tuple[list[str], str]:
+    """Run `code` in a new interpreter with an empty AIRFLOW_HOME, from the project root: the lines it
+    printed after 'RESULT ', and everything it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"AIRFLOW_HOME": str(home), "PATH": "/usr/bin:/bin", "AIRFLOW__CORE__LOAD_EXAMPLES": "false"},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.removeprefix("RESULT ") for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    return lines, result.stdout + result.stderr
 
 
 def form_fields_expected() -> bool:
@@ -71,13 +79,6 @@ def test_every_module_and_example_dag_loads_on_this_airflow(tmp_path):
         "bag = DagBag(dag_folder='example_dags')\n"
         "print('RESULT', len(names), sorted(bag.dag_ids), bag.import_errors)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "AIRFLOW__CORE__LOAD_EXAMPLES": "false"},
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    out = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result.returncode == 0 and out, result.stderr[-3000:]
+    out, _ = run_in_fresh_airflow(code, tmp_path)
+    assert out, "nothing printed"
     assert out[0].endswith("['beamtime_processing', 'gated_analysis', 'nightly_reduction'] {}"), out[0]

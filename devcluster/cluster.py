@@ -565,6 +565,18 @@ def node_idle(stack: Stack) -> bool:
     return bool(states) and states <= {"idle", "mix", "alloc"}
 
 
+def start_slurmctld(stack: Stack, *options: str) -> None:
+    """Start the stack's slurmctld (unless it runs) and wait until `scontrol ping` says it is UP."""
+    tag = stack.name
+    start(f"{tag}-slurmctld", stack.cmd("slurmctld", "-D", "-i", *options), env=stack.env())
+    wait_for(
+        f"{tag} slurmctld",
+        lambda: run(stack.cmd("scontrol", "ping"), env=stack.env(), check=False).stdout.count("UP") > 0,
+        60,
+        name=f"{tag}-slurmctld",
+    )
+
+
 def ensure_stack(stack: Stack) -> None:
     if stack.root:
         mount_root(stack)
@@ -573,13 +585,7 @@ def ensure_stack(stack: Stack) -> None:
     start(f"{tag}-slurmdbd", stack.cmd("slurmdbd", "-D"), env=stack.env())
     wait_for(f"{tag} slurmdbd", lambda: port_open(stack.dbd_port), 60, name=f"{tag}-slurmdbd")
     ensure_associations(stack)
-    start(f"{tag}-slurmctld", stack.cmd("slurmctld", "-D", "-i"), env=stack.env())
-    wait_for(
-        f"{tag} slurmctld",
-        lambda: run(stack.cmd("scontrol", "ping"), env=stack.env(), check=False).stdout.count("UP") > 0,
-        60,
-        name=f"{tag}-slurmctld",
-    )
+    start_slurmctld(stack)
     start(f"{tag}-slurmd", stack.cmd("slurmd", "-D", "-N", stack.node), env=stack.env())
     wait_for(f"{tag} node {stack.node} idle", lambda: node_idle(stack), 60, name=f"{tag}-slurmd")
     rest = stack.cmd(
@@ -609,13 +615,7 @@ def reset_jobs(stack: Stack, first_job_id: int) -> None:
             saved.unlink()
     write_stack_config(stack, first_job_id)
     try:
-        start(f"{tag}-slurmctld", stack.cmd("slurmctld", "-D", "-i", "-c"), env=stack.env())
-        wait_for(
-            f"{tag} slurmctld",
-            lambda: run(stack.cmd("scontrol", "ping"), env=stack.env(), check=False).stdout.count("UP") > 0,
-            60,
-            name=f"{tag}-slurmctld",
-        )
+        start_slurmctld(stack, "-c")
     finally:
         # slurmctld read it at start; the file goes back to the usual range so that a later plain
         # restart reads what `up` writes (slurmctld then continues from its saved sequence).

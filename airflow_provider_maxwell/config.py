@@ -7,17 +7,19 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
-from airflow_provider_maxwell.provider_info import AUTH_METHODS, CONN_FIELDS
-
-MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
-MIN_TOKEN_LIFESPAN = 10
-DEFAULT_KEYCLOAK_URL = "https://keycloak.desy.de/auth"
+from airflow_provider_maxwell.provider_info import (
+    AUTH_METHODS,
+    CONN_FIELDS,
+    MAX_TOKEN_LIFESPAN,
+    MIN_TOKEN_LIFESPAN,
+    field_default,
+)
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,16 @@ class MaxwellConnectionConfig:
     auth_method: str
     password: str | None = field(default=None, repr=False)
     portal_url: str = ""
-    token_lifespan: int = MAX_TOKEN_LIFESPAN
-    keycloak_url: str = DEFAULT_KEYCLOAK_URL
-    keycloak_realm: str = "production"
-    keycloak_client_id: str = "desy-public"
+    token_lifespan: int = field_default("token_lifespan")
+    keycloak_url: str = field_default("keycloak_url")
+    keycloak_realm: str = field_default("keycloak_realm")
+    keycloak_client_id: str = field_default("keycloak_client_id")
     keycloak_client_secret: str | None = field(default=None, repr=False)
-    keycloak_scope: str = "openid sun"
+    keycloak_scope: str = field_default("keycloak_scope")
     signing_key: bytes | None = field(default=None, repr=False)
-    api_version: str = "auto"
-    verify: bool | str = True
-    timeout: float = 30.0
+    api_version: str = field_default("api_version")
+    verify: bool | str = field_default("verify")
+    timeout: float = float(field_default("timeout"))
 
     @property
     def fingerprint(self) -> str:
@@ -75,11 +77,12 @@ class MaxwellConnectionConfig:
         def bad(field_name: str, problem: str, fix: str) -> MaxwellConfigError:
             return MaxwellConfigError(f"Maxwell connection {conn_id!r}: {field_name} {problem}. {fix}")
 
-        options = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items()}
-        options = {k: v for k, v in options.items() if v not in (None, "")}
-        unknown = sorted(set(options) - set(CONN_FIELDS))
+        given = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items() if v not in (None, "")}
+        unknown = sorted(set(given) - set(CONN_FIELDS))
         if unknown:
             raise bad("extra", f"has unknown keys {unknown}", f"Known keys: {', '.join(sorted(CONN_FIELDS))}")
+        # Every field's default comes from the form's own table (provider_info.CONN_FIELDS).
+        options = {name: field_default(name) for name in CONN_FIELDS} | given
 
         host = (host or "").strip().rstrip("/")
         parts = urlsplit(host)
@@ -89,7 +92,7 @@ class MaxwellConnectionConfig:
         if not login:
             raise bad("login", "is empty", "Give the DESY user name whose jobs this connection runs")
 
-        method = str(options.get("auth_method", "portal"))
+        method = str(options["auth_method"])
         if method not in AUTH_METHODS:
             raise bad("extra.auth_method", f"is {method!r}", f"Use one of: {', '.join(AUTH_METHODS)}")
         secret_meaning = {
@@ -104,7 +107,7 @@ class MaxwellConnectionConfig:
                 f"Put {secret_meaning[method]} in the connection's password field",
             )
 
-        lifespan = _int(options.get("token_lifespan", MAX_TOKEN_LIFESPAN), "extra.token_lifespan", bad)
+        lifespan = _int(options["token_lifespan"], "extra.token_lifespan", bad)
         if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
             raise bad(
                 "extra.token_lifespan",
@@ -133,7 +136,7 @@ class MaxwellConnectionConfig:
                     "Slurm's jwt_hs256.key holds at least 16 random bytes: check you encoded the key file itself",
                 )
 
-        api_version = str(options.get("api_version", "auto"))
+        api_version = str(options["api_version"])
         from airflow_provider_maxwell.slurm.dialects import SUPPORTED_VERSIONS
 
         if api_version != "auto" and api_version not in SUPPORTED_VERSIONS:
@@ -141,8 +144,8 @@ class MaxwellConnectionConfig:
                 "extra.api_version", f"is {api_version!r}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}"
             )
 
-        verify = _verify(options.get("verify", True), bad)
-        timeout = options.get("timeout", 30)
+        verify = _verify(options["verify"], bad)
+        timeout = options["timeout"]
         try:
             timeout = float(timeout)
             if timeout <= 0:
@@ -151,7 +154,7 @@ class MaxwellConnectionConfig:
             raise bad("extra.timeout", f"is {timeout!r}", "Give a positive number of seconds") from None
 
         portal_url = str(options.get("portal_url") or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
-        keycloak_url = str(options.get("keycloak_url", DEFAULT_KEYCLOAK_URL)).rstrip("/")
+        keycloak_url = str(options["keycloak_url"]).rstrip("/")
         for name, url in (("extra.portal_url", portal_url), ("extra.keycloak_url", keycloak_url)):
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
                 raise bad(name, f"{url!r} is not a URL", "Give a full http(s):// URL")
@@ -164,10 +167,10 @@ class MaxwellConnectionConfig:
             portal_url=portal_url,
             token_lifespan=lifespan,
             keycloak_url=keycloak_url,
-            keycloak_realm=str(options.get("keycloak_realm", "production")),
-            keycloak_client_id=str(options.get("keycloak_client_id", "desy-public")),
+            keycloak_realm=str(options["keycloak_realm"]),
+            keycloak_client_id=str(options["keycloak_client_id"]),
             keycloak_client_secret=options.get("keycloak_client_secret"),
-            keycloak_scope=str(options.get("keycloak_scope", "openid sun")),
+            keycloak_scope=str(options["keycloak_scope"]),
             signing_key=signing_key,
             api_version=api_version,
             verify=verify,
@@ -175,7 +178,10 @@ class MaxwellConnectionConfig:
         )
 
 
-def _int(value: Any, name: str, bad: Any) -> int:
+Complaint = Callable[[str, str, str], MaxwellConfigError]  # (field, problem, fix) -> the error to raise
+
+
+def _int(value: Any, name: str, bad: Complaint) -> int:
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -184,7 +190,7 @@ def _int(value: Any, name: str, bad: Any) -> int:
         raise bad(name, f"is {value!r}", "Give a whole number of seconds") from None
 
 
-def _verify(value: Any, bad: Any) -> bool | str:
+def _verify(value: Any, bad: Complaint) -> bool | str:
     if isinstance(value, bool):
         return value
     text = str(value).strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -84,3 +84,8 @@ class Note:
 
 Effect = Send | Sleep | GetToken | Note
 Protocol = Generator[Effect, Any, T]
+
+
+def unhandled(effect: NoReturn) -> NoReturn:
+    """Drivers end their dispatch on effects with this: mypy then proves every kind of effect is handled."""
+    raise TypeError(f"no driver handles the effect {effect!r}")

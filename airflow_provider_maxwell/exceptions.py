@@ -18,6 +18,10 @@ class MaxwellAuthError(MaxwellError):
     """No valid Slurm token could be had, or Slurm refused it even after one renewal."""
 
 
+class TokenServiceUnreachable(MaxwellAuthError):
+    """The token service (DESY's portal, Keycloak) gave no answer at all: worth retrying, unlike a refusal."""
+
+
 @dataclass(frozen=True)
 class SlurmError:
     """One entry of the `errors` list Slurm puts in its answers (both of its dialects)."""

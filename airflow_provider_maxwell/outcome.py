@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_maxwell.slurm.job import SlurmJob
-from airflow_provider_maxwell.slurm.states import JobState
+from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, JobState
 from airflow_provider_maxwell.watch import elapsed_text
 
 SUMMARY_XCOM_KEY = "slurm_job"  # documented: the job summary operators push besides the job id
@@ -52,34 +52,24 @@ def summarize(job_id: int, jobs: list[SlurmJob]) -> dict[str, Any]:
         summary["failed_tasks"] = [
             {"index": j.array_task_id, "state": j.state.value, "exit_code": j.exit_code}
             for j in jobs
-            if not j.is_success
+            if not j.succeeded()
         ]
     return summary
 
 
 def _array_state(jobs: list[SlurmJob]) -> str:
-    return "COMPLETED" if all(j.is_success for j in jobs) else "FAILED"
-
-
-DEFAULT_SUCCESS_STATES = frozenset({"COMPLETED"})
-
-
-def succeeded(job: SlurmJob, success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> bool:
-    """True if the job ended in one of `success_states` (and COMPLETED with exit code 0)."""
-    if not job.is_terminal or job.state.value not in success_states:
-        return False
-    return job.state is not JobState.COMPLETED or job.exit_code in (0, None)
+    return JobState.COMPLETED.value if all(j.succeeded() for j in jobs) else JobState.FAILED.value
 
 
 def judge(job_id: int, jobs: list[SlurmJob], success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> Outcome:
     """The outcome of a job (or all tasks of an array) from its final records."""
     summary = summarize(job_id, jobs)
-    if all(succeeded(j, success_states) for j in jobs):
+    if all(j.succeeded(success_states) for j in jobs):
         state = summary["state"]
         return Outcome(
             True, f"Slurm job {job_id} ({summary['name']}) ended {state} after {summary['elapsed']}", True, summary
         )
-    failed = [j for j in jobs if not succeeded(j, success_states)]
+    failed = [j for j in jobs if not j.succeeded(success_states)]
     cancelled = any(j.state is JobState.CANCELLED for j in failed)
     infrastructure = all(j.state.is_infrastructure_failure for j in failed)
     where = f" on {summary['nodes']}" if summary["nodes"] else ""

@@ -8,6 +8,8 @@ from airflow_provider_maxwell import __version__
 
 CONNECTION_TYPE = "maxwell"
 AUTH_METHODS = ("portal", "keycloak", "token", "signing_key")
+MIN_TOKEN_LIFESPAN = 10  # seconds: short enough for tests of renewal, long enough for one request
+MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
 
 
 def _field(label: str, kind: str | list[str], description: str, **schema: Any) -> dict[str, Any]:
@@ -28,10 +30,10 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "token_lifespan": _field(
         "Token lifespan (s)",
         "integer",
-        "Lifetime of minted Slurm tokens, at most 86400.",
-        default=86400,
-        minimum=60,
-        maximum=86400,
+        f"Lifetime of minted Slurm tokens, {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN}.",
+        default=MAX_TOKEN_LIFESPAN,
+        minimum=MIN_TOKEN_LIFESPAN,
+        maximum=MAX_TOKEN_LIFESPAN,
     ),
     "keycloak_url": _field("Keycloak URL", "string", "Keycloak base URL.", default="https://keycloak.desy.de/auth"),
     "keycloak_realm": _field("Keycloak realm", "string", "Keycloak realm.", default="production"),
@@ -50,6 +52,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "verify": _field("TLS verification", ["boolean", "string"], "true, false, or a CA bundle path.", default=True),
     "timeout": _field("HTTP timeout (s)", "number", "Per request.", default=30),
 }
+
+
+def field_default(name: str) -> Any:
+    """The default of a connection extra field: the one value the form, the validation and the docs use."""
+    return CONN_FIELDS[name]["schema"].get("default")
 
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

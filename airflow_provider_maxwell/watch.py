@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.effects import Note, Protocol, Sleep
 from airflow_provider_maxwell.exceptions import (
     SlurmAccountingUnavailable,
@@ -23,9 +24,6 @@ from airflow_provider_maxwell.exceptions import (
     SlurmTransientError,
 )
 from airflow_provider_maxwell.slurm.job import SlurmJob
-
-if TYPE_CHECKING:
-    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
 SUBMIT_CLOCK_SLACK = 60.0  # seconds: Slurm's and the worker's clocks may disagree a little
 SLURM_CLOCK_SLACK = 1.0  # seconds: a submit time read from Slurm itself, compared with Slurm's records
@@ -148,6 +146,19 @@ class JobWatch:
         self.missing_since: float | None = None
         self.accounting_down_since: float | None = None
 
+    def claim(self, seen: Observation) -> SlurmJob | None:
+        """First look at a job id given from outside (the sensor's): the newest record under the id, and
+        the wait narrowed to that job's submit time when it is ours. None when nobody knows the id."""
+        under_id = [
+            r for r in [*(seen.live or []), *(seen.final or [])] if self.spec.job_id in (r.job_id, r.array_job_id)
+        ]
+        if not under_id:
+            return None
+        newest = max(under_id, key=lambda r: r.submitted)
+        if newest.user in ("", self.spec.user) and self.spec.submitted_after is None and newest.submit_time:
+            self.spec = replace(self.spec, submitted_after=newest.submitted).pinned_to(newest)
+        return newest
+
     def check_deadline(self, now: float) -> None:
         """Raise WatchDeadlineExceeded once the spec's deadline has passed."""
         if self.spec.deadline is not None and now > self.spec.deadline:
@@ -202,24 +213,24 @@ class JobWatch:
         raise error
 
 
-def observe(hook: MaxwellHook, job_watch: JobWatch) -> Protocol[Observation]:
+def observe(ops: SlurmOperations, job_watch: JobWatch) -> Protocol[Observation]:
     """Ask about one job: slurmctld while it runs, accounting once slurmctld says it ended or forgot it."""
     job_id = job_watch.spec.job_id
     try:
-        live = yield from hook._controller_jobs(job_id)
+        live = yield from ops.controller_jobs(job_id)
         if job_watch.still_running(live):
             return Observation(live=live)
-        return Observation(live=live, final=(yield from hook._accounting_jobs(job_id)))
+        return Observation(live=live, final=(yield from ops.accounting_jobs(job_id)))
     except (SlurmAccountingUnavailable, SlurmTransientError) as error:
         return Observation(error=error)
 
 
-def watch(hook: MaxwellHook, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
+def watch(ops: SlurmOperations, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
     """Wait, polling this one job, until every task has a final record in accounting; return those."""
-    job_watch = JobWatch(spec, url=hook.config.host)
+    job_watch = JobWatch(spec, url=ops.state.config.host)
     while True:
         job_watch.check_deadline(_now())
-        seen = yield from observe(hook, job_watch)
+        seen = yield from observe(ops, job_watch)
         notes, final = job_watch.step(seen, _now())
         for note in notes:
             yield Note(note)

@@ -21,7 +21,8 @@ from local_maxwell import cluster_info, portal_token, users
 def main() -> int:
     info = cluster_info()
     user, keycloak_user = users(info)[:2]
-    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
+    from airflow_provider_maxwell.client.state import connection_state
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
     stack = info["stacks"].get("s26") or next(iter(info["stacks"].values()))
     key = base64.b64encode(Path(info["jwt_key_file"]).read_bytes()).decode()

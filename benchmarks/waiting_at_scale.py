@@ -60,28 +60,30 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
     """Wait on `job_ids` with N triggers in one event loop; measure what it cost."""
     import asyncio
 
-    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
+    from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.client.state import connection_state
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
     from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-    from airflow_provider_maxwell.watch import WatchSpec
+    from airflow_provider_maxwell.watch import WatchSpec, watch
 
     class PerJobTrigger(MaxwellJobTrigger):
         """The trigger as it was before the shared poller: every trigger polls its own job."""
 
-        async def _wait(self, hook: Any) -> Any:
-            return await hook.await_job(self.spec)
+        async def _wait(self, client: SlurmClient) -> Any:
+            return await client.arun(watch(client.ops, self.spec))
 
     rest_requests = 0
-    send = MaxwellHook._send_async
+    send = SlurmClient._asend
     connection = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
     host, user = connection["host"], connection["login"]
 
-    async def counting_send(self: MaxwellHook, state: Any, call: Any) -> Any:
+    async def counting_send(self: SlurmClient, call: Any) -> Any:
         nonlocal rest_requests
         if call.url.startswith(host):
             rest_requests += 1
-        return await send(self, state, call)
+        return await send(self, call)
 
-    MaxwellHook._send_async = counting_send  # type: ignore[method-assign]
+    SlurmClient._asend = counting_send  # type: ignore[method-assign]
     trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
     received: dict[int, float] = {}
     summaries: dict[int, dict[str, Any]] = {}

@@ -12,7 +12,8 @@ Behaviour as DESY documents it (and as its clients rely on):
        at 86400 s; 401 on a bad or revoked portal token; 403 when stu names another user.
 Test controls, not part of DESY's service (plain port only, never proxied by the front door):
 - POST /_emulator/revoke?user=U     revoke every portal token of U
-- GET  /_emulator/stats             {"portal_tokens_issued": n, "slurm_tokens_minted": {user: n}}
+- GET  /_emulator/stats             {"portal_tokens_issued": n, "slurm_tokens_minted": {user: n},
+                                     "slurm_tokens_minted_by_portal_token": {sha256(portal token)[:16]: n}}
 - POST /_emulator/reset-stats
 Portal tokens are kept only as SHA-256 digests (state DIR/portal-tokens.json) so a restart keeps them.
 """
@@ -60,6 +61,8 @@ class Portal:
         self.tokens: dict[str, list[str]] = json.loads(self.store.read_text()) if self.store.exists() else {}
         self.issued = 0
         self.minted: dict[str, int] = {}
+        # Per portal token (a test's own), so counts are not moved by other tests of the same user.
+        self.minted_by_token: dict[str, int] = {}
 
     def _save(self) -> None:
         tmp = self.store.with_suffix(".tmp")
@@ -84,9 +87,11 @@ class Portal:
             self._save()
         return count
 
-    def mint(self, user: str, lifespan: int) -> str:
+    def mint(self, user: str, lifespan: int, portal_token: str) -> str:
+        key = digest(portal_token)[:16]
         with self.lock:
             self.minted[user] = self.minted.get(user, 0) + 1
+            self.minted_by_token[key] = self.minted_by_token.get(key, 0) + 1
         return mint_hs256(self.jwt_key, user, lifespan)
 
 
@@ -147,11 +152,17 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 return self._send(400, "<html><body><h1>400 Bad Request</h1>lifespan must be a number</body></html>")
             lifespan = max(1, min(lifespan, MAX_LIFESPAN))
-            return self._send(200, json.dumps({"token": self.portal.mint(user, lifespan)}))
+            return self._send(200, json.dumps({"token": self.portal.mint(user, lifespan, creds[1])}))
         if url.path == "/_emulator/stats":
             return self._send(
                 200,
-                json.dumps({"portal_tokens_issued": self.portal.issued, "slurm_tokens_minted": self.portal.minted}),
+                json.dumps(
+                    {
+                        "portal_tokens_issued": self.portal.issued,
+                        "slurm_tokens_minted": self.portal.minted,
+                        "slurm_tokens_minted_by_portal_token": self.portal.minted_by_token,
+                    }
+                ),
                 "application/json",
             )
         self._send(404, "<html><body><h1>404 Not Found</h1></body></html>")
@@ -162,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_emulator/revoke" and "user" in query:
             return self._send(200, json.dumps({"revoked": self.portal.revoke(query["user"])}), "application/json")
         if url.path == "/_emulator/reset-stats":
-            self.portal.issued, self.portal.minted = 0, {}
+            self.portal.issued, self.portal.minted, self.portal.minted_by_token = 0, {}, {}
             return self._send(200, "{}", "application/json")
         self._send(405, "<html><body><h1>405 Method Not Allowed</h1></body></html>")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import os
@@ -13,7 +14,10 @@ from typing import Any
 import jwt
 import pytest
 
+from airflow_provider_maxwell.auth.sources import CLI_API
+
 from .fake_slurm import fake  # noqa: F401 - a fixture for every unit test
+from .skip_guard import *  # noqa: F403 - the hooks that fail a run with an unexpected skip
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared"
@@ -104,7 +108,7 @@ def emulator(cluster: dict[str, Any]):
         def portal_token(self, user: dict[str, Any]) -> str:
             answer = requests.get(
                 f"{cluster['portal_url']}/get_new_token",
-                params={"cli_api": "4.6.0"},
+                params={"cli_api": CLI_API},
                 auth=(user["name"], user["password"]),
                 timeout=30,
             )
@@ -112,7 +116,14 @@ def emulator(cluster: dict[str, Any]):
             return answer.text.strip()
 
         def mints(self, user: str) -> int:
+            """Slurm tokens minted for `user` by anyone (other tests' processes too)."""
             return requests.get(f"{base}/_emulator/stats", timeout=30).json()["slurm_tokens_minted"].get(user, 0)
+
+        def mints_for(self, portal_token: str) -> int:
+            """Slurm tokens minted with this portal token only: exact, whatever else runs."""
+            key = hashlib.sha256(portal_token.encode()).hexdigest()[:16]
+            stats = requests.get(f"{base}/_emulator/stats", timeout=30).json()
+            return int(stats["slurm_tokens_minted_by_portal_token"].get(key, 0))
 
         def revoke(self, user: str) -> None:
             requests.post(f"{base}/_emulator/revoke", params={"user": user}, timeout=30).raise_for_status()

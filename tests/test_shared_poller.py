@@ -140,6 +140,7 @@ def test_pause_between_rounds(failures, listing_seconds, retry_after, low, high)
 def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypatch):
     # In a triggerer each lookup is a round trip through its supervisor to the API server: a
     # thousand triggers of one connection starting together share one. An edit is read later.
+    # The clock is in the test's hand: however slowly 1000 hooks start, they start "together".
     import json
     import os
 
@@ -150,6 +151,7 @@ def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypa
 
     lookups: list[str] = []
     original = BaseHook.aget_connection
+    clock = [1000.0]
 
     async def counted(conn_id: str) -> Any:
         lookups.append(conn_id)
@@ -157,20 +159,22 @@ def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypa
         return await original(conn_id)
 
     monkeypatch.setattr(BaseHook, "aget_connection", staticmethod(counted))
-    monkeypatch.setattr(hook_module, "CONNECTION_LOOKUP_REUSE", 0.5)
+    monkeypatch.setattr(hook_module, "monotonic", lambda: clock[0])
     env = f"AIRFLOW_CONN_{fake.conn_id.upper()}"
 
     async def start(n: int) -> list[str]:
         states = await asyncio.gather(*(MaxwellHook(fake.conn_id).astate() for _ in range(n)))
         return sorted({s.config.login for s in states})
 
-    async def scenario() -> tuple[list[str], list[str]]:
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
         first = await start(1000)
         edited = {**json.loads(os.environ[env]), "login": "bob"}
         monkeypatch.setenv(env, json.dumps(edited))
-        await asyncio.sleep(0.6)
-        return first, await start(10)
+        clock[0] += hook_module.CONNECTION_LOOKUP_REUSE  # at the end of the window: still shared
+        within = await start(10)
+        clock[0] += 0.1  # past it: the edit is read
+        return first, within, await start(10)
 
-    first, later = asyncio.run(scenario())
-    assert first == ["alice"] and later == ["bob"]
+    first, within, later = asyncio.run(scenario())
+    assert first == ["alice"] and within == ["alice"] and later == ["bob"]
     assert lookups == [fake.conn_id, fake.conn_id]

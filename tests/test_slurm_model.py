@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_maxwell.slurm import answers
+from airflow_provider_maxwell.slurm.dialects import Service
 from airflow_provider_maxwell.slurm.job import exit_status, parse_accounting_job, parse_controller_job, state_and_flags
 from airflow_provider_maxwell.slurm.states import JobState
 
@@ -102,8 +103,8 @@ def test_completing_flag_keeps_a_job_non_terminal():
 def test_refused_tokens_are_recognised(path):
     status, document = load(path)
     answer = answers.read_answer(status, json.dumps(document))
-    route = "/slurmdb/v0.0.44/jobs" if "slurmdb" in path.name else "/slurm/v0.0.44/jobs"
-    assert answers.is_auth_failure(answer) or answers.may_be_auth_failure(answer, route)
+    service = Service.SLURMDB if "slurmdb" in path.name else Service.SLURM
+    assert answers.is_auth_failure(answer) or answers.may_be_auth_failure(answer, service)
 
 
 @pytest.mark.parametrize(

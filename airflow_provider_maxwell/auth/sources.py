@@ -14,7 +14,7 @@ import jwt
 from airflow_provider_maxwell.auth.tokens import MintedToken, token_from_jwt
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import HttpCall, HttpResult, Protocol, Send, TransportFailure
-from airflow_provider_maxwell.exceptions import MaxwellAuthError
+from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable
 
 CLI_API = "4.6.0"  # the version of DESY's command-line tools the portal expects
 
@@ -49,7 +49,7 @@ class TokenSource:
 
     def _failure(self, what: str, url: str, result: HttpResult | TransportFailure, fix: str) -> MaxwellAuthError:
         if isinstance(result, TransportFailure):
-            return MaxwellAuthError(
+            return TokenServiceUnreachable(
                 f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): no answer from {url}: "
                 f"{result.message}. Check the URL and the network."
             )
@@ -73,7 +73,7 @@ class StaticTokenSource(TokenSource):
     method = "token"
 
     def mint(self) -> Protocol[MintedToken]:
-        """Exchange the portal token for a Slurm token of the connection's lifespan (DESY's get_new_slurm_token)."""
+        """The Slurm token from the connection itself: checked (user, expiry), never renewed."""
         token = token_from_jwt(self.config.password or "")
         if token.expires_at <= time.time():
             raise MaxwellAuthError(
@@ -91,7 +91,7 @@ class SigningKeySource(TokenSource):
     method = "signing_key"
 
     def mint(self) -> Protocol[MintedToken]:
-        """The Slurm token from the connection itself: checked (user, expiry), never renewed."""
+        """Sign a fresh HS256 Slurm token for the login with the connection's key."""
         now = int(time.time())
         claims = {"sun": self.config.login, "iat": now, "exp": now + self.config.token_lifespan}
         value = jwt.encode(claims, self.config.signing_key or b"", algorithm="HS256")
@@ -106,7 +106,7 @@ class PortalSource(TokenSource):
     url_field = "extra.portal_url (by default the host's origin + /reservation)"
 
     def mint(self) -> Protocol[MintedToken]:
-        """Sign a fresh HS256 Slurm token for the login with the connection's key."""
+        """Exchange the portal token for a Slurm token of the connection's lifespan (DESY's get_new_slurm_token)."""
         url = f"{self.config.portal_url}/get_new_slurm_token"
         call = HttpCall(
             "GET",

@@ -1,1 +1,1 @@
-"""Hooks: MaxwellHook, the only module with network I/O."""
+"""Hooks: MaxwellHook, Airflow's face of the Slurm client (client/), which does the network I/O."""

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.slurm.job import SlurmJob
+    from airflow_provider_maxwell.watch import WatchSpec
 
 JOB_ID_STATE_KEY = "maxwell_job_id"  # task_state_store key; renaming it breaks in-flight retries
 COMMENT_TAG_PREFIX = "airflow:"
@@ -54,6 +55,10 @@ class MaxwellSubmitJobOperator(BaseOperator):
     :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
     :param log_output_lines: how many last lines of the job's output file to copy into the task log
         at the end, when the worker can read it (shared filesystem); 0 turns it off.
+    :param durable: Airflow 3.3's durable execution (``ResumableJobMixin``'s meaning): a retry of the
+        task instance re-attaches to its job instead of submitting another: by the job id saved in the
+        task state store under ``external_id_key``, or, after a crash before it was saved, by the tag
+        every job carries in its comment. False: every try submits a new job.
 
     Returns the job id (XCom ``return_value``) and pushes a summary under the XCom key
     ``slurm_job``: state, exit_code, nodes, start, end, elapsed, output (and per-state counts and
@@ -70,6 +75,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         "job_fields",
     )
     template_ext: Sequence[str] = (".sh", ".slurm", ".sbatch")
+    external_id_key = JOB_ID_STATE_KEY  # as ResumableJobMixin names it
     template_fields_renderers = {"script": "bash", "environment": "json", "job_fields": "json"}
     ui_color = "#e8f4fd"
 
@@ -90,6 +96,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         poll_interval: float = 30.0,
         timeout: float | timedelta | None = None,
         log_output_lines: int = 50,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -107,6 +114,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.log_output_lines = log_output_lines
+        self.durable = durable
         self.job_id: int | None = None
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
@@ -161,7 +169,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
         hook = self._hook()
         fields = self._fields(context)
-        found = self._reattach(context, hook, fields["name"], fields["comment"].split(" ", 1)[0])
+        tag = fields["comment"].split(" ", 1)[0]
+        found = self._reattach(context, hook, fields["name"], tag) if self.durable else None
         if found is not None and found.is_terminal and found.is_success:
             self.job_id = found.job_id
             self.log.info("Slurm job %s of this task instance already COMPLETED: not submitting again", found.job_id)
@@ -173,8 +182,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
             self.job_id = hook.submit_job(self.script, **fields)
             self.log.info("Submitted Slurm job %s (%s) as %s", self.job_id, fields["name"], hook.config.login)
             store = context.get("task_state_store")
-            if store is not None:
-                store.set(JOB_ID_STATE_KEY, self.job_id)
+            if store is not None and self.durable:
+                store.set(self.external_id_key, self.job_id)
             found = None
         if not self.wait_for_completion:
             return self.job_id
@@ -193,7 +202,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         from airflow_provider_maxwell.exceptions import SlurmJobNotFound
 
         store = context.get("task_state_store")
-        stored = store.get(JOB_ID_STATE_KEY) if store is not None else None
+        stored = store.get(self.external_id_key) if store is not None else None
         if stored:
             try:
                 job = hook.get_job(int(str(stored)))
@@ -216,7 +225,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
             return None
         return hook.get_job(job.job_id) if not job.is_terminal else job
 
-    def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> Any:
+    def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> WatchSpec:
         from airflow_provider_maxwell.watch import WatchSpec, array_size
 
         submitted = known.submit_time.timestamp() if known is not None and known.submit_time else time.time()
@@ -229,7 +238,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
             deadline=time.time() + self.timeout if self.timeout else None,
         )
 
-    def _finish(self, context: Context, hook: MaxwellHook, spec: Any) -> int:
+    def _finish(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
         from airflow_provider_maxwell.outcome import judge
         from airflow_provider_maxwell.watch import WatchDeadlineExceeded
 
@@ -242,7 +251,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
             raise AirflowException(f"{error}; cancelled it (timeout={self.timeout} s)") from None
         return self._conclude(context, judge(spec.job_id, jobs))
 
-    def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: Any) -> int:
+    def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 
         # A job that already ended never defers (a trigger firing right away can trip the scheduler).
@@ -262,22 +271,22 @@ class MaxwellSubmitJobOperator(BaseOperator):
         """Resume after the trigger's event: succeed, fail with the job's outcome, or report the wait's error."""
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_provider_maxwell.outcome import Outcome
+        from airflow_provider_maxwell.triggers.job import JobEvent
 
-        self.job_id = int(event["job_id"])
-        if event["status"] in ("success", "failed"):
-            outcome = Outcome(
-                event["status"] == "success", event["message"], bool(event.get("retryable", True)), event["summary"]
-            )
+        job_event = JobEvent.from_payload(event)
+        self.job_id = job_event.job_id
+        outcome = job_event.outcome
+        if outcome is not None:
             return self._conclude(context, outcome)
-        raise AirflowException(f"Waiting for Slurm job {self.job_id} failed: {event['message']}")
+        raise AirflowException(f"Waiting for Slurm job {self.job_id} failed: {job_event.message}")
 
     def _conclude(self, context: Context, outcome: Outcome) -> int:
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.compat import AirflowFailException
+        from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
 
-        context["ti"].xcom_push(key="slurm_job", value=outcome.summary)
+        context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))
         if outcome.succeeded:
             self.log.info("%s", outcome.message)

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_maxwell.compat import conf
+from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+    from airflow_provider_maxwell.outcome import Outcome
+    from airflow_provider_maxwell.watch import JobWatch
 
 
 class MaxwellJobSensor(BaseSensorOperator):
@@ -44,42 +47,54 @@ class MaxwellJobSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.job_id = job_id
         self.maxwell_conn_id = maxwell_conn_id
-        self.success_states = frozenset(success_states or {"COMPLETED"})
+        self.success_states = frozenset(success_states or DEFAULT_SUCCESS_STATES)
         self.deferrable = deferrable
+        self._watch: JobWatch | None = None  # kept across pokes of one process
 
     def _hook(self) -> MaxwellHook:
         from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
         return MaxwellHook(self.maxwell_conn_id)
 
-    def _check(self, hook: MaxwellHook) -> tuple[bool, Any]:
-        """(done, first record seen): done once accounting has the job's final record; raises if it failed."""
-        from airflow_provider_maxwell.exceptions import MaxwellConfigError
+    def _check(self, hook: MaxwellHook) -> tuple[bool, JobWatch]:
+        """One look through the same JobWatch the operator and the trigger use: done once accounting has
+        the job's final record (raises if it did not succeed); the watch is kept for the next poke."""
+        from airflow_provider_maxwell.exceptions import MaxwellConfigError, SlurmJobNotFound
         from airflow_provider_maxwell.outcome import judge
+        from airflow_provider_maxwell.slurm.job import parse_job_id
+        from airflow_provider_maxwell.watch import JobWatch, WatchSpec, observe
 
-        job = hook.get_job(self.job_id)  # type: ignore[arg-type]
-        if job.user and job.user != hook.config.login:
-            raise MaxwellConfigError(
-                f"job_id {job.job_id} belongs to user {job.user!r}, not to {hook.config.login!r} of connection "
-                f"{self.maxwell_conn_id!r}: check the job id, or use a connection of that user"
+        client = hook.client
+        login = client.state.config.login
+        first_look = self._watch is None
+        if self._watch is None:
+            spec = WatchSpec(
+                job_id=parse_job_id(self.job_id),
+                user=login,
+                poll_interval=self.poke_interval,
+                deadline=time.time() + self.timeout if self.timeout else None,
             )
-        if not job.is_terminal:
-            self.log.info("Slurm job %s: %s", job.job_id, job.state_text)
-            return False, job
-        final = job if job.source == "slurmdb" else hook.get_accounting_job(job.job_id)
-        if final is not None and job.source == "slurmctld":
-            from airflow_provider_maxwell.watch import WatchSpec, merge_live
+            self._watch = JobWatch(spec, url=client.state.config.host)
+        job_watch = self._watch
+        seen = client.run(observe(client.ops, job_watch))
+        if first_look and seen.error is None:
+            newest = job_watch.claim(seen)
+            if newest is None:
+                raise SlurmJobNotFound(job_watch.spec.job_id, status=None, url=job_watch.url)
+            if newest.user and newest.user != login:
+                raise MaxwellConfigError(
+                    f"job_id {newest.job_id} belongs to user {newest.user!r}, not to {login!r} of connection "
+                    f"{self.maxwell_conn_id!r}: check the job id, or use a connection of that user"
+                )
+        notes, final = job_watch.step(seen, time.time())
+        for note in notes:
+            self.log.info("%s", note)
+        if final is None:
+            return False, job_watch
+        self._raise_unless(judge(job_watch.spec.job_id, final, self.success_states))
+        return True, job_watch
 
-            # After a state reset accounting may still show an older job under this id as the newest.
-            ours = WatchSpec(job.job_id, job.user).pinned_to(job).belongs(final)
-            final = merge_live([final], [job])[0] if ours else None
-        if final is None or not final.is_terminal:
-            self.log.info("Slurm job %s ended %s; waiting for its accounting record", job.job_id, job.state_text)
-            return False, job
-        self._raise_unless(judge(final.job_id, [final], self.success_states))
-        return True, final
-
-    def _raise_unless(self, outcome: Any) -> None:
+    def _raise_unless(self, outcome: Outcome) -> None:
         from airflow_provider_maxwell.compat import AirflowFailException, AirflowSkipException
 
         if outcome.succeeded:
@@ -97,24 +112,15 @@ class MaxwellJobSensor(BaseSensorOperator):
         """Poke, or check once and defer to the triggerer (a job already done never defers)."""
         if not self.deferrable:
             return super().execute(context)
-        hook = self._hook()
-        done, seen = self._check(hook)  # a job already done never defers
+        done, job_watch = self._check(self._hook())
         if done:
-            return seen.job_id
+            return job_watch.spec.job_id
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-        from airflow_provider_maxwell.watch import WatchSpec
 
-        spec = WatchSpec(
-            job_id=seen.job_id,
-            user=hook.config.login,
-            submitted_after=seen.submit_time.timestamp() if seen.submit_time else None,
-            poll_interval=self.poke_interval,
-            deadline=time.time() + self.timeout if self.timeout else None,
-        ).pinned_to(seen)
         self.defer(
             trigger=MaxwellJobTrigger(
                 maxwell_conn_id=self.maxwell_conn_id,
-                spec=spec.to_kwargs(),
+                spec=job_watch.spec.to_kwargs(),  # pinned to the job seen, by Slurm's submit time
                 success_states=sorted(self.success_states),
                 cancel_on_deadline=False,
             ),
@@ -127,11 +133,13 @@ class MaxwellJobSensor(BaseSensorOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.compat import AirflowSkipException
-        from airflow_provider_maxwell.outcome import Outcome
+        from airflow_provider_maxwell.triggers.job import JobEvent
 
-        if event["status"] in ("success", "failed"):
-            self._raise_unless(Outcome(event["status"] == "success", event["message"], True, event["summary"]))
-            return int(event["job_id"])
+        job_event = JobEvent.from_payload(event)
+        outcome = job_event.outcome
+        if outcome is not None:
+            self._raise_unless(outcome)
+            return job_event.job_id
         if self.soft_fail:
-            raise AirflowSkipException(event["message"])
-        raise AirflowException(f"Waiting for Slurm job {event['job_id']} failed: {event['message']}")
+            raise AirflowSkipException(job_event.message)
+        raise AirflowException(f"Waiting for Slurm job {job_event.job_id} failed: {job_event.message}")

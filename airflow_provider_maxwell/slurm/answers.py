@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_maxwell.exceptions import SlurmError
+from airflow_provider_maxwell.slurm.dialects import Service
 
 AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
 ACCOUNTING_CONNECT_ERROR = 7000  # "Unable to connect to database": a refused token or slurmdbd down
@@ -91,13 +92,13 @@ def is_auth_failure(answer: Answer) -> bool:
     return answer.status in (401, 403, 511) or answer.has_code(*AUTH_ERROR_CODES)
 
 
-def may_be_auth_failure(answer: Answer, path: str) -> bool:
+def may_be_auth_failure(answer: Answer, service: Service) -> bool:
     """Slurm's answer to a refused token on some releases, but also to other faults: renew once to tell.
 
     On /slurmdb a refused token looks like an unreachable database (7000); 22.05 answers a refused
     token on /slurm with HTTP 500 and the generic error -1 (measured).
     """
-    if "/slurmdb/" in path:
+    if service is Service.SLURMDB:
         return answer.has_code(ACCOUNTING_CONNECT_ERROR)
     return answer.status == 500 and answer.has_code(GENERIC_ERROR)
 

@@ -8,12 +8,43 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 
 LISTING_CHUNK = 500  # job ids per accounting query: ~4 KB of URL, under nginx's default 8 KB line
 _VERSION_PATH = re.compile(r"^/slurm(db)?/(v0\.0\.\d+)/")
+OPENAPI_PATHS = ("/openapi/v3", "/openapi.json", "/openapi")  # newest first: where servers publish it
+
+
+class Service(Enum):
+    """Which part of slurmrestd a request goes to: their answers to a refused token differ."""
+
+    SLURM = "slurm"  # slurmctld: jobs, ping, diag
+    SLURMDB = "slurmdb"  # slurmdbd: accounting
+    OPENAPI = "openapi"  # the server's own description; no token is checked
+
+
+@dataclass(frozen=True)
+class Route:
+    """A REST path with what it is: the service it reaches and the API version it belongs to."""
+
+    service: Service
+    path: str
+    version: str | None = None
+
+    def ping(self) -> Route | None:
+        """slurmctld's ping of the same version (checks no token), for telling a stopped slurmctld from a
+        refused token; None for paths outside /slurm."""
+        if self.service is not Service.SLURM or self.version is None:
+            return None
+        return Route(Service.SLURM, f"/slurm/{self.version}/ping", self.version)
+
+
+def openapi_route(path: str) -> Route:
+    """One of OPENAPI_PATHS as a route."""
+    return Route(Service.OPENAPI, path)
 
 
 @dataclass(frozen=True)
@@ -23,6 +54,8 @@ class ApiDialect:
     version: str
     #: {set, infinite, number} structs instead of plain integers in requests (v0.0.39 on).
     numbers_as_structs: bool
+    #: `nodes` as a range string ("2-4") instead of a [min, max] list (v0.0.39 on).
+    nodes_as_range_string: bool
     #: environment as ["K=V", ...] instead of {"K": "V"} (v0.0.39 on).
     environment_as_list: bool
     #: the batch script inside `job` rather than at the top level (v0.0.40 on; top level deprecated in 41).
@@ -37,29 +70,39 @@ class ApiDialect:
         """The version as a sortable tuple."""
         return version_key(self.version)
 
-    def submit_path(self) -> str:
+    def _slurm(self, rest: str) -> Route:
+        return Route(Service.SLURM, f"/slurm/{self.version}/{rest}", self.version)
+
+    def _slurmdb(self, rest: str) -> Route:
+        return Route(Service.SLURMDB, f"/slurmdb/{self.version}/{rest}", self.version)
+
+    def submit(self) -> Route:
         """POST: submit a batch job."""
-        return f"/slurm/{self.version}/job/submit"
+        return self._slurm("job/submit")
 
-    def job_path(self, job_id: int) -> str:
+    def job(self, job_id: int) -> Route:
         """GET: slurmctld's records of a job (an array's tasks too); DELETE: cancel it."""
-        return f"/slurm/{self.version}/job/{job_id}"
+        return self._slurm(f"job/{job_id}")
 
-    def jobs_path(self) -> str:
+    def jobs(self) -> Route:
         """GET: every job slurmctld holds."""
-        return f"/slurm/{self.version}/jobs"
+        return self._slurm("jobs")
 
-    def accounting_job_path(self, job_id: int) -> str:
+    def accounting_job(self, job_id: int) -> Route:
         """GET: accounting's records of a job."""
-        return f"/slurmdb/{self.version}/job/{job_id}"
+        return self._slurmdb(f"job/{job_id}")
 
-    def accounting_jobs_path(self) -> str:
+    def accounting_jobs(self) -> Route:
         """GET: accounting's records matching query parameters."""
-        return f"/slurmdb/{self.version}/jobs"
+        return self._slurmdb("jobs")
 
-    def diag_path(self) -> str:
+    def diag(self) -> Route:
         """GET: slurmctld's statistics (checks the token, unlike ping)."""
-        return f"/slurm/{self.version}/diag"
+        return self._slurm("diag")
+
+    def ping(self) -> Route:
+        """GET: slurmctld's ping (checks no token)."""
+        return self._slurm("ping")
 
     def accounting_search(self, job_name: str, user: str) -> dict[str, str]:
         """Query parameters of /slurmdb/vX/jobs for one job name (and user, where the version can)."""
@@ -85,10 +128,6 @@ class ApiDialect:
             for i in range(0, len(ids), LISTING_CHUNK)
         ]
 
-    def ping_path(self) -> str:
-        """GET: slurmctld's ping (checks no token)."""
-        return f"/slurm/{self.version}/ping"
-
     def number(self, value: int) -> int | dict[str, Any]:
         """An integer as this version takes it in requests: plain, or a {set, infinite, number} struct."""
         return {"set": True, "infinite": False, "number": value} if self.numbers_as_structs else value
@@ -97,11 +136,11 @@ class ApiDialect:
         """The job environment as this version takes it: a dict, or a list of NAME=value."""
         return [f"{k}={v}" for k, v in env.items()] if self.environment_as_list else dict(env)
 
-
-def ping_path_of(path: str) -> str | None:
-    """The ping path of the API version `path` belongs to (/slurm/v0.0.42/job/1 -> /slurm/v0.0.42/ping)."""
-    match = _VERSION_PATH.match(path)
-    return f"/slurm/{match.group(2)}/ping" if match else None
+    def node_range(self, low: int, high: int) -> str | list[int]:
+        """A node count range as this version takes it: "2-4" (or "2"), or [min, max] on v0.0.38."""
+        if self.nodes_as_range_string:
+            return f"{low}-{high}" if high != low else str(low)
+        return [low, high]
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -113,6 +152,7 @@ def _dialect(minor: int) -> ApiDialect:
     return ApiDialect(
         version=f"v0.0.{minor}",
         numbers_as_structs=minor >= 39,
+        nodes_as_range_string=minor >= 39,
         environment_as_list=minor >= 39,
         script_in_job=minor >= 40,
         accounting_exit_code_reliable=minor >= 39,

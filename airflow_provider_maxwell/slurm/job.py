@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from airflow_provider_maxwell.slurm.states import TRANSIENT_FLAGS, JobState
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState
 
 Source = Literal["slurmctld", "slurmdb"]
 
@@ -48,10 +49,17 @@ class SlurmJob:
         """Slurm's own rule: a final base state and no COMPLETING flag (processes may still run)."""
         return self.state.is_terminal and "COMPLETING" not in self.flags
 
+    def succeeded(self, success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> bool:
+        """The one definition of success: ended in one of `success_states`, and COMPLETED only with exit
+        code 0 (or unknown, as 22.05's accounting leaves it)."""
+        if not self.is_terminal or self.state.value not in success_states:
+            return False
+        return self.state is not JobState.COMPLETED or self.exit_code in (0, None)
+
     @property
     def is_success(self) -> bool:
-        """Ended COMPLETED with exit code 0 (or unknown)."""
-        return self.is_terminal and self.state is JobState.COMPLETED and self.exit_code in (0, None)
+        """Ended COMPLETED with exit code 0 (or unknown): `succeeded()` with the default states."""
+        return self.succeeded()
 
     @property
     def submitted(self) -> float:
@@ -84,6 +92,17 @@ class SlurmJob:
     def error_path(self) -> str | None:
         """The job's standard error file with Slurm's %-patterns expanded (None if it goes to standard output)."""
         return _expand(self.standard_error, self, None) if self.standard_error else self.output_path()
+
+
+def parse_job_id(value: object) -> int:
+    """A Slurm job id from an int or its text (e.g. a rendered XCom); a clear error for anything else."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
+        raise MaxwellConfigError(
+            f"job_id must be a Slurm job id (a positive whole number), not {value!r}: "
+            "check the value or template that gives it (e.g. the submitting task's XCom)"
+        )
+    return int(text)
 
 
 def _expand(pattern: str | None, job: SlurmJob, default: str | None) -> str | None:

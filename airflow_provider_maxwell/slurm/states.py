@@ -58,3 +58,6 @@ TERMINAL_STATES = frozenset(
 # Flags that can stand instead of a base state in the string form (<= v0.0.39), or beside it.
 # COMPLETING means processes may still run: never terminal while it is set.
 TRANSIENT_FLAGS = frozenset({"COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "STAGE_OUT", "SIGNALING"})
+
+#: What counts as success unless a sensor is told otherwise (a COMPLETED job must also exit 0).
+DEFAULT_SUCCESS_STATES = frozenset({JobState.COMPLETED.value})

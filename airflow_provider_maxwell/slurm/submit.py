@@ -127,9 +127,7 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
     if (cpus := rest.pop("cpus_per_task", None)) is not None:
         job["cpus_per_task"] = positive_int("cpus_per_task", cpus)
     if (nodes := rest.pop("nodes", None)) is not None:
-        low, high = _node_range(nodes)
-        # v0.0.38 takes [min, max]; later versions a range string.
-        job["nodes"] = (f"{low}-{high}" if high != low else str(low)) if dialect.numbers_as_structs else [low, high]
+        job["nodes"] = dialect.node_range(*_node_range(nodes))
     job.update(rest)  # anything else: a Slurm field, passed through as given
     if dialect.script_in_job:
         job["script"] = script

@@ -1,18 +1,71 @@
-"""MaxwellJobTrigger: waits in the triggerer for a Slurm job's final accounting record."""
+"""MaxwellJobTrigger: waits in the triggerer for a Slurm job's final accounting record, and the one
+event it fires (`JobEvent`), made here and read by the operator and the sensor."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_maxwell.exceptions import MaxwellError
-from airflow_provider_maxwell.outcome import DEFAULT_SUCCESS_STATES, judge
-from airflow_provider_maxwell.slurm.job import SlurmJob
+from airflow_provider_maxwell.outcome import Outcome, judge
+from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES
 from airflow_provider_maxwell.watch import JobWatch, WatchDeadlineExceeded, WatchSpec
+
+if TYPE_CHECKING:
+    from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.slurm.job import SlurmJob
+
+EventStatus = Literal["success", "failed", "timeout", "error"]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What the trigger tells the task when it fires: the job's outcome, or why the wait ended without one."""
+
+    status: EventStatus
+    job_id: int
+    message: str
+    retryable: bool = True  # False: a user cancelled the job outside Airflow
+    summary: dict[str, Any] = field(default_factory=dict)  # the XCom summary (success and failed only)
+
+    @classmethod
+    def of(cls, job_id: int, outcome: Outcome) -> JobEvent:
+        """The event for a job that ended."""
+        status: EventStatus = "success" if outcome.succeeded else "failed"
+        return cls(status, job_id, outcome.message, outcome.retryable, outcome.summary)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The job's outcome when it ended; None when the wait ended otherwise (timeout, error)."""
+        if self.status not in ("success", "failed"):
+            return None
+        return Outcome(self.status == "success", self.message, self.retryable, self.summary)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The event as the plain dict Airflow stores and hands to `execute_complete`."""
+        return {
+            "status": self.status,
+            "job_id": self.job_id,
+            "message": self.message,
+            "retryable": self.retryable,
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> JobEvent:
+        """Read what `to_payload` wrote (events of older releases lack `retryable` and `summary`)."""
+        return cls(
+            status=payload["status"],
+            job_id=int(payload["job_id"]),
+            message=str(payload["message"]),
+            retryable=bool(payload.get("retryable", True)),
+            summary=dict(payload.get("summary") or {}),
+        )
 
 
 class MaxwellJobTrigger(BaseTrigger):
@@ -51,42 +104,34 @@ class MaxwellJobTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> Any:
+    async def _client(self) -> SlurmClient:
         from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
-        return MaxwellHook(self.maxwell_conn_id)
+        return await MaxwellHook(self.maxwell_conn_id).aclient()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait through the shared poller and yield exactly one event: success, failed, timeout or error."""
         job_id = self.spec.job_id
-        hook = self._hook()
         try:
-            jobs = await self._wait(hook)
+            client = await self._client()
+            jobs = await self._wait(client)
         except WatchDeadlineExceeded as error:
             if self.cancel_on_deadline:
-                await self._cancel(hook)
-            yield TriggerEvent({"status": "timeout", "job_id": job_id, "message": f"{error}; cancelled it"})
+                await self._cancel()
+            yield TriggerEvent(JobEvent("timeout", job_id, f"{error}; cancelled it").to_payload())
             return
         except MaxwellError as error:
-            yield TriggerEvent({"status": "error", "job_id": job_id, "message": str(error)})
+            yield TriggerEvent(JobEvent("error", job_id, str(error)).to_payload())
             return
         outcome = judge(job_id, jobs, frozenset(self.success_states))
-        yield TriggerEvent(
-            {
-                "status": "success" if outcome.succeeded else "failed",
-                "job_id": job_id,
-                "message": outcome.message,
-                "retryable": outcome.retryable,
-                "summary": outcome.summary,
-            }
-        )
+        yield TriggerEvent(JobEvent.of(job_id, outcome).to_payload())
 
-    async def _wait(self, hook: Any) -> list[SlurmJob]:
+    async def _wait(self, client: SlurmClient) -> list[SlurmJob]:
         """Feed this job's observations from the shared poller to its own JobWatch until it ends."""
         from airflow_provider_maxwell.triggers.poller import JobPoller
 
-        poller = await JobPoller.for_hook(hook)
-        job_watch = JobWatch(self.spec, url=hook.config.host)
+        poller = JobPoller.for_client(client)
+        job_watch = JobWatch(self.spec, url=client.state.config.host)
         async with poller.subscribe(job_watch) as inbox:
             while True:
                 job_watch.check_deadline(time.time())
@@ -101,13 +146,14 @@ class MaxwellJobTrigger(BaseTrigger):
                 if final is not None:
                     return final
 
-    async def _cancel(self, hook: Any) -> None:
+    async def _cancel(self) -> None:
         try:
-            await hook.acancel_job(self.spec.job_id)
+            client = await self._client()
+            await client.arun(client.ops.cancel(self.spec.job_id))
             self.log.info("Cancelled Slurm job %s", self.spec.job_id)
         except MaxwellError as error:
             self.log.warning("Could not cancel Slurm job %s: %s", self.spec.job_id, error)
 
     async def on_kill(self) -> None:
         """The user marked the task failed or cleared it: the job must not run on unattended."""
-        await self._cancel(self._hook())
+        await self._cancel()

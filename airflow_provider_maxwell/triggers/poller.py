@@ -23,14 +23,11 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from airflow_provider_maxwell.client.drivers import SlurmClient
 from airflow_provider_maxwell.exceptions import SlurmTransientError
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.watch import SUBMIT_CLOCK_SLACK, JobWatch, Observation, WatchSpec, observe
-
-if TYPE_CHECKING:
-    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
 LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs the listing missed, per round
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
@@ -59,8 +56,8 @@ class JobPoller:
 
     _pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, JobPoller]] = weakref.WeakKeyDictionary()
 
-    def __init__(self, hook: MaxwellHook, key: str) -> None:
-        self.hook = hook
+    def __init__(self, client: SlurmClient, key: str) -> None:
+        self.client = client
         self.key = key
         self.subscribers: set[Subscriber] = set()
         self.rounds = 0
@@ -69,13 +66,13 @@ class JobPoller:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def for_hook(cls, hook: MaxwellHook) -> JobPoller:
-        """The poller of `hook`'s connection settings in the running event loop (made on first use)."""
-        state = await hook.astate()
+    def for_client(cls, client: SlurmClient) -> JobPoller:
+        """The poller of `client`'s connection settings in the running event loop (made on first use)."""
+        key = client.state.config.fingerprint
         pollers = cls._pollers.setdefault(asyncio.get_running_loop(), {})
-        poller = pollers.get(state.config.fingerprint)
+        poller = pollers.get(key)
         if poller is None:
-            poller = pollers[state.config.fingerprint] = cls(hook, state.config.fingerprint)
+            poller = pollers[key] = cls(client, key)
         return poller
 
     @asynccontextmanager
@@ -133,21 +130,21 @@ class JobPoller:
 
     async def _round(self, subscribers: list[Subscriber]) -> None:
         """One accounting listing for all, then a few one-by-one lookups of jobs it did not show."""
-        hook = self.hook
+        client, ops = self.client, self.client.ops
         now = time.time()
         since = (
             min((s.spec.submitted_after or s.registered_at - UNDATED_WINDOW) for s in subscribers) - SUBMIT_CLOCK_SLACK
         )
-        records = await hook._arun(hook._accounting_listing([s.spec.job_id for s in subscribers], since))
-        self.listing_seconds = (await hook.astate()).last_response_seconds  # the server's time, not our parsing
+        records = await client.arun(ops.accounting_listing([s.spec.job_id for s in subscribers], since))
+        self.listing_seconds = client.state.last_response_seconds  # the server's time, not our parsing
         by_job = _by_job(records)
         found = {s: by_job[s.spec.job_id] for s in subscribers if s.spec.job_id in by_job}
         live_by_job: dict[int, list[SlurmJob]] = {}
         some_ended = any(all(j.is_terminal for j in jobs) for jobs in found.values())
-        if some_ended and not (await hook._arun(hook._dialect())).accounting_exit_code_reliable:
+        if some_ended and not (await client.arun(ops.dialect())).accounting_exit_code_reliable:
             # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge
             # (300 s by default): one listing of its jobs for all that just ended.
-            live_by_job = _by_job(await hook._arun(hook._controller_listing()))
+            live_by_job = _by_job(await client.arun(ops.controller_listing()))
         unlisted = []
         for subscriber in subscribers:
             if subscriber in found:
@@ -159,7 +156,7 @@ class JobPoller:
         for subscriber in unlisted[:LOOKUPS_PER_ROUND]:
             subscriber.looked_up_at = now
             try:
-                seen = await hook._arun(observe(hook, subscriber.watch))
+                seen = await client.arun(observe(ops, subscriber.watch))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # one job's error is that trigger's, not everyone's

@@ -73,18 +73,18 @@ def test_a_stopped_slurmctld_is_not_taken_for_a_refused_token(release, cluster, 
     conn_id = make_connection(
         cluster["stacks"][release]["rest_url"],
         user["name"],
-        emulator.portal_token(user),
+        portal_token := emulator.portal_token(user),
         auth_method="portal",
         portal_url=cluster["portal_url"],
     )
     hook = MaxwellHook(conn_id, retry_limit=2, retry_delay=0.1)
     job_id = hook.submit_job("#!/bin/bash\nsleep 30\n", name="ctld-down", current_working_directory=cluster["jobs_dir"])
-    mints = emulator.mints(user["name"])
+    mints = emulator.mints_for(portal_token)
     stop_daemon(f"{release}-slurmctld")
     try:
         with pytest.raises(SlurmTransientError, match="slurmctld is not responding"):
             hook.get_job(job_id)
-        assert emulator.mints(user["name"]) == mints  # the token was not doubted
+        assert emulator.mints_for(portal_token) == mints  # the token was not doubted
     finally:
         bring_back()
     assert hook.get_job(job_id).job_id == job_id  # and all is well once it is back

@@ -10,8 +10,9 @@ from typing import Any
 import jwt
 import pytest
 
+from airflow_provider_maxwell.client.state import connection_state
 from airflow_provider_maxwell.exceptions import MaxwellAuthError, MaxwellConfigError, SlurmApiError
-from airflow_provider_maxwell.hooks.maxwell import MaxwellHook, connection_state
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
 from .conftest import grants
 
@@ -33,23 +34,22 @@ def test_portal_tokens_are_renewed_before_they_expire(cluster, users, make_conne
     conn_id = make_connection(
         newest(cluster),
         user["name"],
-        emulator.portal_token(user),
+        portal_token := emulator.portal_token(user),
         auth_method="portal",
         portal_url=cluster["portal_url"],
         token_lifespan=10,
     )
     hook = MaxwellHook(conn_id)
-    before = emulator.mints(user["name"])
     first = hook.get_token()
     assert claims(first)["exp"] - claims(first)["iat"] == 10 and claims(first)["sun"] == user["name"]
     assert hook.get_token() == first  # cached: no second mint while fresh
-    assert emulator.mints(user["name"]) - before == 1
+    assert emulator.mints_for(portal_token) == 1
     # Renewal is due 1 s (10 % of 10 s) before expiry: past that, a call mints anew and still works.
     time.sleep(claims(first)["exp"] - time.time() - 0.5)
     ok, message = hook.test_connection()
     assert ok, message
     assert hook.get_token() != first
-    assert emulator.mints(user["name"]) - before == 2
+    assert emulator.mints_for(portal_token) == 2
 
 
 def test_revoked_portal_token_fails_with_a_clear_error(cluster, users, make_connection, emulator):
@@ -134,8 +134,9 @@ def test_invalid_connection_names_connection_field_and_fix(cluster, users, make_
 
 @pytest.fixture
 def short_lived_idp(start_idp):
-    """A second IdP instance with 4 s access / 10 s refresh tokens."""
-    return start_idp(access=4, refresh=10)
+    """A second IdP instance with 3 s access / 20 s refresh tokens (the hook refreshes only while the
+    refresh token has 5 s left: the test keeps 10 s of margin on either side of that)."""
+    return start_idp(access=3, refresh=20)
 
 
 def test_keycloak_refreshes_then_falls_back_to_password(cluster, users, make_connection, short_lived_idp):
@@ -146,12 +147,13 @@ def test_keycloak_refreshes_then_falls_back_to_password(cluster, users, make_con
     hook = MaxwellHook(conn_id)
     assert hook.test_connection()[0]
     assert grants(short_lived_idp) == {"password": 1}
-    # The access token (4 s) is due for renewal while the refresh token (10 s) lives: refresh grant.
-    time.sleep(4.2)
+    # The access token (3 s) is due for renewal while the refresh token (20 s) lives: refresh grant.
+    time.sleep(3.3)
     assert hook.test_connection()[0]
     assert grants(short_lived_idp) == {"password": 1, "refresh_token": 1}
-    # Past the refresh token's life: a new password grant, and Slurm accepts the result.
-    time.sleep(10.5)
+    # Past the refresh token's usable life (20 s less 5 s of slack): a new password grant, and Slurm
+    # accepts the result.
+    time.sleep(16)
     ok, message = hook.test_connection()
     assert ok, message
     assert grants(short_lived_idp) == {"password": 2, "refresh_token": 1}
@@ -171,18 +173,17 @@ def test_one_token_for_many_concurrent_async_callers(cluster, users, make_connec
     conn_id = make_connection(
         newest(cluster),
         user["name"],
-        emulator.portal_token(user),
+        portal_token := emulator.portal_token(user),
         auth_method="portal",
         portal_url=cluster["portal_url"],
     )
-    before = emulator.mints(user["name"])
 
     async def many() -> set[str]:
         hooks = [MaxwellHook(conn_id) for _ in range(200)]
         return set(await asyncio.gather(*(h.aget_token() for h in hooks)))
 
     assert len(asyncio.run(many())) == 1
-    assert emulator.mints(user["name"]) - before == 1
+    assert emulator.mints_for(portal_token) == 1
     assert connection_state(MaxwellHook(conn_id).config).tokens.mints == 1
 
 

@@ -6,6 +6,7 @@ killed), then each test reads its own.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,7 +100,10 @@ def wait_accounting_final(hook: MaxwellHook, job_id: int, timeout: float = 60) -
 def case(request, submitted, cluster) -> Submitted:
     name, version = request.param
     if (name, version) not in submitted:
-        pytest.skip(f"Slurm stack {name} unavailable: {cluster['unavailable'].get(name)}")
+        reason = f"Slurm stack {name} unavailable: {cluster['unavailable'].get(name)}"
+        if os.environ.get("MAXWELL_REQUIRE_ALL_RELEASES") == "1":
+            pytest.fail(f"{reason} (required here: MAXWELL_REQUIRE_ALL_RELEASES=1)")
+        pytest.skip(reason)
     return submitted[(name, version)]
 
 

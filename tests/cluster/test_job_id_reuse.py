@@ -119,7 +119,8 @@ def test_the_sensor_on_a_reused_id(airflow_env, cluster, users, make_connection,
     assert "ended COMPLETED" not in out
 
     reset("s26")
-    assert submit(mine, "#!/bin/bash\nsleep 15\n", "sensed-after-the-reset", cluster) == job_id
+    # Long enough to be running when `dags test` (10-20 s to start on a loaded machine) first looks.
+    assert submit(mine, "#!/bin/bash\nsleep 40\n", "sensed-after-the-reset", cluster) == job_id
     rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_sensor_deferred", {"job_id": job_id})
     assert rc == 0, out[-3000:]
     assert "Pausing task as DEFERRED" in out

@@ -34,7 +34,7 @@ def test_many_triggers_one_poller_right_outcomes_few_requests(stack, cluster, us
     sent_before = hook.state.requests_sent
 
     async def wait_all() -> tuple[list[dict[str, Any]], int]:
-        poller = await JobPoller.for_hook(MaxwellHook(conn_id))
+        poller = JobPoller.for_client(await MaxwellHook(conn_id).aclient())
         triggers = [
             MaxwellJobTrigger(
                 maxwell_conn_id=conn_id,

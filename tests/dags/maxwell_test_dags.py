@@ -92,7 +92,8 @@ for mode in ("before_save", "after_save"):
             task_id="job",
             maxwell_conn_id=CONN,
             crash=mode,
-            script="#!/bin/bash\nsleep 8\necho done\n",
+            # Long enough that the retry (2 s later, a few more on a loaded machine) finds it running.
+            script="#!/bin/bash\nsleep 30\necho done\n",
             time_limit=5,
             current_working_directory=WORKDIR,
             deferrable=False,

@@ -1,0 +1,178 @@
+"""The drivers: the only code that sends requests, sleeps or asks the token cache to mint.
+
+`SlurmClient.run` carries out a protocol (a generator of effects) with requests, for workers;
+`SlurmClient.arun` with a pooled httpx client, for the triggerer's event loop. Both dispatch every
+kind of effect explicitly; mypy checks that none is forgotten (`unhandled`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import weakref
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, TypeVar
+
+import httpx
+import requests
+
+from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.client.exchange import RetryPolicy, mint
+from airflow_provider_maxwell.client.operations import SlurmOperations
+from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.effects import (
+    GetToken,
+    HttpCall,
+    HttpResult,
+    Note,
+    Protocol,
+    Send,
+    Sleep,
+    TransportFailure,
+    unhandled,
+)
+
+T = TypeVar("T")
+NoteSink = Callable[[str], None]
+MintSink = Callable[[ConnectionState, MintedToken], None]
+
+# One pooled httpx client per event loop and connection settings: a triggerer's triggers share it.
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class SlurmClient:
+    """A connection state's operations and the drivers that carry them out.
+
+    :param note: receives progress and retry notes (the hook logs them).
+    :param minted: called with every newly minted token (the hook masks it in Airflow's logs).
+    """
+
+    def __init__(self, state: ConnectionState, policy: RetryPolicy, note: NoteSink, minted: MintSink) -> None:
+        self.state = state
+        self.policy = policy
+        self.ops = SlurmOperations(state, policy)
+        self._note = note
+        self._minted = minted
+
+    # ------------------------------------------------------------------ sync (workers)
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.max_redirects = 3  # redirects are refused anyway (allow_redirects=False): see exchange
+        return session
+
+    def run(self, protocol: Protocol[T]) -> T:
+        """Carry out a protocol with blocking I/O; returns what it returns, raises what it raises."""
+        result: Any = None
+        try:
+            while True:
+                effect = protocol.send(result)
+                if isinstance(effect, Send):
+                    result = self._send(effect.call)
+                elif isinstance(effect, Sleep):
+                    time.sleep(effect.seconds)
+                    result = None
+                elif isinstance(effect, Note):
+                    self._note(effect.message)
+                    result = None
+                elif isinstance(effect, GetToken):
+                    result = self.state.tokens.get(self._mint, stale=effect.stale)
+                else:
+                    unhandled(effect)
+        except StopIteration as done:
+            return done.value
+
+    def _mint(self) -> MintedToken:
+        token = self.run(mint(self.state, self.policy))
+        self._minted(self.state, token)
+        return token
+
+    def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
+        config = self.state.config
+        self.state.requests_sent += 1
+        try:
+            response = self._session.request(
+                call.method,
+                call.url,
+                **call.request_kwargs(),
+                timeout=config.timeout,
+                verify=config.verify,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout as error:
+            return TransportFailure(short(error), before_send=True)
+        except requests.exceptions.SSLError as error:
+            return TransportFailure(f"TLS verification failed: {short(error)}", before_send=True)
+        except requests.exceptions.ConnectionError as error:
+            refused = "refused" in str(error).lower() or "NewConnectionError" in repr(error)
+            return TransportFailure(short(error), before_send=refused)
+        except requests.exceptions.Timeout as error:
+            return TransportFailure(short(error), before_send=False)
+        self.state.last_response_seconds = response.elapsed.total_seconds()
+        return HttpResult(response.status_code, response.content, dict(response.headers))
+
+    # ------------------------------------------------------------------ async (the triggerer)
+
+    async def arun(self, protocol: Protocol[T]) -> T:
+        """Carry out a protocol in the running event loop; returns what it returns, raises what it raises."""
+        result: Any = None
+        try:
+            while True:
+                effect = protocol.send(result)
+                if isinstance(effect, Send):
+                    result = await self._asend(effect.call)
+                elif isinstance(effect, Sleep):
+                    await asyncio.sleep(effect.seconds)
+                    result = None
+                elif isinstance(effect, Note):
+                    self._note(effect.message)
+                    result = None
+                elif isinstance(effect, GetToken):
+                    result = await self.state.tokens.aget(self._amint, stale=effect.stale)
+                else:
+                    unhandled(effect)
+        except StopIteration as done:
+            return done.value
+
+    async def _amint(self) -> MintedToken:
+        token = await self.arun(mint(self.state, self.policy))
+        self._minted(self.state, token)
+        return token
+
+    async def _asend(self, call: HttpCall) -> HttpResult | TransportFailure:
+        self.state.requests_sent += 1
+        try:
+            response = await self._async_client().request(call.method, call.url, **call.request_kwargs())
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            return TransportFailure(short(error), before_send=True)
+        except httpx.TransportError as error:
+            return TransportFailure(short(error), before_send=False)
+        self.state.last_response_seconds = response.elapsed.total_seconds()
+        return HttpResult(response.status_code, response.content, dict(response.headers))
+
+    def _async_client(self) -> httpx.AsyncClient:
+        clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+        config = self.state.config
+        if config.fingerprint not in clients:
+            verify = config.verify
+            tls: bool | ssl.SSLContext = (
+                ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+            )
+            clients[config.fingerprint] = httpx.AsyncClient(
+                verify=tls,
+                timeout=config.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            )
+        return clients[config.fingerprint]
+
+
+def short(error: BaseException) -> str:
+    """An exception as one line, without the request (which could carry headers) attached."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}"

@@ -1,0 +1,205 @@
+"""The Slurm operations as protocol steps: submit, read, list, search and cancel jobs.
+
+Each method returns a generator of effects (effects.py); `SlurmClient.run` or `arun` (drivers.py)
+carries it out. Version differences are asked of the dialect (slurm/dialects.py), answers are read by
+slurm/answers.py and slurm/job.py: this module only strings the calls together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.client import discovery
+from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
+from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.effects import GetToken, Protocol
+from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmApiError, SlurmJobNotFound
+from airflow_provider_maxwell.slurm import answers
+from airflow_provider_maxwell.slurm.answers import Answer
+from airflow_provider_maxwell.slurm.dialects import ApiDialect, Route
+from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
+from airflow_provider_maxwell.slurm.submit import build_submit_body
+
+LISTING_HORIZON = 366 * 86400.0  # seconds ahead: jobs waiting for a begin time count as eligible only before it
+
+
+class SlurmOperations:
+    """Slurm's operations for one connection state, as protocol steps (no I/O)."""
+
+    def __init__(self, state: ConnectionState, policy: RetryPolicy) -> None:
+        self.state = state
+        self.policy = policy
+
+    def _call(
+        self,
+        method: str,
+        route: Route,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        resend_safe: bool = True,
+    ) -> Protocol[Answer]:
+        return exchange(self.state, self.policy, method, route, params=params, body=body, resend_safe=resend_safe)
+
+    def url(self, route: Route) -> str:
+        """The full URL of a route on this connection's server."""
+        return f"{self.state.config.host}{route.path}"
+
+    @staticmethod
+    def token() -> Protocol[MintedToken]:
+        """The connection's current token (minted or renewed by the driver as needed)."""
+        token: MintedToken = yield GetToken()
+        return token
+
+    def dialect(self) -> Protocol[ApiDialect]:
+        """The REST API version spoken with the server (negotiated once per process and connection)."""
+        return discovery.dialect(self.state, self.policy)
+
+    def submit(self, script: str, fields: Mapping[str, Any]) -> Protocol[int]:
+        """Submit a batch job; returns its id. Never repeated unless it certainly did not reach slurmrestd."""
+        dialect = yield from self.dialect()
+        body = build_submit_body(dialect, script, fields, default_cwd=f"/home/{self.state.config.login}")
+        answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False)
+        job_id = (answer.document or {}).get("job_id")
+        if answers.is_error(answer) or not isinstance(job_id, int):
+            raise SlurmApiError(
+                "Slurm refused the job", status=answer.status, url=self.url(dialect.submit()), errors=answer.errors
+            )
+        return job_id
+
+    def controller_jobs(self, job_id: int) -> Protocol[list[SlurmJob] | None]:
+        """All records slurmctld has under `job_id` (an array's tasks too); None once it forgot the job."""
+        dialect = yield from self.dialect()
+        route = dialect.job(job_id)
+        answer = yield from self._call("GET", route)
+        if answers.is_unknown_job(answer):
+            return None
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                f"Could not read Slurm job {job_id}", status=answer.status, url=self.url(route), errors=answer.errors
+            )
+        return [parse_controller_job(doc) for doc in job_documents(answer)]
+
+    def controller_listing(self) -> Protocol[list[SlurmJob]]:
+        """Every job slurmctld holds (all users): large on a busy cluster, so used only where nothing
+        narrower exists."""
+        dialect = yield from self.dialect()
+        answer = yield from self._call("GET", dialect.jobs())
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs()), errors=answer.errors
+            )
+        return [parse_controller_job(doc) for doc in job_documents(answer)]
+
+    def _accounting_query(
+        self, route: Route, what: str, params: Mapping[str, str] | None = None, missing_ok: bool = False
+    ) -> Protocol[list[SlurmJob]]:
+        """GET an accounting route and parse its jobs; 7000 after a renewal means slurmdbd is down."""
+        dialect = yield from self.dialect()
+        answer = yield from self._call("GET", route, params=params)
+        if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
+            raise SlurmAccountingUnavailable(
+                "Slurm accounting (slurmdbd) is unavailable",
+                status=answer.status,
+                url=self.url(route),
+                errors=answer.errors,
+            )
+        if answers.is_error(answer) and not (missing_ok and answer.status == 404 and answer.is_slurm):
+            raise SlurmApiError(what, status=answer.status, url=self.url(route), errors=answer.errors)
+        reliable = dialect.accounting_exit_code_reliable
+        return [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in job_documents(answer)]
+
+    def accounting_jobs(self, job_id: int) -> Protocol[list[SlurmJob]]:
+        """Every accounting record under `job_id`; [] while accounting has none (yet)."""
+        dialect = yield from self.dialect()
+        what = f"Could not read accounting for Slurm job {job_id}"
+        return (yield from self._accounting_query(dialect.accounting_job(job_id), what, missing_ok=True))
+
+    def accounting_listing(self, job_ids: list[int], since: float) -> Protocol[list[SlurmJob]]:
+        """Accounting records of many jobs of the connection's user at once (the shared poller's one call)."""
+        dialect = yield from self.dialect()
+        records: list[SlurmJob] = []
+        until = time.time() + LISTING_HORIZON
+        for params in dialect.accounting_listing(self.state.config.login, since, until, job_ids):
+            what = f"Could not list accounting records of {len(job_ids)} jobs"
+            records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
+        return records
+
+    def accounting_job(self, job_id: int) -> Protocol[SlurmJob | None]:
+        """The newest accounting record under `job_id` (None while there is none yet)."""
+        records = yield from self.accounting_jobs(job_id)
+        return newest_record(records, job_id)
+
+    def job(self, job_id: int) -> Protocol[SlurmJob]:
+        """slurmctld's record while it knows the job, else the newest accounting record; SlurmJobNotFound if neither."""
+        live = yield from self.controller_jobs(job_id)
+        job = newest_record(live or [], job_id)
+        if job is not None:
+            return job
+        # slurmctld forgot the job (MinJobAge passed): its final record lives in accounting.
+        final = yield from self.accounting_job(job_id)
+        if final is None:
+            dialect = yield from self.dialect()
+            raise SlurmJobNotFound(job_id, status=None, url=self.url(dialect.job(job_id)))
+        return final
+
+    def find_jobs_by_name(self, name: str) -> Protocol[list[SlurmJob]]:
+        """This user's jobs named `name`, oldest first: slurmctld's live ones (current right after
+        submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
+        dialect = yield from self.dialect()
+        login = self.state.config.login
+        # One entry per job: an id alone is not one after a state reset, when accounting holds
+        # several jobs under it (oldest first), often of the same name.
+        found = {(j.job_id, j.submitted): j for j in (yield from self.controller_listing())}
+        in_accounting = yield from self._accounting_query(
+            dialect.accounting_jobs(),
+            f"Could not search accounting for jobs named {name!r}",
+            params=dialect.accounting_search(name, login),
+        )
+        for job in in_accounting:
+            found.setdefault((job.job_id, job.submitted), job)  # slurmctld's record is current while it has the job
+        mine = [j for j in found.values() if j.name == name and j.user == login]
+        return sorted(mine, key=lambda j: j.submitted)
+
+    def cancel(self, job_id: int, signal: str | int | None = None) -> Protocol[None]:
+        """Cancel (or signal) a job; SlurmJobNotFound when slurmctld does not know it."""
+        dialect = yield from self.dialect()
+        route = dialect.job(job_id)
+        params = {"signal": str(signal)} if signal is not None else None
+        answer = yield from self._call("DELETE", route, params=params)
+        if answers.is_unknown_job(answer):
+            raise SlurmJobNotFound(job_id, status=answer.status, url=self.url(route), errors=answer.errors)
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                f"Could not cancel Slurm job {job_id}", status=answer.status, url=self.url(route), errors=answer.errors
+            )
+
+    def diag(self) -> Protocol[ApiDialect]:
+        """slurmctld's diagnostics: the cheapest call that checks the token (ping and openapi do not)."""
+        dialect = yield from self.dialect()
+        answer = yield from self._call("GET", dialect.diag())
+        if answers.is_error(answer):
+            raise SlurmApiError(
+                "Slurm refused the diagnostic call",
+                status=answer.status,
+                url=self.url(dialect.diag()),
+                errors=answer.errors,
+            )
+        return dialect
+
+
+def job_documents(answer: Answer) -> list[Mapping[str, Any]]:
+    """The job objects of an answer's `jobs` list (anything else in it is skipped)."""
+    jobs = (answer.document or {}).get("jobs")
+    return [j for j in jobs if isinstance(j, Mapping)] if isinstance(jobs, list) else []
+
+
+def newest_record(records: list[SlurmJob], job_id: int) -> SlurmJob | None:
+    """The record for `job_id` itself; with several (job ids reused after a reset), the newest."""
+    exact = [r for r in records if r.job_id == job_id] or records
+    if not exact:
+        return None
+    return max(exact, key=lambda r: r.submitted)

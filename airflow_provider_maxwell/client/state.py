@@ -1,0 +1,37 @@
+"""What one process keeps per connection settings, shared by every hook, trigger and poller of it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from airflow_provider_maxwell.auth.cache import TokenCache
+from airflow_provider_maxwell.auth.sources import TokenSource, token_source
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.slurm.dialects import ApiDialect
+
+
+@dataclass
+class ConnectionState:
+    """Per process and exact connection settings: the token cache, the negotiated version, the release."""
+
+    config: MaxwellConnectionConfig
+    source: TokenSource
+    tokens: TokenCache = field(default_factory=TokenCache)
+    dialect: ApiDialect | None = None
+    release: str | None = None
+    requests_sent: int = 0
+    last_response_seconds: float = 0.0  # how long the server took to answer the last request
+
+
+_STATES: dict[str, ConnectionState] = {}
+_STATES_LOCK = threading.RLock()  # reentrant: on_kill may run in a signal handler while it is held
+
+
+def connection_state(config: MaxwellConnectionConfig) -> ConnectionState:
+    """The process-wide state of a connection with exactly these settings (made on first use)."""
+    with _STATES_LOCK:
+        state = _STATES.get(config.fingerprint)
+        if state is None:
+            state = _STATES[config.fingerprint] = ConnectionState(config, token_source(config))
+        return state

@@ -1,0 +1,308 @@
+"""The client's protocol steps driven by hand with scripted results: no server, no sleeping, no clock.
+
+This is what the sans-IO split buys: every retry, renewal, fallback and wait decision is checked by
+feeding a generator the answers it asks for and reading the effects it yields.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.auth.sources import token_source
+from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange, mint
+from airflow_provider_maxwell.client.operations import SlurmOperations
+from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.effects import (
+    GetToken,
+    HttpCall,
+    HttpResult,
+    Note,
+    Protocol,
+    Send,
+    Sleep,
+    TransportFailure,
+)
+from airflow_provider_maxwell.exceptions import (
+    MaxwellAuthError,
+    SlurmAccountingUnavailable,
+    SlurmApiError,
+    SlurmJobNotFound,
+    SlurmTransientError,
+    TokenServiceUnreachable,
+)
+from airflow_provider_maxwell.slurm.dialects import DIALECTS
+from airflow_provider_maxwell.watch import WatchSpec, watch
+
+HOST = "https://rest.example"
+META = {"meta": {"slurm": {"release": "26.05.5"}}, "errors": [], "warnings": []}
+Reply = HttpResult | TransportFailure
+
+
+def ok(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HttpResult:
+    return HttpResult(status, json.dumps(document).encode(), headers or {})
+
+
+def slurm_error(status: int, code: int) -> HttpResult:
+    return ok({**META, "errors": [{"error_number": code, "description": f"error {code}"}]}, status)
+
+
+def job_doc(job_id: int, state: str, user: str = "alice", submit: int = 1_700_000_000, **more: Any) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "job_state": [state],
+        "user_name": user,
+        "name": "reduce",
+        "partition": "maxcpu",
+        "submit_time": {"set": True, "number": submit},
+        **more,
+    }
+
+
+def record(job_id: int, state: str, user: str = "alice", submit: int = 1_700_000_000, code: int = 0) -> dict[str, Any]:
+    """An accounting record, shaped as /slurmdb answers."""
+    return {
+        "job_id": job_id,
+        "state": {"current": [state], "reason": "None"},
+        "user": user,
+        "name": "reduce",
+        "partition": "maxcpu",
+        "time": {"submission": submit, "start": submit + 1, "end": submit + 60},
+        "exit_code": {"status": ["SUCCESS" if code == 0 else "ERROR"], "return_code": {"set": True, "number": code}},
+    }
+
+
+def jobs(*docs: dict[str, Any]) -> HttpResult:
+    return ok({**META, "jobs": list(docs)})
+
+
+def state_with(dialect: str | None = "v0.0.45", **extra: Any) -> ConnectionState:
+    config = MaxwellConnectionConfig.from_connection(
+        "steps", host=HOST, login="alice", password="portal-token", extra=extra
+    )
+    state = ConnectionState(config, token_source(config))
+    state.dialect = DIALECTS[dialect] if dialect else None
+    return state
+
+
+@dataclass
+class Script:
+    """Plays the driver: answers each Send from a per-path queue, hands out numbered tokens."""
+
+    replies: dict[str, list[Reply]]
+    sent: list[HttpCall] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tokens: list[GetToken] = field(default_factory=list)
+
+    def run(self, protocol: Protocol[Any]) -> Any:
+        result: Any = None
+        try:
+            while True:
+                effect = protocol.send(result)
+                result = self.answer(effect)
+        except StopIteration as done:
+            return done.value
+
+    def answer(self, effect: Any) -> Any:
+        if isinstance(effect, Send):
+            self.sent.append(effect.call)
+            path = effect.call.url.removeprefix(HOST)
+            queue = self.replies[path]
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(effect, Sleep):
+            self.sleeps.append(effect.seconds)
+            return None
+        if isinstance(effect, Note):
+            self.notes.append(effect.message)
+            return None
+        assert isinstance(effect, GetToken)
+        self.tokens.append(effect)
+        return MintedToken(value=f"token-{len(self.tokens)}", issued_at=0, expires_at=2e9)
+
+    def count(self, path: str) -> int:
+        return sum(1 for c in self.sent if c.url == HOST + path)
+
+
+def ops_for(state: ConnectionState, limit: int = 3) -> SlurmOperations:
+    return SlurmOperations(state, RetryPolicy(limit=limit, delay=1.0))
+
+
+JOB = "/slurm/v0.0.45/job/7"
+ACCOUNTING_JOB = "/slurmdb/v0.0.45/job/7"
+
+
+def test_a_transient_answer_is_retried_after_the_servers_retry_after():
+    script = Script({JOB: [HttpResult(503, b"<html>busy</html>", {"Retry-After": "7"}), jobs(job_doc(7, "RUNNING"))]})
+    records = script.run(ops_for(state_with()).controller_jobs(7))
+    assert [r.state.value for r in records] == ["RUNNING"]
+    assert script.sleeps == [7.0] and script.count(JOB) == 2
+    assert "retry 1 of 2" in script.notes[0]
+
+
+def test_retries_stop_at_the_limit_with_a_transient_error_naming_status_and_url():
+    script = Script({JOB: [HttpResult(502, b"<html>bad gateway</html>", {})]})
+    with pytest.raises(SlurmTransientError) as failure:
+        script.run(ops_for(state_with(), limit=3).controller_jobs(7))
+    assert script.count(JOB) == 3 and len(script.sleeps) == 2
+    assert failure.value.status == 502 and failure.value.url == HOST + JOB
+
+
+def test_backoff_doubles_between_attempts():
+    script = Script({JOB: [TransportFailure("refused", before_send=True)]})
+    with pytest.raises(SlurmTransientError, match="after 4 attempt"):
+        script.run(ops_for(state_with(), limit=4).controller_jobs(7))
+    first, second, third = script.sleeps
+    assert 0.8 <= first <= 1.2 and 1.6 <= second <= 2.4 and 3.2 <= third <= 4.8
+
+
+def test_a_refused_token_is_renewed_once_past_the_refused_one():
+    script = Script({JOB: [slurm_error(511, 1007), jobs(job_doc(7, "PENDING"))]})
+    script.run(ops_for(state_with()).controller_jobs(7))
+    assert [t.stale for t in script.tokens] == [None, "token-1"]
+    tokens_sent = [c.headers["X-SLURM-USER-TOKEN"] for c in script.sent]
+    assert tokens_sent == ["token-1", "token-2"]
+
+
+def test_a_token_refused_twice_is_an_auth_error_not_a_third_try():
+    script = Script({JOB: [slurm_error(511, 1007)]})
+    with pytest.raises(MaxwellAuthError, match="refused a freshly minted token"):
+        script.run(ops_for(state_with(), limit=5).controller_jobs(7))
+    assert script.count(JOB) == 2
+
+
+def test_accounting_7000_after_a_renewal_means_slurmdbd_is_down():
+    script = Script({ACCOUNTING_JOB: [slurm_error(502, 7000)]})
+    with pytest.raises(SlurmAccountingUnavailable):
+        script.run(ops_for(state_with()).accounting_jobs(7))
+    assert script.count(ACCOUNTING_JOB) == 2  # renewed once to tell a refused token from a down slurmdbd
+
+
+def test_a_stopped_slurmctld_is_retried_without_doubting_the_token():
+    script = Script(
+        {
+            JOB: [slurm_error(500, -1), jobs(job_doc(7, "RUNNING"))],
+            "/slurm/v0.0.45/ping": [ok({**META, "pings": [{"pinged": "DOWN", "responding": False}]})],
+        }
+    )
+    script.run(ops_for(state_with()).controller_jobs(7))
+    assert [t.stale for t in script.tokens] == [None, None] and len(script.sleeps) == 1
+
+
+def test_a_submission_that_may_have_arrived_is_never_sent_again():
+    submit = "/slurm/v0.0.45/job/submit"
+    script = Script({submit: [TransportFailure("read timed out", before_send=False)]})
+    with pytest.raises(SlurmTransientError):
+        script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {}))
+    assert script.count(submit) == 1 and script.sleeps == []
+
+
+def test_a_submission_that_never_left_is_sent_again():
+    submit = "/slurm/v0.0.45/job/submit"
+    script = Script({submit: [TransportFailure("refused", before_send=True), ok({**META, "job_id": 42})]})
+    assert script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {})) == 42
+    assert script.count(submit) == 2
+
+
+def test_a_purged_job_is_read_from_accounting():
+    script = Script({JOB: [slurm_error(404, 2017)], ACCOUNTING_JOB: [jobs(record(7, "COMPLETED"))]})
+    job = script.run(ops_for(state_with()).job(7))
+    assert job.state.value == "COMPLETED" and job.source == "slurmdb"
+
+
+def test_a_job_neither_slurmctld_nor_accounting_knows_is_not_found():
+    script = Script({JOB: [slurm_error(404, 2017)], ACCOUNTING_JOB: [ok({**META, "jobs": []})]})
+    with pytest.raises(SlurmJobNotFound) as failure:
+        script.run(ops_for(state_with()).job(7))
+    assert failure.value.job_id == 7
+
+
+def test_the_newest_record_under_a_reused_id_is_taken():
+    old, new = record(7, "FAILED", submit=1_000, code=3), record(7, "COMPLETED", submit=2_000)
+    script = Script({ACCOUNTING_JOB: [jobs(old, new)]})
+    assert script.run(ops_for(state_with()).accounting_job(7)).state.value == "COMPLETED"
+
+
+def test_the_wait_rides_out_accounting_lag_then_returns_the_final_record():
+    script = Script(
+        {
+            JOB: [jobs(job_doc(7, "COMPLETED"))],
+            ACCOUNTING_JOB: [ok({**META, "jobs": []}), ok({**META, "jobs": []}), jobs(record(7, "COMPLETED"))],
+        }
+    )
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=5)
+    final = script.run(watch(ops_for(state_with()), spec))
+    assert [j.state.value for j in final] == ["COMPLETED"] and final[0].source == "slurmdb"
+    assert script.sleeps == [5, 5] and script.count(ACCOUNTING_JOB) == 3
+
+
+def test_the_wait_asks_only_slurmctld_while_the_job_runs():
+    script = Script(
+        {
+            JOB: [jobs(job_doc(7, "RUNNING")), jobs(job_doc(7, "COMPLETED"))],
+            ACCOUNTING_JOB: [jobs(record(7, "COMPLETED"))],
+        }
+    )
+    spec = WatchSpec(job_id=7, user="alice", poll_interval=1)
+    script.run(watch(ops_for(state_with()), spec))
+    assert script.count(JOB) == 2 and script.count(ACCOUNTING_JOB) == 1
+    assert any("RUNNING" in n for n in script.notes)
+
+
+def test_version_discovery_falls_back_to_older_openapi_paths_and_says_what_it_chose():
+    openapi = {"paths": {"/slurm/v0.0.42/jobs": {}, "/slurmdb/v0.0.42/jobs": {}}, "info": {}}
+    script = Script(
+        {
+            "/openapi/v3": [HttpResult(404, b"", {})],
+            "/openapi.json": [ok(openapi)],
+            "/slurm/v0.0.42/ping": [ok({**META, "pings": []})],
+        }
+    )
+    state = state_with(dialect=None)
+    assert script.run(ops_for(state).dialect()).version == "v0.0.42"
+    assert state.release == "26.05.5"  # from the ping's meta, as the document named none
+    assert "REST API v0.0.42" in script.notes[-1]
+    assert script.run(ops_for(state).dialect()).version == "v0.0.42" and len(script.sent) == 3  # decided once
+
+
+def test_minting_retries_only_while_the_token_service_gives_no_answer(monkeypatch):
+    state = state_with()
+    outcomes: list[Callable[[], MintedToken]] = []
+
+    def fake_mint() -> Protocol[MintedToken]:
+        return outcomes.pop(0)()
+        yield  # a generator, like the real sources
+
+    def unreachable() -> MintedToken:
+        raise TokenServiceUnreachable("no answer from the portal")
+
+    def refused() -> MintedToken:
+        raise MaxwellAuthError("HTTP 401 from the portal")
+
+    monkeypatch.setattr(state.source, "mint", fake_mint)
+    good = MintedToken(value="t", issued_at=0, expires_at=2e9)
+    outcomes[:] = [unreachable, unreachable, lambda: good]
+    script = Script({})
+    assert script.run(mint(state, RetryPolicy(limit=3, delay=1.0))) is good
+    assert len(script.sleeps) == 2
+    outcomes[:] = [refused, lambda: good]
+    with pytest.raises(MaxwellAuthError, match="401"):
+        Script({}).run(mint(state, RetryPolicy(limit=3, delay=1.0)))
+    outcomes[:] = [unreachable, unreachable]
+    with pytest.raises(TokenServiceUnreachable):
+        Script({}).run(mint(state, RetryPolicy(limit=2, delay=1.0)))
+
+
+def test_a_redirect_is_refused_and_nothing_follows_it():
+    route = DIALECTS["v0.0.45"].job(7)
+    script = Script({JOB: [HttpResult(302, b"", {"Location": "https://elsewhere.example/steal"})]})
+    with pytest.raises(SlurmApiError, match=re.escape("redirected to 'https://elsewhere.example/steal'")):
+        script.run(exchange(state_with(), RetryPolicy(), "GET", route))
+    assert len(script.sent) == 1

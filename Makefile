@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench
+.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench record
 
 venv: $(VENV)/.installed
 
@@ -56,3 +56,9 @@ demo: venv
 # polling (about 15 minutes), and the import cost DAG files pay. BENCH_ARGS="--sizes 10,100" for less.
 bench: venv
 	devcluster/with-cluster.sh $(BIN)/python benchmarks/waiting_at_scale.py $(BENCH_ARGS)
+
+# Re-record the unit tests' data (tests/data: each release's OpenAPI document and job answers) from
+# the running local Maxwell (`make cluster-up` first; never started or stopped here), about 2 minutes.
+# See docs/test-data.md.
+record: venv
+	$(BIN)/python devcluster/record.py $(RECORD_ARGS)

@@ -77,6 +77,10 @@ class MaxwellConnectionConfig:
         def bad(field_name: str, problem: str, fix: str) -> MaxwellConfigError:
             return MaxwellConfigError(f"Maxwell connection {conn_id!r}: {field_name} {problem}. {fix}")
 
+        if extra is not None and not isinstance(extra, Mapping):
+            raise bad(
+                "extra", f"is a {type(extra).__name__}, not a JSON object", 'Write it as {"auth_method": "portal", ...}'
+            )
         given = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items() if v not in (None, "")}
         unknown = sorted(set(given) - set(CONN_FIELDS))
         if unknown:
@@ -86,11 +90,32 @@ class MaxwellConnectionConfig:
 
         host = (host or "").strip().rstrip("/")
         parts = urlsplit(host)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.username is not None or parts.password is not None:
+            # Never quoted: the part before '@' may hold a password.
+            raise bad(
+                "host",
+                "carries credentials before '@'",
+                "Give the bare REST root (e.g. https://max-slurm-rest.desy.de/sapi) and put the user in login and "
+                "the secret in password",
+            )
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise bad("host", f"{host!r} is not a URL", "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi")
+        if parts.query or parts.fragment or "?" in host or "#" in host:
+            raise bad("host", f"{host!r} has a query or fragment", "Give the REST root only, without '?...' or '#...'")
         login = (login or "").strip()
         if not login:
             raise bad("login", "is empty", "Give the DESY user name whose jobs this connection runs")
+        if not login.isascii() or not login.isprintable() or any(c in login for c in " :/@"):
+            raise bad(
+                "login",
+                f"is {login!r}",
+                "Give the DESY user name as Slurm knows it (ASCII letters, digits, '.', '-', '_'): it travels in an "
+                "HTTP header",
+            )
 
         method = str(options["auth_method"])
         if method not in AUTH_METHODS:
@@ -100,6 +125,11 @@ class MaxwellConnectionConfig:
             "keycloak": "the user's DESY password",
             "token": "a Slurm JWT (e.g. from slurm_token)",
         }
+        if password is not None and method in ("portal", "token"):
+            password = password.strip()  # tokens hold no whitespace; a pasted file's newline is not part of it
+        if password and any(not c.isprintable() for c in password):
+            # Never quoted: it is the secret itself.
+            raise bad("password", "contains a line break or control character", "Paste the secret again, alone")
         if method in secret_meaning and not password:
             raise bad(
                 "password",

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+# A JWT (three base64url parts, the first starting with '{"' encoded) or a bearer-looking long token.
+_TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*|[A-Za-z0-9_-]{32,}")
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with every given secret and anything shaped like a token replaced by '***', for messages
+    that quote what a server answered."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _TOKEN_LIKE.sub("***", text)
 
 
 class MaxwellError(Exception):

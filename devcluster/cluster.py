@@ -4,6 +4,7 @@ stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run a
     python3 devcluster/cluster.py up       bring everything up (idempotent: what runs stays)
     python3 devcluster/cluster.py down     stop what `up` started, by PID, and unmount the roots
     python3 devcluster/cluster.py status   what runs, one line each
+    python3 devcluster/cluster.py is-up | is-running   exit 0 when all of it / any of it runs
     python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID|next
                                            a Slurm state reset: job ids start again (`next`:
                                            after the highest id accounting knows)
@@ -823,6 +824,13 @@ def is_up() -> int:
     return 0 if all(running_pid(n) for n in names) else 1
 
 
+def is_running() -> int:
+    """Exit 0 when any daemon of a previous `up` runs: someone's cluster, perhaps with one daemon stopped
+    on purpose by a fault test, which a wrapper must not take for its own and take down."""
+    alive = [p.stem for p in (STATE / "pids").glob("*.pid") if running_pid(p.stem)] if (STATE / "pids").exists() else []
+    return 0 if alive else 1
+
+
 def verify_down() -> int:
     """Exit 1 if any daemon recorded by `up` still runs or a root is still mounted (for CI)."""
     alive = [p.stem for p in (STATE / "pids").glob("*.pid") if running_pid(p.stem)] if (STATE / "pids").exists() else []
@@ -859,7 +867,14 @@ def reset_jobs_command(name: str, first_job_id: str) -> int:
 
 
 def main() -> int:
-    commands = {"up": up, "down": down, "status": status, "is-up": is_up, "verify-down": verify_down}
+    commands = {
+        "up": up,
+        "down": down,
+        "status": status,
+        "is-up": is_up,
+        "is-running": is_running,
+        "verify-down": verify_down,
+    }
     args = sys.argv[1:]
     if not (len(args) == 1 and args[0] in commands) and not (len(args) == 3 and args[0] == "reset-jobs"):
         print(__doc__)

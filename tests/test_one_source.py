@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.outcome import judge
 from airflow_provider_maxwell.provider_info import CONN_FIELDS, MAX_TOKEN_LIFESPAN, MIN_TOKEN_LIFESPAN, field_default
-from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import JobEvent
+
+from .factories import slurm_job
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -68,33 +68,15 @@ def test_token_lifespan_limits_are_the_forms_limits():
             config(token_lifespan=outside)
 
 
-def job(state: JobState, exit_code: int | None = 0, task: int | None = None) -> SlurmJob:
-    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
-    return SlurmJob(
-        job_id=7,
-        name="reduce",
-        user="alice",
-        partition="maxcpu",
-        state=state,
-        source="slurmdb",
-        exit_code=exit_code,
-        submit_time=now,
-        start_time=now,
-        end_time=now,
-        array_job_id=7 if task is not None else None,
-        array_task_id=task,
-    )
-
-
 @pytest.mark.parametrize(
     ("record", "states", "success"),
     [
-        (job(JobState.COMPLETED, 0), frozenset({"COMPLETED"}), True),
-        (job(JobState.COMPLETED, None), frozenset({"COMPLETED"}), True),  # 22.05: exit code unknown
-        (job(JobState.COMPLETED, 2), frozenset({"COMPLETED"}), False),
-        (job(JobState.FAILED, 1), frozenset({"COMPLETED"}), False),
-        (job(JobState.FAILED, 1), frozenset({"COMPLETED", "FAILED"}), True),
-        (job(JobState.RUNNING, None), frozenset({"RUNNING"}), False),  # never success before it ends
+        (slurm_job(JobState.COMPLETED, 0), frozenset({"COMPLETED"}), True),
+        (slurm_job(JobState.COMPLETED, None), frozenset({"COMPLETED"}), True),  # 22.05: exit code unknown
+        (slurm_job(JobState.COMPLETED, 2), frozenset({"COMPLETED"}), False),
+        (slurm_job(JobState.FAILED, 1), frozenset({"COMPLETED"}), False),
+        (slurm_job(JobState.FAILED, 1), frozenset({"COMPLETED", "FAILED"}), True),
+        (slurm_job(JobState.RUNNING, None), frozenset({"RUNNING"}), False),  # never success before it ends
     ],
 )
 def test_one_definition_of_success(record, states, success):
@@ -106,10 +88,10 @@ def test_one_definition_of_success(record, states, success):
 @pytest.mark.parametrize(
     "records",
     [
-        [job(JobState.COMPLETED)],
-        [job(JobState.FAILED, 3)],
-        [job(JobState.CANCELLED, None)],
-        [job(JobState.NODE_FAIL, None)],
+        [slurm_job(JobState.COMPLETED)],
+        [slurm_job(JobState.FAILED, 3)],
+        [slurm_job(JobState.CANCELLED, None)],
+        [slurm_job(JobState.NODE_FAIL, None)],
     ],
     ids=["completed", "failed", "cancelled", "node-fail"],
 )

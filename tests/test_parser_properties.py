@@ -1,16 +1,19 @@
 """Property tests: the job parser takes whatever a server (or a proxy, or a bug) sends.
 
-For every API version, job documents are generated from the official OpenAPI schema of that
-version (spec-shaped), and from the same keys with hostile values (wrong types, nulls, huge or
-negative numbers, nested junk). The parser must always return a SlurmJob, never raise: a watcher
-that crashes on one odd record would leave a task waiting or failing for no reason.
+For every API version, job documents are generated from that version's OpenAPI schema as a Slurm
+release serves it (spec-shaped; the /openapi/v3 documents recorded in tests/data by `make record`),
+and from the same keys with hostile values (wrong types, nulls, huge or negative numbers, nested
+junk). The parser must always return a SlurmJob, never raise: a watcher that crashes on one odd
+record would leave a task waiting or failing for no reason.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +23,13 @@ from hypothesis import strategies as st
 from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
 from airflow_provider_maxwell.slurm.states import JobState
 
-from .conftest import SHARED
-
-# (version, OpenAPI file, controller job schema, accounting file, accounting job schema)
+DATA = Path(__file__).resolve().parent / "data"
+# (version, the release whose own OpenAPI document describes it: one document holds every version it serves)
 VERSIONS = [
-    ("v0.0.38", "v0.0.38.json", "v0.0.38_job_response_properties", "dbv0.0.38.json", "dbv0.0.38_job"),
-    *[(f"v0.0.{n}", f"v0.0.{n}.json", f"v0.0.{n}_job_info", f"v0.0.{n}.json", f"v0.0.{n}_job") for n in range(40, 46)],
+    ("v0.0.38", "22.05.8"),
+    ("v0.0.40", "24.11.5"),
+    ("v0.0.41", "24.11.5"),
+    *[(f"v0.0.{n}", "26.05.5") for n in range(42, 46)],
 ]
 HOSTILE_LEAF = (
     st.none()
@@ -43,25 +47,47 @@ PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_che
 
 
 @cache
-def schemas(filename: str) -> dict[str, Any]:
-    return json.loads((SHARED / "slurm-openapi" / filename).read_text())["components"]["schemas"]
+def document(release: str) -> dict[str, Any]:
+    """GET /openapi/v3 of a Slurm release, as recorded (a missing file fails the test)."""
+    with gzip.open(DATA / f"slurm-{release}" / "openapi-v3.json.gz") as recorded:
+        return json.load(recorded)
 
 
-def from_schema(filename: str, schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+def schemas(release: str) -> dict[str, Any]:
+    return document(release)["components"]["schemas"]
+
+
+def resolve(release: str, schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = schemas(release)[schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def job_schema(release: str, service: str, version: str) -> dict[str, Any]:
+    """One job's schema in GET /<service>/<version>/job/{job_id}'s answer (a $ref; inline in 24.11's v0.0.41)."""
+    get = document(release)["paths"][f"/{service}/{version}/job/{{job_id}}"]["get"]
+    answer = resolve(release, get["responses"]["200"]["content"]["application/json"]["schema"])
+    job = resolve(release, resolve(release, answer["properties"]["jobs"])["items"])
+    # the documents the parsers read: slurmctld's say job_state, accounting's say state
+    assert ("job_state" if service == "slurm" else "state") in job["properties"], (release, service, version)
+    return job
+
+
+def from_schema(release: str, schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
     """A small JSON-schema-to-hypothesis translation: enough of OpenAPI for Slurm's job documents."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[1]
-        return st.deferred(lambda: from_schema(filename, schemas(filename)[name], depth + 1))
+        return st.deferred(lambda: from_schema(release, schemas(release)[name], depth + 1))
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     kind = schema.get("type")
     if depth > 3:
         return st.none()
     if kind == "object" or "properties" in schema:
-        props = {k: from_schema(filename, v, depth + 1) for k, v in (schema.get("properties") or {}).items()}
+        props = {k: from_schema(release, v, depth + 1) for k, v in (schema.get("properties") or {}).items()}
         return st.fixed_dictionaries({}, optional=props)
     if kind == "array":
-        return st.lists(from_schema(filename, schema.get("items") or {}, depth + 1), max_size=3)
+        return st.lists(from_schema(release, schema.get("items") or {}, depth + 1), max_size=3)
     if kind == "integer":
         return st.integers(min_value=-(2**63), max_value=2**64)
     if kind == "number":
@@ -73,7 +99,7 @@ def from_schema(filename: str, schema: dict[str, Any], depth: int = 0) -> st.Sea
     return HOSTILE
 
 
-# The keys the parser reads: hostile values go there even where the official documents are absent.
+# The keys the parser reads: hostile values go there besides the keys the documents declare.
 READ_BY_PARSER = {
     "controller": ["job_id", "name", "user_name", "partition", "job_state", "state_reason", "exit_code", "submit_time",
                    "start_time", "end_time", "nodes", "comment", "current_working_directory", "standard_output",
@@ -83,14 +109,8 @@ READ_BY_PARSER = {
 }  # fmt: skip
 
 
-def spec_available(filename: str) -> bool:
-    return (SHARED / "slurm-openapi" / filename).exists()
-
-
-def hostile(kind: str, filename: str, schema_name: str) -> st.SearchStrategy[dict[str, Any]]:
-    keys = set(READ_BY_PARSER[kind])
-    if spec_available(filename):
-        keys |= set(schemas(filename)[schema_name].get("properties") or {})
+def hostile(kind: str, release: str, service: str, version: str) -> st.SearchStrategy[dict[str, Any]]:
+    keys = set(READ_BY_PARSER[kind]) | set(job_schema(release, service, version)["properties"])
     return st.dictionaries(st.sampled_from(sorted(keys)), HOSTILE, max_size=12)
 
 
@@ -103,17 +123,12 @@ def check(job: Any) -> None:
     job.output_path()  # derived values must not raise either
 
 
-@pytest.mark.parametrize(
-    ("version", "ctld_file", "ctld_schema", "db_file", "db_schema"), VERSIONS, ids=[v[0] for v in VERSIONS]
-)
-def test_spec_shaped_job_documents_always_parse(version, ctld_file, ctld_schema, db_file, db_schema):
-    if not (spec_available(ctld_file) and spec_available(db_file)):
-        pytest.skip(f"official OpenAPI documents of {version} not found under {SHARED / 'slurm-openapi'}")
-
+@pytest.mark.parametrize(("version", "release"), VERSIONS, ids=[v[0] for v in VERSIONS])
+def test_spec_shaped_job_documents_always_parse(version, release):
     @PROPERTY_SETTINGS
     @given(
-        controller=from_schema(ctld_file, schemas(ctld_file)[ctld_schema]),
-        accounting=from_schema(db_file, schemas(db_file)[db_schema]),
+        controller=from_schema(release, job_schema(release, "slurm", version)),
+        accounting=from_schema(release, job_schema(release, "slurmdb", version)),
         reliable=st.booleans(),
     )
     def run(controller: dict[str, Any], accounting: dict[str, Any], reliable: bool) -> None:
@@ -123,13 +138,12 @@ def test_spec_shaped_job_documents_always_parse(version, ctld_file, ctld_schema,
     run()
 
 
-@pytest.mark.parametrize(
-    ("version", "ctld_file", "ctld_schema", "db_file", "db_schema"), VERSIONS, ids=[v[0] for v in VERSIONS]
-)
-def test_hostile_job_documents_never_crash_the_parser(version, ctld_file, ctld_schema, db_file, db_schema):
+@pytest.mark.parametrize(("version", "release"), VERSIONS, ids=[v[0] for v in VERSIONS])
+def test_hostile_job_documents_never_crash_the_parser(version, release):
     @PROPERTY_SETTINGS
     @given(
-        controller=hostile("controller", ctld_file, ctld_schema), accounting=hostile("accounting", db_file, db_schema)
+        controller=hostile("controller", release, "slurm", version),
+        accounting=hostile("accounting", release, "slurmdb", version),
     )
     def run(controller: dict[str, Any], accounting: dict[str, Any]) -> None:
         check(parse_controller_job(controller))

@@ -306,3 +306,40 @@ def test_a_redirect_is_refused_and_nothing_follows_it():
     with pytest.raises(SlurmApiError, match=re.escape("redirected to 'https://elsewhere.example/steal'")):
         script.run(exchange(state_with(), RetryPolicy(), "GET", route))
     assert len(script.sent) == 1
+
+
+def kill_answer(code: int, text: str) -> HttpResult:
+    entry = {"error": {"string": text, "code": code, "message": text}, "step_id": "7", "job_id": 7}
+    return ok({**META, "status": [entry]})
+
+
+def test_a_cancel_answered_200_with_a_per_job_error_raises_it():
+    # 24.11 and 26.05 answer HTTP 200 even when nothing was cancelled: the reason is per job.
+    script = Script({JOB: [kill_answer(2002, "Access/permission denied")]})
+    with pytest.raises(SlurmApiError, match=r"did not cancel job 7.*2002 Access/permission denied"):
+        script.run(ops_for(state_with()).cancel(7))
+    script = Script({JOB: [kill_answer(2017, "Invalid job id specified")]})
+    with pytest.raises(SlurmJobNotFound):
+        script.run(ops_for(state_with()).cancel(7))
+
+
+def test_cancelling_a_job_that_already_ended_is_no_failure():
+    for answer in (kill_answer(2021, "Job/step already completing or completed"), kill_answer(0, "No error")):
+        assert Script({JOB: [answer]}).run(ops_for(state_with()).cancel(7)) is None
+    assert Script({JOB: [ok({**META, "status": []})]}).run(ops_for(state_with()).cancel(7)) is None
+
+
+def test_where_the_answer_cannot_tell_the_job_record_confirms_the_cancel():
+    # v0.0.40 and v0.0.41 answer 200 with nothing per job, whatever happened (measured on 24.11).
+    job40 = "/slurm/v0.0.40/job/7"
+    silent = ok({**META})
+    script = Script({job40: [silent, jobs(job_doc(7, "RUNNING", user="bob"))]})
+    with pytest.raises(SlurmApiError, match="did not cancel job 7 \\(a job of user 'bob'\\): it is still RUNNING"):
+        script.run(ops_for(state_with("v0.0.40")).cancel(7))
+    script = Script({job40: [silent, jobs({**job_doc(7, "CANCELLED"), "job_state": ["CANCELLED", "COMPLETING"]})]})
+    assert script.run(ops_for(state_with("v0.0.40")).cancel(7)) is None
+    script = Script({job40: [silent, slurm_error(404, 2017)]})
+    with pytest.raises(SlurmJobNotFound):
+        script.run(ops_for(state_with("v0.0.40")).cancel(7))
+    script = Script({job40: [silent]})  # a signal leaves the job running: nothing to confirm
+    assert script.run(ops_for(state_with("v0.0.40")).cancel(7, signal="USR1")) is None and len(script.sent) == 1

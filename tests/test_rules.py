@@ -23,29 +23,14 @@ from airflow_provider_maxwell.exceptions import (
 )
 from airflow_provider_maxwell.outcome import judge
 from airflow_provider_maxwell.slurm.dialects import DIALECTS
-from airflow_provider_maxwell.slurm.job import SlurmJob, state_and_flags
+from airflow_provider_maxwell.slurm.job import state_and_flags
 from airflow_provider_maxwell.slurm.states import TERMINAL_STATES, JobState
 from airflow_provider_maxwell.slurm.submit import build_submit_body, minutes
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec
 
+from .factories import slurm_job
+
 T0 = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
-
-
-def job(state: JobState, exit_code: int | None = 0, *, task: int | None = None, source: str = "slurmdb") -> SlurmJob:
-    return SlurmJob(
-        job_id=7,
-        name="reduce",
-        user="alice",
-        partition="maxcpu",
-        state=state,
-        source=source,  # type: ignore[arg-type]
-        exit_code=exit_code,
-        submit_time=T0,
-        start_time=T0,
-        end_time=T0 + timedelta(seconds=30),
-        array_job_id=7 if task is not None else None,
-        array_task_id=task,
-    )
 
 
 # ---------------------------------------------------------------- states
@@ -85,8 +70,8 @@ def test_states_shown_only_as_flags(words, state, flags):
 
 
 def test_a_completing_job_is_not_over_until_the_flag_clears():
-    assert not replace(job(JobState.COMPLETED), flags=frozenset({"COMPLETING"})).is_terminal
-    assert replace(job(JobState.COMPLETED), flags=frozenset({"REQUEUED"})).is_terminal
+    assert not replace(slurm_job(JobState.COMPLETED), flags=frozenset({"COMPLETING"})).is_terminal
+    assert replace(slurm_job(JobState.COMPLETED), flags=frozenset({"REQUEUED"})).is_terminal
 
 
 # ---------------------------------------------------------------- outcome
@@ -95,20 +80,20 @@ def test_a_completing_job_is_not_over_until_the_flag_clears():
 def test_retryable_only_when_every_failure_was_the_clusters():
     # One task failed by itself and one lost to a node: the failure is the job's, but not a
     # cancellation, so Airflow's retries still apply; the message must not blame the cluster.
-    mixed = [job(JobState.NODE_FAIL, None, task=0), job(JobState.FAILED, 2, task=1)]
+    mixed = [slurm_job(JobState.NODE_FAIL, None, task=0), slurm_job(JobState.FAILED, 2, task=1)]
     outcome = judge(7, mixed)
     assert outcome.retryable and "ended by the cluster" not in outcome.message
     # A cancellation beside a node failure: a person decided, unless the cluster ended all of it.
-    cancelled = [job(JobState.NODE_FAIL, None, task=0), job(JobState.CANCELLED, None, task=1)]
+    cancelled = [slurm_job(JobState.NODE_FAIL, None, task=0), slurm_job(JobState.CANCELLED, None, task=1)]
     outcome = judge(7, cancelled)
     assert not outcome.retryable and "cancelled outside Airflow: not retried" in outcome.message
-    all_cluster = [job(JobState.NODE_FAIL, None, task=0), job(JobState.PREEMPTED, None, task=1)]
+    all_cluster = [slurm_job(JobState.NODE_FAIL, None, task=0), slurm_job(JobState.PREEMPTED, None, task=1)]
     outcome = judge(7, all_cluster)
     assert outcome.retryable and "ended by the cluster" in outcome.message
 
 
 def test_a_job_cancelled_outside_airflow_is_not_retried():
-    outcome = judge(7, [job(JobState.CANCELLED, None)])
+    outcome = judge(7, [slurm_job(JobState.CANCELLED, None)])
     assert not outcome.retryable and outcome.message.endswith("(cancelled outside Airflow: not retried)")
 
 
@@ -211,7 +196,7 @@ def test_a_record_resets_the_vanish_clock():
     watch = JobWatch(WatchSpec(job_id=7, user="alice", vanish_after=120))
     nothing = Observation(live=None, final=[])
     watch.step(nothing, 1000.0)
-    watch.step(Observation(live=[job(JobState.RUNNING, None, source="slurmctld")]), 1100.0)
+    watch.step(Observation(live=[slurm_job(JobState.RUNNING, None, source="slurmctld")]), 1100.0)
     watch.step(nothing, 1200.0)
     watch.step(nothing, 1320.0)  # 120 s after it was last seen: not yet gone
     with pytest.raises(SlurmJobNotFound):
@@ -232,7 +217,7 @@ def test_accounting_back_restarts_its_tolerance():
     down = SlurmAccountingUnavailable("slurmdbd down", status=502, url="u")
     watch = JobWatch(WatchSpec(job_id=7, user="alice", accounting_tolerance=600))
     watch.step(Observation(error=down), 1000.0)
-    notes, _ = watch.step(Observation(live=None, final=[job(JobState.RUNNING, None)]), 1500.0)
+    notes, _ = watch.step(Observation(live=None, final=[slurm_job(JobState.RUNNING, None)]), 1500.0)
     assert "accounting is back" in notes[0]
     watch.step(Observation(error=down), 2000.0)
     watch.step(Observation(error=down), 2600.0)  # 600 s after the second outage began

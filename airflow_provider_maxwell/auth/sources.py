@@ -11,10 +11,10 @@ from typing import Any
 
 import jwt
 
-from airflow_provider_maxwell.auth.tokens import MintedToken, token_from_jwt
+from airflow_provider_maxwell.auth.tokens import MintedToken, UnusableToken, token_from_jwt
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import HttpCall, HttpResult, Protocol, Send, TransportFailure
-from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable
+from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable, scrub
 
 CLI_API = "4.6.0"  # the version of DESY's command-line tools the portal expects
 
@@ -36,6 +36,18 @@ class TokenSource:
     def secrets(self, token: MintedToken) -> list[str]:
         """Every secret value this source handled for `token`, for masking in logs."""
         return [token.value]
+
+    def held_secrets(self) -> list[str | None]:
+        """The connection's own secrets, never to be quoted in a message."""
+        key = self.config.signing_key.decode("latin-1") if self.config.signing_key else None
+        return [self.config.password, self.config.keycloak_client_secret, key]
+
+    def _unusable(self, what: str, url: str, problem: UnusableToken) -> MaxwellAuthError:
+        """A token endpoint answered 200 with something that is not a token: said without quoting it."""
+        return MaxwellAuthError(
+            f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}) from {url} is unusable: "
+            f"{problem}. Check {self.url_field or 'the connection'}."
+        )
 
     def _check_user(self, token: MintedToken, origin: str) -> MintedToken:
         """Slurm acts as the token's user whatever X-SLURM-USER-NAME says: they must agree."""
@@ -60,7 +72,7 @@ class TokenSource:
                 f"(HTTP {result.status}) to {location!r}; credentials are not sent on. Set {self.url_field} to the "
                 "final URL."
             )
-        detail = " ".join(result.body.decode("utf-8", "replace").split())[:200]
+        detail = scrub(" ".join(result.body[:2000].decode("utf-8", "replace").split()), self.held_secrets())[:200]
         return MaxwellAuthError(
             f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): HTTP {result.status} "
             f"from {url}: {detail!r}. {fix}"
@@ -74,7 +86,13 @@ class StaticTokenSource(TokenSource):
 
     def mint(self) -> Protocol[MintedToken]:
         """The Slurm token from the connection itself: checked (user, expiry), never renewed."""
-        token = token_from_jwt(self.config.password or "")
+        try:
+            token = token_from_jwt(self.config.password or "")
+        except UnusableToken as problem:
+            raise MaxwellAuthError(
+                f"the Slurm token in connection {self.config.conn_id!r} is unusable: {problem}. Put a token from "
+                "slurm_token (or scontrol token) in its password field"
+            ) from None
         if token.expires_at <= time.time():
             raise MaxwellAuthError(
                 f"the Slurm token in connection {self.config.conn_id!r} expired at "
@@ -126,9 +144,16 @@ class PortalSource(TokenSource):
         try:
             # The portal labels its JSON as text/html: parse the body whatever the content type says.
             value = json.loads(result.body)["token"]
-        except (ValueError, KeyError, TypeError):
-            raise self._failure("DESY's portal answered without a token", url, result, "Check portal_url.") from None
-        return self._check_user(token_from_jwt(value, expires_in=self.config.token_lifespan), "the portal's token")
+            token = token_from_jwt(value, expires_in=self.config.token_lifespan)
+        except UnusableToken as problem:
+            raise self._unusable("DESY's portal token", url, problem) from None
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise MaxwellAuthError(
+                f"DESY's portal answered without a token for connection {self.config.conn_id!r} (HTTP "
+                f'{result.status} from {url}, {len(result.body)} bytes that are not {{"token": ...}}). '
+                "Check portal_url."
+            ) from None
+        return self._check_user(token, "the portal's token")
 
 
 class KeycloakSource(TokenSource):
@@ -194,21 +219,34 @@ class KeycloakSource(TokenSource):
         try:
             answer: dict[str, Any] = json.loads(result.body)
             access = answer["access_token"]
-        except (ValueError, KeyError, TypeError):
-            raise self._failure(
-                "Keycloak answered without an access token", self.token_url, result, "Check keycloak_url."
+            expires_in = _seconds_or(answer.get("expires_in"), 300.0)
+            refresh_in = _seconds_or(answer.get("refresh_expires_in"), 0.0)
+            token = token_from_jwt(access, expires_in=expires_in)
+        except UnusableToken as problem:
+            raise self._unusable("Keycloak's access token", self.token_url, problem) from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise MaxwellAuthError(
+                f"Keycloak answered without an access token for connection {self.config.conn_id!r} (HTTP "
+                f"{result.status} from {self.token_url}, {len(result.body)} bytes of another shape). "
+                "Check keycloak_url."
             ) from None
-        now = time.time()
-        self._refresh_token = answer.get("refresh_token")
-        self._refresh_expires_at = now + float(answer.get("refresh_expires_in") or 0)
-        return self._check_user(
-            token_from_jwt(access, expires_in=float(answer.get("expires_in") or 300)),
-            "Keycloak's access token (claim sun)",
-        )
+        refresh = answer.get("refresh_token")
+        self._refresh_token = refresh if isinstance(refresh, str) and refresh else None
+        self._refresh_expires_at = time.time() + refresh_in
+        return self._check_user(token, "Keycloak's access token (claim sun)")
 
     def secrets(self, token: MintedToken) -> list[str]:
         """Every secret this source holds or minted, to register with Airflow's secrets masker."""
         return [token.value, *([self._refresh_token] if self._refresh_token else [])]
+
+
+def _seconds_or(value: object, default: float) -> float:
+    """A lifetime in seconds from a token endpoint's answer; the default when absent; ValueError when junk."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 366 * 86400:
+        raise ValueError("not a lifetime")
+    return float(value)
 
 
 SOURCES: dict[str, type[TokenSource]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -34,16 +35,37 @@ class MintedToken:
         return (time.time() if now is None else now) < self.renew_at
 
 
-def token_from_jwt(value: str, *, expires_in: float | None = None) -> MintedToken:
-    """Read `exp`/`iat` from a JWT without checking its signature (Slurm does that)."""
+MAX_TOKEN_LIFE = 366 * 86400.0  # seconds: a claimed expiry further out is not a time Slurm honours either
+
+
+class UnusableToken(ValueError):
+    """A token endpoint handed out something that cannot be a Slurm token (the caller says where from)."""
+
+
+def token_from_jwt(value: object, *, expires_in: float | None = None) -> MintedToken:
+    """Read `exp`/`iat` from a JWT without checking its signature (Slurm does that).
+
+    Raises UnusableToken (never quoting the value) for what no HTTP header can carry or no clock can read.
+    """
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable() or " " in value:
+        raise UnusableToken(f"not a token (a {type(value).__name__} of {len(str(value))} characters)")
     now = time.time()
     try:
         claims = jwt.decode(value, options={"verify_signature": False})
     except jwt.PyJWTError:
         claims = {}
-    issued = float(claims.get("iat") or now)
-    expires = claims.get("exp")
-    if expires is None:
-        expires = now + (expires_in if expires_in is not None else 300)
+    issued = _seconds(claims.get("iat"), now)
+    expires = _seconds(claims.get("exp"), now + (expires_in if expires_in is not None else 300))
+    if not now - MAX_TOKEN_LIFE < issued <= expires <= now + MAX_TOKEN_LIFE:
+        raise UnusableToken("its iat/exp claims are not times a token can have")
     user = claims.get("sun") or claims.get("username")
-    return MintedToken(value=value, issued_at=issued, expires_at=float(expires), user=str(user) if user else None)
+    return MintedToken(value=value, issued_at=issued, expires_at=expires, user=str(user) if user else None)
+
+
+def _seconds(claim: object, default: float) -> float:
+    """A numeric claim as epoch seconds; the default when absent, nan (refused above) when not a number."""
+    if claim is None:
+        return default
+    if isinstance(claim, bool) or not isinstance(claim, int | float):
+        return math.nan
+    return float(claim)

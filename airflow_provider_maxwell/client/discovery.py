@@ -26,9 +26,7 @@ def dialect(state: ConnectionState, policy: RetryPolicy) -> Protocol[ApiDialect]
             answer = yield from exchange(state, policy, "GET", openapi_route(path))
             if answer.status == 200 and answer.document is not None:
                 offered = served_versions(answer.document)
-                info = answer.document.get("info") or {}
-                release = (info.get("x-slurm") or {}).get("release") if isinstance(info, Mapping) else None
-                state.release = state.release or release
+                state.release = state.release or openapi_release(answer.document)
                 break
             if answer.status != 404:
                 raise SlurmApiError(
@@ -48,3 +46,11 @@ def dialect(state: ConnectionState, policy: RetryPolicy) -> Protocol[ApiDialect]
         + ")"
     )
     return chosen
+
+
+def openapi_release(document: Mapping[str, object]) -> str | None:
+    """The release an OpenAPI document names (`info.x-slurm.release`), if it names one sensibly."""
+    info = document.get("info")
+    slurm = info.get("x-slurm") if isinstance(info, Mapping) else None
+    release = slurm.get("release") if isinstance(slurm, Mapping) else None
+    return release if isinstance(release, str) and release else None

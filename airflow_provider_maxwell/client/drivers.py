@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 import requests
+import urllib3
 
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.exchange import RetryPolicy, mint
@@ -33,8 +34,10 @@ from airflow_provider_maxwell.effects import (
     TransportFailure,
     unhandled,
 )
+from airflow_provider_maxwell.exceptions import scrub
 
 T = TypeVar("T")
+BODY_CHUNK = 1 << 16
 NoteSink = Callable[[str], None]
 MintSink = Callable[[ConnectionState, MintedToken], None]
 
@@ -95,6 +98,9 @@ class SlurmClient:
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
         config = self.state.config
         self.state.requests_sent += 1
+        # The timeout bounds the whole request, not each read: a server trickling its body a byte at a
+        # time would otherwise hold a worker for good.
+        deadline = time.monotonic() + config.timeout
         try:
             response = self._session.request(
                 call.method,
@@ -103,18 +109,45 @@ class SlurmClient:
                 timeout=config.timeout,
                 verify=config.verify,
                 allow_redirects=False,
+                stream=True,
             )
+            with response:
+                body = self._read_body(response.raw, deadline)
+            if body is None:
+                return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
+        except urllib3.exceptions.HTTPError as error:  # broken or stalled body (read timeout per read)
+            return TransportFailure(self._failure_text(error), before_send=False)
         except requests.exceptions.ConnectTimeout as error:
-            return TransportFailure(short(error), before_send=True)
+            return TransportFailure(self._failure_text(error), before_send=True)
         except requests.exceptions.SSLError as error:
-            return TransportFailure(f"TLS verification failed: {short(error)}", before_send=True)
+            return TransportFailure(self._failure_text(error, "TLS verification failed"), before_send=True)
         except requests.exceptions.ConnectionError as error:
             refused = "refused" in str(error).lower() or "NewConnectionError" in repr(error)
-            return TransportFailure(short(error), before_send=refused)
-        except requests.exceptions.Timeout as error:
-            return TransportFailure(short(error), before_send=False)
+            return TransportFailure(self._failure_text(error), before_send=refused)
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError) as error:
+            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
+        except requests.exceptions.RequestException as error:  # timeouts, broken bodies, the rest
+            return TransportFailure(self._failure_text(error), before_send=False)
         self.state.last_response_seconds = response.elapsed.total_seconds()
-        return HttpResult(response.status_code, response.content, dict(response.headers))
+        return HttpResult(response.status_code, body, dict(response.headers))
+
+    @staticmethod
+    def _read_body(raw: urllib3.response.BaseHTTPResponse, deadline: float) -> bytes | None:
+        """The whole body, or None once the deadline passes. read1 returns what has arrived (at most one
+        read, itself bounded by the per-read timeout), so the deadline is checked as bytes trickle in."""
+        chunks = []
+        while chunk := raw.read1(BODY_CHUNK, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                return None
+        return b"".join(chunks)
+
+    def _failure_text(self, error: BaseException | None, what: str = "") -> str:
+        """A transport failure as one line, with the connection's secrets and anything token-shaped removed
+        (HTTP libraries quote headers and URLs in their messages)."""
+        text = short(error) if error is not None else ""
+        line = f"{what}: {text}" if what and text else what or text
+        return scrub(line, self.state.source.held_secrets())
 
     # ------------------------------------------------------------------ async (the triggerer)
 
@@ -146,12 +179,20 @@ class SlurmClient:
 
     async def _asend(self, call: HttpCall) -> HttpResult | TransportFailure:
         self.state.requests_sent += 1
+        client = self._async_client()
         try:
-            response = await self._async_client().request(call.method, call.url, **call.request_kwargs())
+            # wait_for bounds the whole request (connect, headers, body), as the sync driver does.
+            response = await asyncio.wait_for(
+                client.request(call.method, call.url, **call.request_kwargs()), self.state.config.timeout
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            return TransportFailure(short(error), before_send=True)
-        except httpx.TransportError as error:
-            return TransportFailure(short(error), before_send=False)
+            return TransportFailure(self._failure_text(error), before_send=True)
+        except asyncio.TimeoutError:
+            return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError, ValueError) as error:
+            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
+        except httpx.HTTPError as error:
+            return TransportFailure(self._failure_text(error), before_send=False)
         self.state.last_response_seconds = response.elapsed.total_seconds()
         return HttpResult(response.status_code, response.content, dict(response.headers))
 

@@ -6,6 +6,7 @@ Slurm's answers mean is in slurm/answers.py; this module decides what to do abou
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,6 +172,9 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds a Retry-After header asks for (at most MAX_RETRY_AFTER); None when absent or unreadable."""
     value = header(headers, "retry-after")
     try:
-        return min(float(value), MAX_RETRY_AFTER) if value is not None else None
-    except ValueError:
+        seconds = float(value) if value is not None else None
+    except ValueError:  # an HTTP date, or junk: our own backoff applies
         return None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)

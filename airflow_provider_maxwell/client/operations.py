@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client import discovery
@@ -33,16 +33,9 @@ class SlurmOperations:
         self.state = state
         self.policy = policy
 
-    def _call(
-        self,
-        method: str,
-        route: Route,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        resend_safe: bool = True,
-    ) -> Protocol[Answer]:
-        return exchange(self.state, self.policy, method, route, params=params, body=body, resend_safe=resend_safe)
+    def _call(self, method: str, route: Route, **options: Any) -> Protocol[Answer]:
+        """exchange() on this connection: `options` are its keyword arguments (params, body, resend_safe)."""
+        return exchange(self.state, self.policy, method, route, **options)
 
     def url(self, route: Route) -> str:
         """The full URL of a route on this connection's server."""
@@ -64,7 +57,7 @@ class SlurmOperations:
         body = build_submit_body(dialect, script, fields, default_cwd=f"/home/{self.state.config.login}")
         answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False)
         job_id = (answer.document or {}).get("job_id")
-        if answers.is_error(answer) or not isinstance(job_id, int):
+        if answers.is_error(answer) or not is_job_id(job_id):
             raise SlurmApiError(
                 "Slurm refused the job", status=answer.status, url=self.url(dialect.submit()), errors=answer.errors
             )
@@ -165,16 +158,39 @@ class SlurmOperations:
         return sorted(mine, key=lambda j: j.submitted)
 
     def cancel(self, job_id: int, signal: str | int | None = None) -> Protocol[None]:
-        """Cancel (or signal) a job; SlurmJobNotFound when slurmctld does not know it."""
+        """Cancel (or signal) a job, or raise: SlurmJobNotFound for an id slurmctld does not know,
+        SlurmApiError when Slurm did not act (another user's job). A job that already ended is no error."""
         dialect = yield from self.dialect()
         route = dialect.job(job_id)
         params = {"signal": str(signal)} if signal is not None else None
         answer = yield from self._call("DELETE", route, params=params)
-        if answers.is_unknown_job(answer):
-            raise SlurmJobNotFound(job_id, status=answer.status, url=self.url(route), errors=answer.errors)
-        if answers.is_error(answer):
+        failures = answers.signal_failures(answer)  # a 200 may carry "nothing done" per job
+        if answers.is_unknown_job(answer) or any(f.code == answers.INVALID_JOB_ID for f in failures):
+            raise SlurmJobNotFound(
+                job_id, status=answer.status, url=self.url(route), errors=[*answer.errors, *failures]
+            )
+        if answers.is_error(answer) or failures:
             raise SlurmApiError(
-                f"Could not cancel Slurm job {job_id}", status=answer.status, url=self.url(route), errors=answer.errors
+                f"Slurm did not cancel job {job_id}",
+                status=answer.status,
+                url=self.url(route),
+                errors=[*answer.errors, *failures],
+            )
+        if signal is None and not dialect.cancel_reports_failures:
+            yield from self._confirm_cancelled(job_id, route)
+
+    def _confirm_cancelled(self, job_id: int, route: Route) -> Protocol[None]:
+        """Where the answer cannot say a cancel did nothing, slurmctld's record of the job does."""
+        live = yield from self.controller_jobs(job_id)
+        if live is None:
+            raise SlurmJobNotFound(job_id, status=None, url=self.url(route))
+        job = newest_record(live, job_id)
+        if job is not None and not job.is_terminal and "COMPLETING" not in job.flags:
+            owner = f" (a job of user {job.user!r})" if job.user and job.user != self.state.config.login else ""
+            raise SlurmApiError(
+                f"Slurm did not cancel job {job_id}{owner}: it is still {job.state_text}",
+                status=None,
+                url=self.url(route),
             )
 
     def diag(self) -> Protocol[ApiDialect]:
@@ -189,6 +205,11 @@ class SlurmOperations:
                 errors=answer.errors,
             )
         return dialect
+
+
+def is_job_id(value: object) -> TypeGuard[int]:
+    """A Slurm job id: a whole number from 1 to 2**32 - 1 (not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**32
 
 
 def job_documents(answer: Answer) -> list[Mapping[str, Any]]:

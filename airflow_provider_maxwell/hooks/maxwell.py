@@ -8,6 +8,7 @@ request is made, retried and renewed lives in client/; what Slurm's versions and
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import weakref
 from time import monotonic
@@ -79,7 +80,19 @@ class MaxwellHook(BaseHook):
             self.maxwell_conn_id, host=conn.host, login=conn.login, password=conn.password, extra=conn.extra_dejson
         )
         self._client = SlurmClient(connection_state(config), self.policy, note=self._log_note, minted=self._mask)
+        self._mask_connection_secrets(config)
         return self._client
+
+    @staticmethod
+    def _mask_connection_secrets(config: MaxwellConnectionConfig) -> None:
+        """Every secret the connection holds, whatever its field's name (Airflow masks extra fields only
+        when their names look secret; `signing_key` does not)."""
+        from airflow.sdk.log import mask_secret
+
+        key = base64.b64encode(config.signing_key).decode() if config.signing_key else None
+        for secret in (config.password, config.keycloak_client_secret, key):
+            if secret:
+                mask_secret(secret)
 
     @property
     def client(self) -> SlurmClient:

@@ -321,7 +321,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
         job_id = self.job_id
 
         def cancel() -> None:
-            self._hook().cancel_job(job_id)
+            from airflow_provider_maxwell.exceptions import MaxwellError
+
+            try:
+                self._hook().cancel_job(job_id)
+            except MaxwellError as error:  # said in the task log, not as a thread's traceback
+                self.log.error("Could not cancel Slurm job %s: %s", job_id, error)
+                return
             self.log.info("Cancelled Slurm job %s", job_id)
 
         worker = threading.Thread(target=cancel, name=f"cancel-slurm-job-{job_id}", daemon=False)

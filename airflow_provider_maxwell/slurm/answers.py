@@ -17,7 +17,9 @@ from airflow_provider_maxwell.slurm.dialects import Service
 
 AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
 ACCOUNTING_CONNECT_ERROR = 7000  # "Unable to connect to database": a refused token or slurmdbd down
+ACCESS_DENIED = 2002
 INVALID_JOB_ID = 2017
+ALREADY_DONE = 2021  # "Job/step already completing or completed": signalling an ended job is no failure
 NOTHING_FOUND = 9003
 TRANSIENT_HTTP = frozenset({502, 503, 504})
 
@@ -43,9 +45,12 @@ class Answer:
     @property
     def release(self) -> str | None:
         """The Slurm release that answered (from the answer's `meta`), if it said."""
-        meta = (self.document or {}).get("meta") or {}
-        slurm = meta.get("slurm") or meta.get("Slurm") or {}
-        return slurm.get("release") if isinstance(slurm, Mapping) else None
+        meta = (self.document or {}).get("meta")
+        if not isinstance(meta, Mapping):
+            return None
+        slurm = meta.get("slurm") or meta.get("Slurm")
+        release = slurm.get("release") if isinstance(slurm, Mapping) else None
+        return release if isinstance(release, str) and release else None
 
 
 def read_answer(status: int, body: bytes | str) -> Answer:
@@ -57,7 +62,7 @@ def read_answer(status: int, body: bytes | str) -> Answer:
     try:
         parsed = json.loads(body) if body and not body.isspace() else None
         document = parsed if isinstance(parsed, Mapping) else None
-    except ValueError:  # invalid JSON or invalid UTF-8 (UnicodeDecodeError is a ValueError)
+    except (ValueError, RecursionError):  # invalid JSON or UTF-8, or nested deeper than Python parses
         document = None
     excerpt = " ".join(head_text.split())[:200]
     return Answer(status, document, tuple(parse_errors(document)), excerpt)
@@ -118,6 +123,24 @@ def is_error(answer: Answer) -> bool:
     if answer.status >= 400:
         return True
     return any(e.code not in (NOTHING_FOUND, None) for e in answer.errors)
+
+
+def signal_failures(answer: Answer) -> list[SlurmError]:
+    """Per-job errors of a cancel or signal (DELETE /slurm/vX/job/{id}): 24.11 on answer HTTP 200 even
+    when nothing happened, with the reason in `status[].error` (2002 for another user's job, 2017 for
+    an unknown id; measured). An already ended job is not a failure."""
+    entries = (answer.document or {}).get("status")
+    failures = []
+    for entry in entries if isinstance(entries, list) else []:
+        error = entry.get("error") if isinstance(entry, Mapping) else None
+        if not isinstance(error, Mapping):
+            continue
+        code = error.get("code")
+        if not isinstance(code, int) or isinstance(code, bool) or code in (0, ALREADY_DONE):
+            continue
+        message = str(error.get("message") or error.get("string") or "")
+        failures.append(SlurmError(code=code, message=message, description=str(error.get("string") or "")))
+    return failures
 
 
 def controller_down(answer: Answer) -> bool:

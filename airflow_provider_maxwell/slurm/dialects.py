@@ -64,6 +64,9 @@ class ApiDialect:
     accounting_exit_code_reliable: bool
     #: /slurmdb/vX/jobs takes `users=` (v0.0.40 on; v0.0.38 answers "Unknown Query field").
     accounting_filters_by_user: bool
+    #: a cancel that did nothing says so: an HTTP error (v0.0.38) or per-job `status` (v0.0.42 on);
+    #: v0.0.40 and v0.0.41 answer 200 and nothing else (measured on 24.11).
+    cancel_reports_failures: bool
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -157,6 +160,7 @@ def _dialect(minor: int) -> ApiDialect:
         script_in_job=minor >= 40,
         accounting_exit_code_reliable=minor >= 39,
         accounting_filters_by_user=minor >= 40,
+        cancel_reports_failures=minor == 38 or minor >= 42,
     )
 
 
@@ -169,8 +173,9 @@ def served_versions(openapi: Mapping[str, Any]) -> set[str]:
     """The versions a server offers for both /slurm and /slurmdb, read from its `/openapi/v3` document."""
     slurm: set[str] = set()
     slurmdb: set[str] = set()
-    for path in openapi.get("paths", {}) or {}:
-        match = _VERSION_PATH.match(path)
+    paths = openapi.get("paths")
+    for path in paths if isinstance(paths, Mapping) else ():
+        match = _VERSION_PATH.match(path) if isinstance(path, str) else None
         if match:
             (slurmdb if match.group(1) else slurm).add(match.group(2))
     return slurm & slurmdb if slurmdb else slurm

@@ -97,7 +97,9 @@ class SlurmJob:
 def parse_job_id(value: object) -> int:
     """A Slurm job id from an int or its text (e.g. a rendered XCom); a clear error for anything else."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
+    # ASCII only: str.isdigit() also takes superscripts (which int() refuses) and full-width digits (which
+    # int() reads as plain ones).
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**32:
         raise MaxwellConfigError(
             f"job_id must be a Slurm job id (a positive whole number), not {value!r}: "
             "check the value or template that gives it (e.g. the submitting task's XCom)"

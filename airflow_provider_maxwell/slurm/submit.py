@@ -37,7 +37,7 @@ def minutes(field: str, value: int | float | timedelta) -> int:
     """A time limit as whole minutes, rounded up, as Slurm counts them."""
     if isinstance(value, timedelta):
         value = value.total_seconds() / 60
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise MaxwellConfigError(f"{field} must be minutes (a number) or a datetime.timedelta, not {value!r}")
     result = math.ceil(value)
     if result <= 0 or result > MAX_TIME_LIMIT_MINUTES:
@@ -78,10 +78,12 @@ def environment(value: Mapping[str, Any] | None) -> dict[str, str]:
         raise MaxwellConfigError(f"environment must be a dict of names to strings, not {type(value).__name__}")
     env = {"PATH": DEFAULT_PATH}
     for key, item in value.items():
-        if not isinstance(key, str) or not key or "=" in key:
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
             raise MaxwellConfigError(
-                f"environment has an invalid variable name {key!r}: use a non-empty name without '='"
+                f"environment has an invalid variable name {key!r}: use a non-empty name without '=' or NUL"
             )
+        if isinstance(item, str) and "\0" in item:
+            raise MaxwellConfigError(f"environment[{key!r}] contains a NUL byte, which no process can receive")
         if not isinstance(item, str):
             raise MaxwellConfigError(
                 f"environment[{key!r}] must be a string, not {type(item).__name__} ({item!r}): "
@@ -98,23 +100,38 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
     `nodes`, `ntasks`, `cpus_per_task`, `memory_per_node`, ...); any other key is a Slurm job field
     passed through as it is, for the caller to shape for the version.
     """
-    if not isinstance(script, str) or not script.strip():
+    if not isinstance(script, str):
+        raise MaxwellConfigError(
+            f"script must be text (str), not {type(script).__name__}: decode it first (e.g. data.decode())"
+        )
+    if not script.strip():
         raise MaxwellConfigError(
             "script is empty: give the batch script's text (starting with #!/bin/bash) or a path to a .sh file"
         )
+    if "\0" in script:
+        raise MaxwellConfigError("script contains a NUL byte: sbatch cannot run it; check how the script was read")
     if not script.startswith("#!"):
         raise MaxwellConfigError(
             "script must start with an interpreter line such as '#!/bin/bash', as sbatch requires; "
             f"it starts with {script[:30]!r}"
         )
     rest = dict(fields)
+    if "script" in rest:
+        raise MaxwellConfigError(
+            "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
+        )
     job: dict[str, Any] = {}
     for name in _STRING_FIELDS:
         value = rest.pop(name, None)
         if value is None:
             continue
-        if not isinstance(value, str) or not value.strip():
-            raise MaxwellConfigError(f"{name} must be a non-empty string, not {value!r}")
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise MaxwellConfigError(f"{name} must be a non-empty string without NUL bytes, not {value!r}")
+        if name == "current_working_directory" and not value.startswith("/"):
+            raise MaxwellConfigError(
+                f"current_working_directory must be an absolute path on Maxwell, not {value!r}: slurmctld has no "
+                "directory to resolve it against (e.g. /beegfs/desy/user/me/run42)"
+            )
         job[name] = value
     job.setdefault("current_working_directory", default_cwd)
     job["environment"] = dialect.environment(environment(rest.pop("environment", None)))

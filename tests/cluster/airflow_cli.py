@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,27 @@ def dags_test(
     run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
     result = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr
+
+
+def task_sections(output: str) -> dict[str, str]:
+    """The output of `airflow dags test`, split by task: each task's part starts at the line
+    "[DAG TEST] starting task_id=..." and runs to the next one (dags test writes no task log files)."""
+    parts = re.split(r"\[DAG TEST\] starting task_id=(\S+)", output)
+    sections: dict[str, str] = {}
+    for task_id, text in zip(parts[1::2], parts[2::2], strict=True):
+        sections[task_id] = sections.get(task_id, "") + text
+    return sections
+
+
+def task_state(env: dict[str, str], dag_id: str, task_id: str) -> str | None:
+    """The state Airflow's database holds for the newest run of a task (after `airflow dags test`)."""
+    database = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    with closing(database):
+        row = database.execute(
+            "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = ? ORDER BY start_date DESC LIMIT 1",
+            (dag_id, task_id),
+        ).fetchone()
+    return row[0] if row else None
 
 
 def submitted_ids(output: str) -> list[int]:

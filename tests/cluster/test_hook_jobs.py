@@ -166,6 +166,30 @@ def test_unknown_job_and_bad_job_ids(case):
         case.hook.get_job("12; rm -rf /")  # type: ignore[arg-type]
 
 
+def test_a_cancel_that_did_nothing_raises(case, cluster, users, signing_key_b64, make_connection):
+    # Another user's job: 22.05 answers with an HTTP error, 24.11 and 26.05 with HTTP 200 and the
+    # refusal (2002) inside; either way the caller learns the job was not cancelled.
+    other = make_connection(
+        case.hook.config.host,
+        users[1]["name"],
+        auth_method="signing_key",
+        signing_key=signing_key_b64,
+        api_version=case.hook.api_version,
+    )
+    theirs = MaxwellHook(other).submit_job(
+        "#!/bin/bash\nsleep 60\n", name="not-yours", current_working_directory=cluster["jobs_dir"]
+    )
+    try:
+        with pytest.raises(SlurmApiError) as failure:
+            case.hook.cancel_job(theirs)
+        assert not isinstance(failure.value, SlurmJobNotFound)
+        assert case.hook.get_job(theirs).state is not JobState.CANCELLED
+        with pytest.raises(SlurmJobNotFound):
+            case.hook.cancel_job(999999)
+    finally:
+        MaxwellHook(other).cancel_job(theirs)
+
+
 def test_bad_partition_is_refused_with_slurms_message(case):
     with pytest.raises(SlurmApiError) as failure:
         case.hook.submit_job("#!/bin/bash\ntrue\n", partition="nosuchpartition")

@@ -83,7 +83,10 @@ def test_a_failed_job_fails_the_sensor_unless_its_state_counts_as_success(fake):
 
 
 def test_a_deferred_sensor_hands_the_trigger_the_job_pinned_by_slurms_submit_time(fake):
-    from airflow.sdk.exceptions import TaskDeferred
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
     fake.script[JOB] = [answer(live("PENDING"))]
     with pytest.raises(TaskDeferred) as deferred:

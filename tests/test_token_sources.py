@@ -1,0 +1,185 @@
+"""The four token sources stepped by hand: what each asks of its service, what it makes of the answer,
+and the error (naming the connection, the service and the fix) when it cannot get a token."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from airflow_provider_maxwell.auth.sources import CLI_API, KeycloakSource, token_source
+from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.effects import HttpCall, HttpResult, Send, TransportFailure
+from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable
+
+KEY = b"k" * 32
+PORTAL_TOKEN = "portal-token-of-alice"
+PORTAL = "https://portal.example/reservation"
+TOKEN_URL = "https://kc.example/auth/realms/production/protocol/openid-connect/token"
+
+
+def slurm_jwt(user: str = "alice", life: int = 600) -> str:
+    now = int(time.time())
+    return jwt.encode({"sun": user, "iat": now, "exp": now + life}, KEY, algorithm="HS256")
+
+
+def config(method: str, password: str | None = PORTAL_TOKEN, **extra: Any) -> MaxwellConnectionConfig:
+    return MaxwellConnectionConfig.from_connection(
+        "conn1",
+        host="https://rest.example/sapi",
+        login="alice",
+        password=password,
+        extra={"auth_method": method, "portal_url": PORTAL, "keycloak_url": "https://kc.example/auth", **extra},
+    )
+
+
+def mint(source: Any, *replies: HttpResult | TransportFailure) -> tuple[MintedToken, list[HttpCall]]:
+    """Run one mint, answering its requests in order; returns the token and the requests made."""
+    calls: list[HttpCall] = []
+    generator = source.mint()
+    answers = list(replies)
+    reply: Any = None
+    try:
+        while True:
+            effect = generator.send(reply)
+            assert isinstance(effect, Send), effect
+            calls.append(effect.call)
+            reply = answers.pop(0)
+    except StopIteration as done:
+        return done.value, calls
+
+
+def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpResult:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return HttpResult(status, data, headers or {})
+
+
+# ---------------------------------------------------------------- portal
+
+
+def test_the_portal_is_asked_as_desys_tool_asks_it():
+    token, (call,) = mint(token_source(config("portal", token_lifespan=3600)), answer(200, {"token": slurm_jwt()}))
+    assert call.method == "GET" and call.url == f"{PORTAL}/get_new_slurm_token"
+    assert call.params == {"cli_api": CLI_API, "lifespan": "3600", "stu": "alice"}
+    assert call.basic_auth == ("alice", PORTAL_TOKEN)
+    assert token.user == "alice" and token.lifetime == 600
+
+
+@pytest.mark.parametrize(
+    ("status", "fix"),
+    [
+        (401, "The portal token may be revoked or mistyped"),
+        (403, "The portal token may be revoked or mistyped"),
+        (400, "Check portal_url."),
+        (500, "Check portal_url."),
+    ],
+)
+def test_a_portal_refusal_names_the_status_the_connection_and_the_fix(status, fix):
+    with pytest.raises(MaxwellAuthError) as failure:
+        mint(token_source(config("portal")), answer(status, b"<html>no</html>"))
+    message = str(failure.value)
+    assert f"HTTP {status} from {PORTAL}/get_new_slurm_token" in message and fix in message
+    assert (
+        "'conn1'" in message
+        and "auth_method=portal" in message
+        and not isinstance(failure.value, TokenServiceUnreachable)
+    )
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 307, 399])
+@pytest.mark.parametrize("name", ["Location", "location", "LOCATION"])
+def test_a_portal_redirect_is_named_with_its_target_and_not_followed(status, name):
+    with pytest.raises(MaxwellAuthError) as failure:
+        mint(token_source(config("portal")), answer(status, b"", {name: "https://elsewhere.example/x"}))
+    assert f"redirected (HTTP {status}) to 'https://elsewhere.example/x'" in str(failure.value)
+    assert "extra.portal_url" in str(failure.value)
+
+
+def test_no_answer_from_the_portal_is_the_retryable_kind_of_failure():
+    with pytest.raises(TokenServiceUnreachable, match=f"no answer from {PORTAL}/get_new_slurm_token: refused"):
+        mint(token_source(config("portal")), TransportFailure("refused", before_send=True))
+
+
+def test_a_token_of_another_user_is_refused():
+    with pytest.raises(MaxwellAuthError, match="belongs to user 'bob', but the connection's login is 'alice'"):
+        mint(token_source(config("portal")), answer(200, {"token": slurm_jwt("bob")}))
+
+
+# ---------------------------------------------------------------- static token and signing key
+
+
+def test_a_static_token_is_used_as_it_is_until_it_expires():
+    value = slurm_jwt()
+    token, calls = mint(token_source(config("token", password=value)))
+    assert token.value == value and calls == []
+    expired = jwt.encode({"sun": "alice", "iat": 1_700_000_000, "exp": 1_700_003_600}, KEY, algorithm="HS256")
+    with pytest.raises(MaxwellAuthError, match="expired at 2023-11-14 23:13:20 UTC"):
+        mint(token_source(config("token", password=expired)))
+
+
+def test_a_signing_key_signs_tokens_slurm_can_verify():
+    import base64
+
+    source = token_source(
+        config("signing_key", password=None, signing_key=base64.b64encode(KEY).decode(), token_lifespan=120)
+    )
+    token, calls = mint(source)
+    claims = jwt.decode(token.value, KEY, algorithms=["HS256"])
+    assert calls == [] and claims["sun"] == "alice" and claims["exp"] - claims["iat"] == 120
+
+
+# ---------------------------------------------------------------- Keycloak
+
+
+def keycloak_answer(access: str, refresh: str | None = "refresh-1", refresh_in: float = 1800) -> HttpResult:
+    body: dict[str, Any] = {"access_token": access, "expires_in": 300}
+    if refresh:
+        body |= {"refresh_token": refresh, "refresh_expires_in": refresh_in}
+    return answer(200, body)
+
+
+def test_keycloak_password_grant_then_refresh_grants_while_the_refresh_token_lives(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    source = token_source(config("keycloak", password="desy-password", keycloak_client_secret="client-secret"))
+    assert isinstance(source, KeycloakSource)
+    _, (first,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert first.url == TOKEN_URL and first.form == {
+        "client_id": "desy-public",
+        "client_secret": "client-secret",
+        "grant_type": "password",
+        "username": "alice",
+        "password": "desy-password",
+        "scope": "openid sun",
+    }
+    clock[0] = 1000 + 1800 - 5.5  # the refresh token has just over its 5 s of slack left
+    _, (second,) = mint(source, keycloak_answer(slurm_jwt(), refresh="refresh-2"))
+    assert second.form["grant_type"] == "refresh_token" and second.form["refresh_token"] == "refresh-1"
+    clock[0] += 1800 - 4.5  # within 5 s of the new refresh token's end: the password again
+    _, (third,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert third.form["grant_type"] == "password"
+
+
+def test_a_refused_refresh_falls_back_to_the_password(monkeypatch):
+    source = token_source(config("keycloak", password="desy-password"))
+    mint(source, keycloak_answer(slurm_jwt()))
+    token, calls = mint(source, answer(400, {"error": "invalid_grant"}), keycloak_answer(slurm_jwt(), refresh=None))
+    assert [c.form["grant_type"] for c in calls] == ["refresh_token", "password"]
+    assert source.secrets(token) == [token.value]  # no refresh token any more
+
+
+def test_the_refresh_token_is_masked_with_the_access_token():
+    source = token_source(config("keycloak", password="desy-password"))
+    token, _ = mint(source, keycloak_answer(slurm_jwt(), refresh="refresh-secret"))
+    assert source.secrets(token) == [token.value, "refresh-secret"]
+
+
+def test_a_keycloak_refusal_names_the_realm_url_and_the_fix():
+    with pytest.raises(MaxwellAuthError) as failure:
+        mint(token_source(config("keycloak", password="wrong")), answer(401, {"error": "invalid_grant"}))
+    assert f"HTTP 401 from {TOKEN_URL}" in str(failure.value) and "Check the user's password" in str(failure.value)
+    assert "wrong" not in str(failure.value).replace("wrong)", "")

@@ -6,6 +6,7 @@ Each test names the behaviour; the comment says what a user would see if the rul
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -260,3 +261,118 @@ def test_the_pollers_backoff_resets_after_a_good_round(monkeypatch):
     monkeypatch.setattr(asyncio, "sleep", sleep)
     asyncio.run(poller._loop())
     assert pauses == [20.0, 40.0, 10.0, 10.0]  # doubled per failed round, back to the interval after a good one
+
+
+# ---------------------------------------------------------------- what each version looks like
+
+
+@pytest.mark.parametrize(
+    ("version", "flags"),
+    [
+        ("v0.0.38", (False, False, False, False, False, False, True)),
+        ("v0.0.40", (True, True, True, False, True, True, False)),
+        ("v0.0.41", (True, True, True, True, True, True, False)),
+        ("v0.0.42", (True, True, True, True, True, True, True)),
+        ("v0.0.45", (True, True, True, True, True, True, True)),
+    ],
+)
+def test_each_version_is_described_by_its_flags(version, flags):
+    # (numbers as structs, node ranges as strings, environment as a list, script inside the job,
+    #  accounting exit codes reliable, accounting filters by user, cancel reports failures)
+    d = DIALECTS[version]
+    seen = (
+        d.numbers_as_structs,
+        d.nodes_as_range_string,
+        d.environment_as_list,
+        d.script_in_job,
+        d.accounting_exit_code_reliable,
+        d.accounting_filters_by_user,
+        d.cancel_reports_failures,
+    )
+    expected = list(flags)
+    expected[3] = version >= "v0.0.40"  # the script moved into `job` in v0.0.40
+    assert seen == tuple(expected)
+    assert d.version == version
+
+
+def test_routes_say_what_they_reach():
+    from airflow_provider_maxwell.slurm.dialects import Route, Service
+
+    d = DIALECTS["v0.0.44"]
+    assert d.job(7) == Route(Service.SLURM, "/slurm/v0.0.44/job/7", "v0.0.44")
+    assert d.accounting_jobs() == Route(Service.SLURMDB, "/slurmdb/v0.0.44/jobs", "v0.0.44")
+    assert d.diag().path == "/slurm/v0.0.44/diag" and d.submit().path == "/slurm/v0.0.44/job/submit"
+    assert d.accounting_job(7).ping() is None  # only slurmctld's routes have a ping to ask
+    assert d.job(7).ping() == Route(Service.SLURM, "/slurm/v0.0.44/ping", "v0.0.44")
+
+
+def test_the_name_search_filters_by_user_where_the_version_can():
+    assert DIALECTS["v0.0.44"].accounting_search("reduce", "alice") == {"job_name": "reduce", "users": "alice"}
+    assert DIALECTS["v0.0.38"].accounting_search("reduce", "alice") == {"job_name": "reduce"}
+
+
+@pytest.mark.parametrize(
+    ("status", "document", "down"),
+    [
+        (200, {"pings": []}, False),
+        (200, {"pings": [{"responding": True}]}, False),
+        (200, {"pings": [{"pinged": "UP"}]}, False),
+        (200, {"pings": [{"ping": "UP"}]}, False),  # v0.0.38's key
+        (200, {"pings": [{"pinged": "DOWN", "responding": False}]}, True),
+        (200, {"pings": [{"pinged": "DOWN"}, {"pinged": "UP"}]}, False),  # one controller answers
+        (500, {"errors": [{"error_number": -1}]}, True),
+        (500, {"errors": [{"error_number": 1007}]}, False),
+    ],
+)
+def test_a_ping_tells_whether_slurmctld_answers(status, document, down):
+    from airflow_provider_maxwell.slurm import answers
+
+    assert answers.controller_down(answers.read_answer(status, json.dumps(document))) is down
+
+
+def test_an_arrays_summary_state_is_completed_only_when_every_task_succeeded():
+    done = [slurm_job(JobState.COMPLETED, 0, task=0), slurm_job(JobState.COMPLETED, 0, task=1)]
+    assert judge(7, done).summary["state"] == "COMPLETED"
+    mixed = [slurm_job(JobState.COMPLETED, 0, task=0), slurm_job(JobState.FAILED, 1, task=1)]
+    assert judge(7, mixed).summary["state"] == "FAILED"
+
+
+def test_a_sensors_first_look_does_not_pin_another_users_job():
+    spec = WatchSpec(job_id=7, user="alice")
+    theirs = slurm_job(JobState.RUNNING, None, source="slurmctld", user="bob")
+    watch = JobWatch(spec)
+    assert watch.claim(Observation(live=[theirs])) == theirs
+    assert watch.spec == spec  # not narrowed to bob's job
+    ours = slurm_job(JobState.RUNNING, None, source="slurmctld")
+    watch.claim(Observation(live=[ours]))
+    assert watch.spec.submitted_after == ours.submitted and watch.spec.submit_slack == 1.0
+
+
+def test_the_wait_gives_up_at_its_deadline_and_says_where_the_job_was(monkeypatch):
+    from airflow_provider_maxwell import watch as watch_module
+    from airflow_provider_maxwell.watch import WatchDeadlineExceeded
+
+    from .test_protocol_steps import JOB, Script, job_doc, jobs, ops_for, state_with
+
+    clock = [1000.0]
+    monkeypatch.setattr(watch_module, "_now", lambda: clock[0])
+    script = Script({JOB: [jobs(job_doc(7, "RUNNING"))]})
+    spec = WatchSpec(job_id=7, user="alice", poll_interval=10, deadline=1015.0)
+    protocol = watch_module.watch(ops_for(state_with()), spec)
+
+    def advance(effect: object) -> object:
+        if type(effect).__name__ == "Sleep":
+            clock[0] += 10
+        return script.answer(effect)
+
+    result: object = None
+    with pytest.raises(WatchDeadlineExceeded, match="Slurm job 7 still RUNNING at the deadline"):
+        while True:
+            result = advance(protocol.send(result))
+    assert clock[0] == 1020.0  # looked at 1000 and 1010, gave up at 1020
+
+
+def test_notes_name_the_job():
+    down = SlurmAccountingUnavailable("slurmdbd down", status=502, url="u")
+    notes, _ = JobWatch(WatchSpec(job_id=7, user="alice")).step(Observation(error=down), 0.0)
+    assert notes == ["Slurm job 7: accounting unavailable, waiting (slurmdbd down: HTTP 502 from u)"]

@@ -88,10 +88,42 @@ def test_every_supported_version_has_a_recorded_openapi_document():
 
 
 def _validator(version: str):
+    """The served submit schema made strict: Slurm's own accepts {} and any unknown key, so it could not
+    see a missing script or a misspelled field. Here no key outside the schema passes, and the script,
+    environment and working directory (which slurmctld needs in practice) are required where they go."""
+    import copy
+
     spec = served_document(SERVED_BY[version])
     submit = spec["paths"][f"/slurm/{version}/job/submit"]
-    schema = submit["post"]["requestBody"]["content"]["application/json"]["schema"]  # a $ref, or inline
-    return jsonschema.Draft4Validator({**schema, "components": spec["components"]})
+    schema = copy.deepcopy(submit["post"]["requestBody"]["content"]["application/json"]["schema"])
+    components = copy.deepcopy(spec["components"])
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        return components["schemas"][node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
+    request = resolve(schema)
+    job = resolve(request["properties"]["job"])
+    for strict in (request, job):
+        strict["additionalProperties"] = False
+    job_needs = ["environment", "current_working_directory"]
+    if DIALECTS[version].script_in_job:
+        job["required"] = [*job.get("required", []), "script", *job_needs]
+        request["required"] = ["job"]
+    else:
+        job["required"] = [*job.get("required", []), *job_needs]
+        request["required"] = ["job", "script"]
+    return jsonschema.Draft4Validator({**schema, "components": components})
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_the_spec_check_sees_a_missing_script_and_a_misspelled_field(version):
+    validator = _validator(version)
+    body = build_submit_body(DIALECTS[version], SCRIPT, {"partition": "maxcpu"}, default_cwd="/home/u")
+    misspelled = {**body, "job": {**body["job"], "partiton": body["job"].pop("partition")}}
+    assert any("partiton" in e.message for e in validator.iter_errors(misspelled))
+    scriptless = {k: v for k, v in body.items() if k != "script"}
+    scriptless["job"] = {k: v for k, v in body["job"].items() if k != "script"}
+    assert any("script" in e.message for e in validator.iter_errors(scriptless))
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)

@@ -56,7 +56,7 @@ def token_from_jwt(value: object, *, expires_in: float | None = None) -> MintedT
         claims = {}
     issued = _seconds(claims.get("iat"), now)
     expires = _seconds(claims.get("exp"), now + (expires_in if expires_in is not None else 300))
-    if not 0 <= issued <= expires <= now + MAX_TOKEN_LIFE:  # nan fails every comparison
+    if not (issued >= 0 and 0 <= expires <= now + MAX_TOKEN_LIFE):  # nan fails every comparison
         raise UnusableToken("its iat/exp claims are not times a token can have")
     user = claims.get("sun") or claims.get("username")
     return MintedToken(value=value, issued_at=issued, expires_at=expires, user=str(user) if user else None)

@@ -94,8 +94,10 @@ def test_static_token_and_signing_key(cluster, users, make_connection, mint_slur
 def test_expired_static_token_is_refused_before_any_request(cluster, users, make_connection, mint_slurm_token):
     user = users[0]["name"]
     conn_id = make_connection(newest(cluster), user, mint_slurm_token(user, -60), auth_method="token")
+    hook = MaxwellHook(conn_id)
     with pytest.raises(MaxwellAuthError, match="expired"):
-        MaxwellHook(conn_id).get_token()
+        hook.submit_job("#!/bin/bash\ntrue\n")
+    assert hook.state.requests_sent == 0
 
 
 def test_token_of_another_user_is_refused_before_any_request(cluster, users, make_connection, mint_slurm_token):
@@ -103,10 +105,12 @@ def test_token_of_another_user_is_refused_before_any_request(cluster, users, mak
     # refuses the mismatch itself.
     other = mint_slurm_token(users[1]["name"], 600)
     conn_id = make_connection(newest(cluster), users[0]["name"], other, auth_method="token")
+    hook = MaxwellHook(conn_id)
     with pytest.raises(MaxwellAuthError) as failure:
-        MaxwellHook(conn_id).get_token()
+        hook.get_job(1)
     assert users[1]["name"] in str(failure.value) and "login" in str(failure.value)
     assert other not in str(failure.value)
+    assert hook.state.requests_sent == 0
 
 
 def test_token_refused_by_slurm_fails_after_one_renewal(cluster, users, make_connection):

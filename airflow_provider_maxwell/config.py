@@ -103,9 +103,11 @@ class MaxwellConnectionConfig:
         except ValueError:
             port_ok = False
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-            raise bad("host", f"{host!r} is not a URL", "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi")
+            raise bad(
+                "host", f"{quotable(host)} is not a URL", "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi"
+            )
         if parts.query or parts.fragment or "?" in host or "#" in host:
-            raise bad("host", f"{host!r} has a query or fragment", "Give the REST root only, without '?...' or '#...'")
+            raise bad("host", "has a query or fragment", "Give the REST root only, without '?...' or '#...'")
         login = (login or "").strip()
         if not login:
             raise bad("login", "is empty", "Give the DESY user name whose jobs this connection runs")
@@ -142,8 +144,8 @@ class MaxwellConnectionConfig:
             raise bad(
                 "extra.token_lifespan",
                 f"is {lifespan} s",
-                f"DESY issues tokens of {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s (24 h): "
-                "choose a value in that range",
+                f"Choose {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s: DESY issues tokens of at most 24 h, "
+                f"and below {MIN_TOKEN_LIFESPAN} s a token would need renewing for every request",
             )
 
         signing_key = None
@@ -177,17 +179,23 @@ class MaxwellConnectionConfig:
         verify = _verify(options["verify"], bad)
         timeout = options["timeout"]
         try:
+            if isinstance(timeout, bool):
+                raise ValueError
             timeout = float(timeout)
-            if timeout <= 0:
+            if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
                 raise ValueError
         except (TypeError, ValueError):
-            raise bad("extra.timeout", f"is {timeout!r}", "Give a positive number of seconds") from None
+            raise bad(
+                "extra.timeout", f"is {timeout!r}", f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}"
+            ) from None
 
         portal_url = str(options.get("portal_url") or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
         keycloak_url = str(options["keycloak_url"]).rstrip("/")
         for name, url in (("extra.portal_url", portal_url), ("extra.keycloak_url", keycloak_url)):
+            if "@" in url or "?" in url or "#" in url:
+                raise bad(name, "has credentials, a query or a fragment", "Give the bare http(s):// URL of the service")
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-                raise bad(name, f"{url!r} is not a URL", "Give a full http(s):// URL")
+                raise bad(name, f"{quotable(url)} is not a URL", "Give a full http(s):// URL")
         return cls(
             conn_id=conn_id,
             host=host,
@@ -206,6 +214,14 @@ class MaxwellConnectionConfig:
             verify=verify,
             timeout=timeout,
         )
+
+
+MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
+
+
+def quotable(url: str) -> str:
+    """A URL as an error message may show it: not at all when it could hold credentials or a token."""
+    return repr(url) if not any(c in url for c in "@?#") else "(not shown: it may hold credentials)"
 
 
 Complaint = Callable[[str, str, str], MaxwellConfigError]  # (field, problem, fix) -> the error to raise

@@ -22,7 +22,7 @@ class HttpCall:
     url: str
     params: Mapping[str, Any] | None = None
     json: Any = None
-    form: Mapping[str, str] | None = None
+    form: Mapping[str, str] | None = field(default=None, repr=False)  # Keycloak's form holds the password
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
@@ -72,7 +72,7 @@ class Sleep:
 class GetToken:
     """Ask for the connection's Slurm token; `stale` is a token Slurm refused (renew past it)."""
 
-    stale: str | None = None
+    stale: str | None = field(default=None, repr=False)  # a token
 
 
 @dataclass(frozen=True)

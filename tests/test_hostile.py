@@ -44,18 +44,34 @@ def connection(
     ("kwargs", "field"),
     [
         ({"host": f"https://alice:{SECRET}@rest.example/sapi"}, "host carries credentials"),
-        ({"host": "https://rest.example/sapi?x=1"}, "host 'https://rest.example/sapi?x=1' has a query"),
+        ({"host": "https://rest.example/sapi?x=1"}, "host has a query or fragment"),
         ({"host": "https://rest.example:99999/sapi"}, "is not a URL"),
         ({"extra": ["auth_method", "portal"]}, "extra is a list, not a JSON object"),
         ({"login": "Jürgen"}, "login is 'Jürgen'"),
         ({"login": "alice\r\nX-Evil: 1"}, "login is"),
         ({"password": f"{SECRET}\nmore", "extra": {"auth_method": "keycloak"}}, "password contains a line break"),
+        ({"host": f"alice:{SECRET}@rest.example/sapi"}, "host (not shown: it may hold credentials) is not a URL"),
+        ({"host": f"https://rest.example/sapi?token={SECRET}"}, "host has a query or fragment"),
+        ({"extra": {"portal_url": f"https://alice:{SECRET}@portal.example/r"}}, "extra.portal_url has credentials"),
+        ({"extra": {"keycloak_url": f"https://kc.example/auth?t={SECRET}"}}, "extra.keycloak_url has credentials"),
+        ({"extra": {"timeout": float("nan")}}, "extra.timeout is nan"),
+        ({"extra": {"timeout": "inf"}}, "extra.timeout is inf"),
+        ({"extra": {"timeout": True}}, "extra.timeout is True"),
     ],
 )
 def test_bad_connections_name_the_field_and_never_quote_the_secret(kwargs, field):
     with pytest.raises(MaxwellConfigError) as failure:
         connection(**kwargs)
     assert field in str(failure.value) and SECRET not in str(failure.value)
+
+
+def test_values_that_hold_secrets_are_left_out_of_reprs():
+    from airflow_provider_maxwell.effects import GetToken, HttpCall
+
+    call = HttpCall(
+        "POST", "https://kc.example/token", form={"password": SECRET}, headers={"X-SLURM-USER-TOKEN": SECRET}
+    )
+    assert SECRET not in repr(call) and SECRET not in repr(GetToken(stale=SECRET))
 
 
 def test_a_pasted_token_loses_its_trailing_newline():
@@ -104,7 +120,7 @@ def test_bad_job_fields_are_refused_before_anything_is_sent(script, fields, name
 def test_a_submission_answered_with_no_real_job_id_is_an_error(job_id):
     submit = "/slurm/v0.0.45/job/submit"
     script = Script({submit: [ok({**META, "job_id": job_id})]})
-    with pytest.raises(SlurmApiError, match="Slurm refused the job"):
+    with pytest.raises(SlurmApiError, match=r"without a job id .*the job may exist"):
         script.run(ops_for(state_with()).submit("#!/bin/bash\ntrue\n", {}))
 
 

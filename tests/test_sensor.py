@@ -107,3 +107,19 @@ def test_resuming_reads_the_trigger_event_with_its_retryable_flag(fake):
     with pytest.raises(AirflowSkipException):
         sensor(fake, soft_fail=True).execute_complete({}, event.to_payload())
     assert sensor(fake).execute_complete({}, JobEvent("success", 7, "ok").to_payload()) == 7
+
+
+def test_the_first_look_that_gets_an_answer_checks_whose_job_it_is(fake):
+    # Slurm unreachable at the first poke: the owner check waits for the first answer, not skipped.
+    fake.script[JOB] = [(502, {}, "<html>502</html>"), answer(live("RUNNING", user="bob"))]
+    waiting = MaxwellJobSensor(task_id="wait", job_id="7", maxwell_conn_id=fake.conn_id)
+    waiting._hook = lambda: _hook(fake)  # type: ignore[method-assign]
+    assert waiting.poke({}) is False
+    with pytest.raises(MaxwellConfigError, match="belongs to user 'bob'"):
+        waiting.poke({})
+
+
+def _hook(fake: Any) -> Any:
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    return MaxwellHook(fake.conn_id, retry_limit=1)

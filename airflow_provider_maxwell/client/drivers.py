@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -65,9 +66,7 @@ class SlurmClient:
 
     @cached_property
     def _session(self) -> requests.Session:
-        session = requests.Session()
-        session.max_redirects = 3  # redirects are refused anyway (allow_redirects=False): see exchange
-        return session
+        return requests.Session()
 
     def run(self, protocol: Protocol[T]) -> T:
         """Carry out a protocol with blocking I/O; returns what it returns, raises what it raises."""
@@ -96,21 +95,39 @@ class SlurmClient:
         return token
 
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
-        config = self.state.config
+        """One request, bounded as a whole by the connection's timeout (requests bounds only each read:
+        a server trickling its headers or body a byte at a time would otherwise hold a worker for good).
+        It runs in a thread the caller stops waiting for at the deadline."""
         self.state.requests_sent += 1
-        # The timeout bounds the whole request, not each read: a server trickling its body a byte at a
-        # time would otherwise hold a worker for good.
-        deadline = time.monotonic() + config.timeout
+        deadline = time.monotonic() + whole_request_seconds(self.state.config.timeout)
+        outcome: list[HttpResult | TransportFailure | BaseException] = []
+
+        def attempt() -> None:
+            try:
+                outcome.append(self._send_now(call, deadline))
+            except BaseException as error:  # handed to the caller's thread
+                outcome.append(error)
+
+        worker = threading.Thread(target=attempt, name="maxwell-request", daemon=True)
+        worker.start()
+        worker.join(max(deadline - time.monotonic(), 0.0))
+        if not outcome:
+            return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), before_send=False)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _send_now(self, call: HttpCall, deadline: float) -> HttpResult | TransportFailure:
+        config = self.state.config
         try:
-            response = self._session.request(
-                call.method,
-                call.url,
-                **call.request_kwargs(),
-                timeout=config.timeout,
-                verify=config.verify,
-                allow_redirects=False,
-                stream=True,
-            )
+            request = requests.Request(call.method, call.url, **call.request_kwargs())
+            prepared = self._session.prepare_request(request)
+        except (requests.exceptions.RequestException, ValueError) as error:  # nothing left this process
+            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
+        # proxies from the environment, verify, stream=True (the body is read against the deadline)
+        settings = self._session.merge_environment_settings(prepared.url, {}, True, config.verify, None)
+        try:
+            response = self._session.send(prepared, **settings, timeout=config.timeout, allow_redirects=False)
             with response:
                 body = self._read_body(response.raw, deadline)
             if body is None:
@@ -124,9 +141,7 @@ class SlurmClient:
         except requests.exceptions.ConnectionError as error:
             refused = "refused" in str(error).lower() or "NewConnectionError" in repr(error)
             return TransportFailure(self._failure_text(error), before_send=refused)
-        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError) as error:
-            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
-        except requests.exceptions.RequestException as error:  # timeouts, broken bodies, the rest
+        except (requests.exceptions.RequestException, ValueError) as error:  # after sending: maybe arrived
             return TransportFailure(self._failure_text(error), before_send=False)
         self.state.last_response_seconds = response.elapsed.total_seconds()
         return HttpResult(response.status_code, body, dict(response.headers))
@@ -181,9 +196,11 @@ class SlurmClient:
         self.state.requests_sent += 1
         client = self._async_client()
         try:
-            # wait_for bounds the whole request (connect, headers, body), as the sync driver does.
+            # wait_for bounds the whole request (connect, headers, body), as the sync driver does; its
+            # slack lets httpx's own connect timeout (a request that certainly never left) fire first.
             response = await asyncio.wait_for(
-                client.request(call.method, call.url, **call.request_kwargs()), self.state.config.timeout
+                client.request(call.method, call.url, **call.request_kwargs()),
+                whole_request_seconds(self.state.config.timeout),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             return TransportFailure(self._failure_text(error), before_send=True)
@@ -211,6 +228,12 @@ class SlurmClient:
                 limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             )
         return clients[config.fingerprint]
+
+
+def whole_request_seconds(timeout: float) -> float:
+    """How long one request may take in all: the connection's timeout, plus slack so that a connect
+    timeout (the request never left, so it may be repeated) is reported as such rather than as this."""
+    return timeout * 1.1 + 0.5
 
 
 def short(error: BaseException) -> str:

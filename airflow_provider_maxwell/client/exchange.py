@@ -21,6 +21,7 @@ from airflow_provider_maxwell.exceptions import (
     SlurmApiError,
     SlurmTransientError,
     TokenServiceUnreachable,
+    scrub,
 )
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
@@ -133,7 +134,10 @@ def exchange(
                 continue
             what = "answered with a body that is not a JSON object" if malformed else "unavailable"
             raise SlurmTransientError(
-                f"Slurm REST API {what} ({answer.body_excerpt!r})", status=answer.status, url=url, retry_after=wait
+                f"Slurm REST API {what} ({scrub(answer.body_excerpt, state.source.held_secrets())!r})",
+                status=answer.status,
+                url=url,
+                retry_after=wait,
             )
         if state.release is None and answer.release:
             state.release = answer.release

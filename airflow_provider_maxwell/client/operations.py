@@ -20,7 +20,7 @@ from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, Slur
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
 from airflow_provider_maxwell.slurm.dialects import ApiDialect, Route
-from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
+from airflow_provider_maxwell.slurm.job import MAX_JOB_ID, SlurmJob, parse_accounting_job, parse_controller_job
 from airflow_provider_maxwell.slurm.submit import build_submit_body
 
 LISTING_HORIZON = 366 * 86400.0  # seconds ahead: jobs waiting for a begin time count as eligible only before it
@@ -57,9 +57,16 @@ class SlurmOperations:
         body = build_submit_body(dialect, script, fields, default_cwd=f"/home/{self.state.config.login}")
         answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False)
         job_id = (answer.document or {}).get("job_id")
-        if answers.is_error(answer) or not is_job_id(job_id):
+        if answers.is_error(answer):
             raise SlurmApiError(
                 "Slurm refused the job", status=answer.status, url=self.url(dialect.submit()), errors=answer.errors
+            )
+        if not is_job_id(job_id):
+            raise SlurmApiError(
+                f"Slurm answered the submission without a job id ({job_id!r}); the job may exist: look for it by "
+                "name before submitting again",
+                status=answer.status,
+                url=self.url(dialect.submit()),
             )
         return job_id
 
@@ -209,7 +216,7 @@ class SlurmOperations:
 
 def is_job_id(value: object) -> TypeGuard[int]:
     """A Slurm job id: a whole number from 1 to 2**32 - 1 (not a bool, which Python counts as one)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**32
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_JOB_ID
 
 
 def job_documents(answer: Answer) -> list[Mapping[str, Any]]:

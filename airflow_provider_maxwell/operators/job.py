@@ -245,10 +245,17 @@ class MaxwellSubmitJobOperator(BaseOperator):
         try:
             jobs = hook.wait_for_job(spec)
         except WatchDeadlineExceeded as error:
-            hook.cancel_job(spec.job_id)
             from airflow.sdk.exceptions import AirflowException
 
-            raise AirflowException(f"{error}; cancelled it (timeout={self.timeout} s)") from None
+            from airflow_provider_maxwell.exceptions import MaxwellError
+
+            try:
+                hook.cancel_job(spec.job_id)
+                done = "cancelled it"
+            except MaxwellError as cancel_error:  # the timeout stays the task's error; the cancel's is said
+                self.log.error("Could not cancel Slurm job %s: %s", spec.job_id, cancel_error)
+                done = "could not cancel it (see above)"
+            raise AirflowException(f"{error}; {done} (timeout={self.timeout} s)") from None
         return self._conclude(context, judge(spec.job_id, jobs))
 
     def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:

@@ -50,6 +50,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         self.success_states = frozenset(success_states or DEFAULT_SUCCESS_STATES)
         self.deferrable = deferrable
         self._watch: JobWatch | None = None  # kept across pokes of one process
+        self._claimed = False  # whether a look has checked the id names a job, and whose
 
     def _hook(self) -> MaxwellHook:
         from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
@@ -66,7 +67,6 @@ class MaxwellJobSensor(BaseSensorOperator):
 
         client = hook.client
         login = client.state.config.login
-        first_look = self._watch is None
         if self._watch is None:
             spec = WatchSpec(
                 job_id=parse_job_id(self.job_id),
@@ -77,7 +77,8 @@ class MaxwellJobSensor(BaseSensorOperator):
             self._watch = JobWatch(spec, url=client.state.config.host)
         job_watch = self._watch
         seen = client.run(observe(client.ops, job_watch))
-        if first_look and seen.error is None:
+        if not self._claimed and seen.error is None:  # the first look that got an answer
+            self._claimed = True
             newest = job_watch.claim(seen)
             if newest is None:
                 raise SlurmJobNotFound(job_watch.spec.job_id, status=None, url=job_watch.url)

@@ -17,7 +17,6 @@ from airflow_provider_maxwell.slurm.dialects import Service
 
 AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
 ACCOUNTING_CONNECT_ERROR = 7000  # "Unable to connect to database": a refused token or slurmdbd down
-ACCESS_DENIED = 2002
 INVALID_JOB_ID = 2017
 ALREADY_DONE = 2021  # "Job/step already completing or completed": signalling an ended job is no failure
 NOTHING_FOUND = 9003

@@ -94,12 +94,15 @@ class SlurmJob:
         return _expand(self.standard_error, self, None) if self.standard_error else self.output_path()
 
 
+MAX_JOB_ID = 2**32 - 1  # Slurm's job ids are 32-bit
+
+
 def parse_job_id(value: object) -> int:
     """A Slurm job id from an int or its text (e.g. a rendered XCom); a clear error for anything else."""
     text = str(value).strip()
     # ASCII only: str.isdigit() also takes superscripts (which int() refuses) and full-width digits (which
     # int() reads as plain ones).
-    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**32:
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_JOB_ID:
         raise MaxwellConfigError(
             f"job_id must be a Slurm job id (a positive whole number), not {value!r}: "
             "check the value or template that gives it (e.g. the submitting task's XCom)"

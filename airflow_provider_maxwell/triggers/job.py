@@ -116,9 +116,12 @@ class MaxwellJobTrigger(BaseTrigger):
             client = await self._client()
             jobs = await self._wait(client)
         except WatchDeadlineExceeded as error:
-            if self.cancel_on_deadline:
-                await self._cancel()
-            yield TriggerEvent(JobEvent("timeout", job_id, f"{error}; cancelled it").to_payload())
+            done = (
+                ("; cancelled it" if await self._cancel() else "; could not cancel it")
+                if self.cancel_on_deadline
+                else ""
+            )
+            yield TriggerEvent(JobEvent("timeout", job_id, f"{error}{done}").to_payload())
             return
         except MaxwellError as error:
             yield TriggerEvent(JobEvent("error", job_id, str(error)).to_payload())
@@ -146,13 +149,16 @@ class MaxwellJobTrigger(BaseTrigger):
                 if final is not None:
                     return final
 
-    async def _cancel(self) -> None:
+    async def _cancel(self) -> bool:
+        """Cancel the job; False (and a warning) when Slurm did not."""
         try:
             client = await self._client()
             await client.arun(client.ops.cancel(self.spec.job_id))
-            self.log.info("Cancelled Slurm job %s", self.spec.job_id)
         except MaxwellError as error:
             self.log.warning("Could not cancel Slurm job %s: %s", self.spec.job_id, error)
+            return False
+        self.log.info("Cancelled Slurm job %s", self.spec.job_id)
+        return True
 
     async def on_kill(self) -> None:
         """The user marked the task failed or cleared it: the job must not run on unattended."""

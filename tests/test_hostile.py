@@ -219,9 +219,10 @@ def run_mint(state: ConnectionState, reply: HttpResult) -> Any:
 # ---------------------------------------------------------------- a server that trickles
 
 
-@pytest.fixture
-def trickling_server() -> Iterator[str]:
-    """Answers every request with headers promising 1000 bytes, then sends one byte a second."""
+@pytest.fixture(params=["body", "headers"])
+def trickling_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Answers every request a byte a second: after headers promising 1000 bytes, or within the headers."""
+    in_headers = request.param == "headers"
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -239,12 +240,13 @@ def trickling_server() -> Iterator[str]:
     def trickle(conn: socket.socket) -> None:
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+            conn.sendall(head if in_headers else head + b"\r\n{")
             for _ in range(60):
                 if stop.is_set():
                     return
                 try:
-                    conn.sendall(b" ")
+                    conn.sendall(b"X-Slow: 1\r\n" if in_headers else b" ")
                 except OSError:
                     return
                 time.sleep(1)

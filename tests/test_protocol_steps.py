@@ -14,22 +14,14 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell import effects
 from airflow_provider_maxwell.auth.sources import token_source
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.effects import (
-    GetToken,
-    HttpCall,
-    HttpResult,
-    Note,
-    Protocol,
-    Send,
-    Sleep,
-    TransportFailure,
-)
+from airflow_provider_maxwell.effects import GetToken, HttpCall, HttpResult, Note, Protocol, Send, Sleep
 from airflow_provider_maxwell.exceptions import (
     MaxwellAuthError,
     SlurmAccountingUnavailable,
@@ -43,7 +35,7 @@ from airflow_provider_maxwell.watch import WatchSpec, watch
 
 HOST = "https://rest.example"
 META = {"meta": {"slurm": {"release": "26.05.5"}}, "errors": [], "warnings": []}
-Reply = HttpResult | TransportFailure
+Reply = HttpResult | effects.TransportFailure
 
 
 def ok(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HttpResult:
@@ -156,7 +148,7 @@ def test_retries_stop_at_the_limit_with_a_transient_error_naming_status_and_url(
 
 
 def test_backoff_doubles_between_attempts():
-    script = Script({JOB: [TransportFailure("refused", before_send=True)]})
+    script = Script({JOB: [effects.TransportFailure("refused", before_send=True)]})
     with pytest.raises(SlurmTransientError, match="after 4 attempt"):
         script.run(ops_for(state_with(), limit=4).controller_jobs(7))
     first, second, third = script.sleeps
@@ -198,7 +190,7 @@ def test_a_stopped_slurmctld_is_retried_without_doubting_the_token():
 
 def test_a_submission_that_may_have_arrived_is_never_sent_again():
     submit = "/slurm/v0.0.45/job/submit"
-    script = Script({submit: [TransportFailure("read timed out", before_send=False)]})
+    script = Script({submit: [effects.TransportFailure("read timed out", before_send=False)]})
     with pytest.raises(SlurmTransientError):
         script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {}))
     assert script.count(submit) == 1 and script.sleeps == []
@@ -206,7 +198,7 @@ def test_a_submission_that_may_have_arrived_is_never_sent_again():
 
 def test_a_submission_that_never_left_is_sent_again():
     submit = "/slurm/v0.0.45/job/submit"
-    script = Script({submit: [TransportFailure("refused", before_send=True), ok({**META, "job_id": 42})]})
+    script = Script({submit: [effects.TransportFailure("refused", before_send=True), ok({**META, "job_id": 42})]})
     assert script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {})) == 42
     assert script.count(submit) == 2
 

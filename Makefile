@@ -66,7 +66,7 @@ record: venv
 # Mutation testing (docs/mutation-testing.md): mutmut ([tool.mutmut] in pyproject.toml) mutates the
 # logic modules in a snapshot under .mutation/, runs each mutant against the unit tests that call
 # its function, then prints the score and every mutant no test killed (file:line, original -> mutated).
-# About 70 minutes on 2 cores, so not part of `make test`. MUTANTS='airflow_provider_maxwell.watch.*'
+# About 3 hours on 2 cores (estimated), so not part of `make test`. MUTANTS='airflow_provider_maxwell.watch.*'
 # (names or globs, as the report prints them) for a part; MUTATION_ARGS=--keep resumes the last run.
 mutation: venv
 	$(BIN)/pip install -q "$$(grep -o 'mutmut==[0-9.]*' pyproject.toml)"

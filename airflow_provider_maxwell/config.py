@@ -44,6 +44,15 @@ class MaxwellConnectionConfig:
     timeout: float = float(field_default("timeout"))
 
     @property
+    def secret_texts(self) -> list[str]:
+        """Every form in which the connection's secrets could show up in text: for masking in logs and
+        scrubbing from messages, whatever the field's name (the signing key as given, base64, and raw)."""
+        texts = [self.password, self.keycloak_client_secret]
+        if self.signing_key:
+            texts += [base64.b64encode(self.signing_key).decode(), self.signing_key.decode("latin-1")]
+        return [t for t in texts if t]
+
+    @property
     def fingerprint(self) -> str:
         """Identifies these exact settings (secrets included, hashed) for per-process caches."""
         material = json.dumps(

@@ -37,11 +37,6 @@ class TokenSource:
         """Every secret value this source handled for `token`, for masking in logs."""
         return [token.value]
 
-    def held_secrets(self) -> list[str | None]:
-        """The connection's own secrets, never to be quoted in a message."""
-        key = self.config.signing_key.decode("latin-1") if self.config.signing_key else None
-        return [self.config.password, self.config.keycloak_client_secret, key]
-
     def _unusable(self, what: str, url: str, problem: UnusableToken) -> MaxwellAuthError:
         """A token endpoint answered 200 with something that is not a token: said without quoting it."""
         return MaxwellAuthError(
@@ -72,7 +67,7 @@ class TokenSource:
                 f"(HTTP {result.status}) to {location!r}; credentials are not sent on. Set {self.url_field} to the "
                 "final URL."
             )
-        detail = scrub(" ".join(result.body[:2000].decode("utf-8", "replace").split()), self.held_secrets())[:200]
+        detail = scrub(" ".join(result.body[:2000].decode("utf-8", "replace").split()), self.config.secret_texts)[:200]
         return MaxwellAuthError(
             f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): HTTP {result.status} "
             f"from {url}: {detail!r}. {fix}"

@@ -162,7 +162,7 @@ class SlurmClient:
         (HTTP libraries quote headers and URLs in their messages)."""
         text = short(error) if error is not None else ""
         line = f"{what}: {text}" if what and text else what or text
-        return scrub(line, self.state.source.held_secrets())
+        return scrub(line, self.state.config.secret_texts)
 
     # ------------------------------------------------------------------ async (the triggerer)
 

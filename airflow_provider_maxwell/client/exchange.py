@@ -134,7 +134,7 @@ def exchange(
                 continue
             what = "answered with a body that is not a JSON object" if malformed else "unavailable"
             raise SlurmTransientError(
-                f"Slurm REST API {what} ({scrub(answer.body_excerpt, state.source.held_secrets())!r})",
+                f"Slurm REST API {what} ({scrub(answer.body_excerpt, state.config.secret_texts)!r})",
                 status=answer.status,
                 url=url,
                 retry_after=wait,

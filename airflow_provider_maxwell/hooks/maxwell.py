@@ -8,7 +8,6 @@ request is made, retried and renewed lives in client/; what Slurm's versions and
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import weakref
 from time import monotonic
@@ -89,10 +88,8 @@ class MaxwellHook(BaseHook):
         when their names look secret; `signing_key` does not)."""
         from airflow.sdk.log import mask_secret
 
-        key = base64.b64encode(config.signing_key).decode() if config.signing_key else None
-        for secret in (config.password, config.keycloak_client_secret, key):
-            if secret:
-                mask_secret(secret)
+        for secret in config.secret_texts:
+            mask_secret(secret)
 
     @property
     def client(self) -> SlurmClient:

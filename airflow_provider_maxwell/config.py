@@ -42,6 +42,7 @@ class MaxwellConnectionConfig:
     api_version: str = field_default("api_version")
     verify: bool | str = field_default("verify")
     timeout: float = float(field_default("timeout"))
+    shared_cache: bool = field_default("shared_cache")  # share token and version between this host's processes
 
     @property
     def secret_texts(self) -> list[str]:
@@ -73,6 +74,7 @@ class MaxwellConnectionConfig:
                 self.api_version,
                 self.verify,
                 self.timeout,
+                self.shared_cache,
             ],
         )
         return hashlib.sha256(material.encode()).hexdigest()
@@ -222,6 +224,7 @@ class MaxwellConnectionConfig:
             api_version=api_version,
             verify=verify,
             timeout=timeout,
+            shared_cache=_flag(options["shared_cache"], "extra.shared_cache", bad),
         )
 
 
@@ -245,13 +248,26 @@ def _int(value: Any, name: str, bad: Complaint) -> int:
         raise bad(name, f"is {value!r}", "Give a whole number of seconds") from None
 
 
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def _flag(value: Any, name: str, bad: Complaint) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    raise bad(name, f"is {value!r}", "Give true or false")
+
+
 def _verify(value: Any, bad: Complaint) -> bool | str:
     if isinstance(value, bool):
         return value
     text = str(value).strip()
-    if text.lower() in ("true", "yes", "1"):
+    if text.lower() in TRUE_WORDS:
         return True
-    if text.lower() in ("false", "no", "0"):
+    if text.lower() in FALSE_WORDS:
         return False
     if not os.path.isfile(text):
         raise bad(

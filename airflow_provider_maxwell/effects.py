@@ -25,6 +25,7 @@ class HttpCall:
     form: Mapping[str, str] | None = field(default=None, repr=False)  # Keycloak's form holds the password
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+    timeout: float | None = None  # seconds for the whole request; None: the connection's timeout
 
     def request_kwargs(self) -> dict[str, Any]:
         """The arguments requests and httpx share for this call."""

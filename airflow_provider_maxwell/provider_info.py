@@ -51,6 +51,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
     "verify": _field("TLS verification", ["boolean", "string"], "true, false, or a CA bundle path.", default=True),
     "timeout": _field("HTTP timeout (s)", "number", "Per request.", default=30),
+    "shared_cache": _field(
+        "Share between task processes",
+        "boolean",
+        "Task processes of one host share the current Slurm token (encrypted) and the API version.",
+        default=True,
+    ),
 }
 
 

@@ -33,6 +33,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+@pytest.fixture(autouse=True)
+def shared_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own host folder (host_files.py): no test adopts a token or version another one left."""
+    folder = tmp_path / "host-shared"
+    monkeypatch.setenv("MAXWELL_SHARED_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def cluster() -> dict[str, Any]:
     """What `devcluster/cluster.py up` wrote about the running local Maxwell."""

@@ -24,6 +24,7 @@ class TokenSource:
 
     method: str = ""
     url_field = ""  # the connection field holding the URL this source asks, for error messages
+    mints_remotely = False  # True: a mint is a request to a token service (worth sharing between processes)
 
     def __init__(self, config: MaxwellConnectionConfig) -> None:
         self.config = config
@@ -116,6 +117,7 @@ class PortalSource(TokenSource):
     """auth_method=portal: DESY's portal turns the (revocable) portal token into a Slurm JWT."""
 
     method = "portal"
+    mints_remotely = True
     url_field = "extra.portal_url (by default the host's origin + /reservation)"
 
     def mint(self) -> Protocol[MintedToken]:
@@ -155,6 +157,7 @@ class KeycloakSource(TokenSource):
     """auth_method=keycloak: OIDC password grant, then refresh grants while the refresh token lives."""
 
     method = "keycloak"
+    mints_remotely = True
     url_field = "extra.keycloak_url"
 
     def __init__(self, config: MaxwellConnectionConfig) -> None:

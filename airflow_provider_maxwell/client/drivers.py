@@ -52,7 +52,7 @@ class SlurmClient:
     """A connection state's operations and the drivers that carry them out.
 
     :param note: receives progress and retry notes (the hook logs them).
-    :param minted: called with every newly minted token (the hook masks it in Airflow's logs).
+    :param minted: called with every token the client starts using (the hook masks it in Airflow's logs).
     """
 
     def __init__(self, state: ConnectionState, policy: RetryPolicy, note: NoteSink, minted: MintSink) -> None:
@@ -61,6 +61,7 @@ class SlurmClient:
         self.ops = SlurmOperations(state, policy)
         self._note = note
         self._minted = minted
+        self._announced: MintedToken | None = None
 
     # ------------------------------------------------------------------ sync (workers)
 
@@ -83,15 +84,21 @@ class SlurmClient:
                     self._note(effect.message)
                     result = None
                 elif isinstance(effect, GetToken):
-                    result = self.state.tokens.get(self._mint, stale=effect.stale)
+                    result = self._announce(self.state.tokens.get(self._mint, stale=effect.stale))
                 else:
                     unhandled(effect)
         except StopIteration as done:
             return done.value
 
     def _mint(self) -> MintedToken:
-        token = self.run(mint(self.state, self.policy))
-        self._minted(self.state, token)
+        return self.run(mint(self.state, self.policy))
+
+    def _announce(self, token: MintedToken) -> MintedToken:
+        """Hand every token this client has not used before to `minted` (the hook masks it), whether this
+        process minted it or adopted it from another process of the host."""
+        if token is not self._announced:
+            self._minted(self.state, token)
+            self._announced = token
         return token
 
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
@@ -99,7 +106,7 @@ class SlurmClient:
         a server trickling its headers or body a byte at a time would otherwise hold a worker for good).
         It runs in a thread the caller stops waiting for at the deadline."""
         self.state.requests_sent += 1
-        deadline = time.monotonic() + whole_request_seconds(self.state.config.timeout)
+        deadline = time.monotonic() + whole_request_seconds(call.timeout or self.state.config.timeout)
         outcome: list[HttpResult | TransportFailure | BaseException] = []
 
         def attempt() -> None:
@@ -127,7 +134,9 @@ class SlurmClient:
         # proxies from the environment, verify, stream=True (the body is read against the deadline)
         settings = self._session.merge_environment_settings(prepared.url, {}, True, config.verify, None)
         try:
-            response = self._session.send(prepared, **settings, timeout=config.timeout, allow_redirects=False)
+            response = self._session.send(
+                prepared, **settings, timeout=call.timeout or config.timeout, allow_redirects=False
+            )
             with response:
                 body = self._read_body(response.raw, deadline)
             if body is None:
@@ -181,26 +190,25 @@ class SlurmClient:
                     self._note(effect.message)
                     result = None
                 elif isinstance(effect, GetToken):
-                    result = await self.state.tokens.aget(self._amint, stale=effect.stale)
+                    result = self._announce(await self.state.tokens.aget(self._amint, stale=effect.stale))
                 else:
                     unhandled(effect)
         except StopIteration as done:
             return done.value
 
     async def _amint(self) -> MintedToken:
-        token = await self.arun(mint(self.state, self.policy))
-        self._minted(self.state, token)
-        return token
+        return await self.arun(mint(self.state, self.policy))
 
     async def _asend(self, call: HttpCall) -> HttpResult | TransportFailure:
         self.state.requests_sent += 1
         client = self._async_client()
+        per_call = httpx.Timeout(call.timeout) if call.timeout else client.timeout
         try:
             # wait_for bounds the whole request (connect, headers, body), as the sync driver does; its
             # slack lets httpx's own connect timeout (a request that certainly never left) fire first.
             response = await asyncio.wait_for(
-                client.request(call.method, call.url, **call.request_kwargs()),
-                whole_request_seconds(self.state.config.timeout),
+                client.request(call.method, call.url, **call.request_kwargs(), timeout=per_call),
+                whole_request_seconds(call.timeout or self.state.config.timeout),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             return TransportFailure(self._failure_text(error), before_send=True)

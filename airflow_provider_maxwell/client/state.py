@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from airflow_provider_maxwell.auth.cache import TokenCache
+from airflow_provider_maxwell.auth.shared import SharedTokenFile
 from airflow_provider_maxwell.auth.sources import TokenSource, token_source
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.slurm.dialects import ApiDialect
@@ -33,5 +34,9 @@ def connection_state(config: MaxwellConnectionConfig) -> ConnectionState:
     with _STATES_LOCK:
         state = _STATES.get(config.fingerprint)
         if state is None:
-            state = _STATES[config.fingerprint] = ConnectionState(config, token_source(config))
+            source = token_source(config)
+            # Only tokens minted over the network are worth sharing: a signing key signs locally, a
+            # static token is in the connection already.
+            shared = SharedTokenFile.for_connection(config) if source.mints_remotely else None
+            state = _STATES[config.fingerprint] = ConnectionState(config, source, TokenCache(shared))
         return state

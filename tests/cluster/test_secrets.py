@@ -45,7 +45,7 @@ def leaks(data: bytes, secrets: list[bytes]) -> list[str]:
 
 
 @pytest.mark.parametrize("method", ["portal", "keycloak", "token", "signing_key"])
-def test_no_secret_reaches_logs_database_or_files(cluster, secrets, method, tmp_path):
+def test_no_secret_reaches_logs_database_or_files(cluster, secrets, method, tmp_path, shared_folder):
     # The scanner itself finds what it looks for (a scan that cannot fail proves nothing).
     assert leaks(b"log line " + secrets[0] + b" end", secrets)
     assert leaks(b"token=eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZSJ9.c2lnbmF0dXJlX2J5dGVz", [])
@@ -67,6 +67,12 @@ def test_no_secret_reaches_logs_database_or_files(cluster, secrets, method, tmp_
     for path in home.rglob("*"):
         if path.is_file():
             found += [f"{path.relative_to(home)}: {hit}" for hit in leaks(path.read_bytes(), secrets)]
+    # The host's shared folder (host_files.py): token files there are encrypted.
+    shared = [p for p in shared_folder.rglob("*") if p.is_file()] if shared_folder.exists() else []
+    if method in ("portal", "keycloak"):
+        assert any(p.suffix == ".token" for p in shared), "the runs shared no token: the scan would prove nothing"
+    for path in shared:
+        found += [f"shared folder {path.name}: {hit}" for hit in leaks(path.read_bytes(), secrets)]
     with sqlite3.connect(home / "airflow.db") as db:
         dump = "\n".join(db.iterdump()).encode()
     found += [f"metadata DB: {hit}" for hit in leaks(dump, secrets)]

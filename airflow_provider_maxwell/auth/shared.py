@@ -1,0 +1,98 @@
+"""One connection's current Slurm token, shared by the task processes of one host, encrypted.
+
+A portal or Keycloak token is minted once per host and lifetime instead of once per task process.
+The file lives in the user's private folder (host_files.py) and is encrypted (Fernet: AES-128-CBC
+with HMAC-SHA256) with a key derived by scrypt from the connection's own secret (portal token or
+password) and its fingerprint: reading it requires what Airflow's connection already guards, and
+guessing a weak password from it costs scrypt per guess. SECURITY.md says more.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from airflow_provider_maxwell import host_files
+from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+FORMAT = 1
+# scrypt cost: ~50 ms and 16 MiB once per process and connection, for every guess of an attacker.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
+LOCK_WAIT = 120.0  # seconds to wait for another process's mint before minting without it
+
+
+class SharedTokenFile:
+    """The encrypted file holding a connection's token on this host, and the lock around minting it."""
+
+    def __init__(self, config: MaxwellConnectionConfig, folder: Path) -> None:
+        self.config = config
+        name = hashlib.sha256(b"maxwell token file\0" + config.fingerprint.encode()).hexdigest()[:40]
+        self.path = folder / f"{name}.token"
+        self.lock = host_files.HostLock(folder / f"{name}.lock")
+
+    @classmethod
+    def for_connection(cls, config: MaxwellConnectionConfig) -> SharedTokenFile | None:
+        """The connection's shared token file, or None when sharing is off or no private folder exists."""
+        if not config.shared_cache or not config.password:
+            return None
+        folder = host_files.shared_folder()
+        return cls(config, folder) if folder is not None else None
+
+    @cached_property
+    def _fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet  # imported only when a token is shared: DAG files never pay for it
+
+        secret = "\0".join(filter(None, [self.config.password, self.config.keycloak_client_secret]))
+        key = hashlib.scrypt(
+            secret.encode(),
+            salt=f"maxwell token key\0{self.config.fingerprint}".encode(),
+            n=SCRYPT_N,
+            r=SCRYPT_R,
+            p=SCRYPT_P,
+            dklen=32,
+        )
+        return Fernet(base64.urlsafe_b64encode(key))
+
+    def load(self) -> MintedToken | None:
+        """The token another process stored, if the file exists and decrypts to one of this connection."""
+        from cryptography.fernet import InvalidToken
+
+        sealed = host_files.read_private(self.path)
+        if not sealed:
+            return None
+        try:
+            content = json.loads(self._fernet.decrypt(sealed))
+            if content.get("format") != FORMAT or content.get("fingerprint") != self.config.fingerprint:
+                return None
+            return MintedToken(
+                value=str(content["token"]),
+                issued_at=float(content["issued_at"]),
+                expires_at=float(content["expires_at"]),
+                user=content.get("user"),
+            )
+        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
+            return None  # another key (changed secret), a damaged file: mint anew, which replaces it
+
+    def save(self, token: MintedToken) -> None:
+        """Store a newly minted token for the other processes (replacing the file atomically)."""
+        content = {
+            "format": FORMAT,
+            "fingerprint": self.config.fingerprint,
+            "token": token.value,
+            "issued_at": token.issued_at,
+            "expires_at": token.expires_at,
+            "user": token.user,
+        }
+        try:
+            host_files.write_private(self.path, self._fernet.encrypt(json.dumps(content).encode()))
+            host_files.prune(self.path.parent)
+        except OSError:
+            pass  # a full or vanished folder: this process keeps its token in memory, the others mint theirs

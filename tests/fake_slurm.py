@@ -59,6 +59,7 @@ class FakeSlurm:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.script["/openapi/v3"] = [(200, {}, OPENAPI)]
+        self.script["/slurm/v0.0.44/ping"] = [(200, {}, META)]  # the version OPENAPI serves answers its ping
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def count(self, method: str, path: str) -> int:

@@ -1,51 +1,124 @@
-"""Which Slurm REST API version to speak with a server: decided once per connection state.
+"""Which Slurm REST API version to speak with a server: decided once per host, not per process.
 
-The server's OpenAPI document lists the versions it serves; the newest one this provider speaks
-wins (slurm/dialects.py). A version pinned in the connection skips the document.
+The newest version this provider speaks whose `ping` the server answers wins: on Slurm 26.05 that is
+one tiny request, on 22.05 seven, instead of the 0.5-1.8 MB OpenAPI document. The choice is kept
+for the other task processes of the host for VERSION_FILE_TTL (host_files.py). Only when probing
+finds nothing (or meets something other than "no such path") is the document read, to choose from
+what it lists or to say which versions the server serves. A version pinned in the connection skips
+all of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import time
 from collections.abc import Mapping
+from pathlib import Path
 
+from airflow_provider_maxwell import host_files
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
 from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import Note, Protocol
 from airflow_provider_maxwell.exceptions import SlurmApiError
-from airflow_provider_maxwell.slurm.dialects import OPENAPI_PATHS, ApiDialect, negotiate, openapi_route, served_versions
+from airflow_provider_maxwell.slurm.dialects import (
+    DIALECTS,
+    OPENAPI_PATHS,
+    SUPPORTED_VERSIONS,
+    ApiDialect,
+    negotiate,
+    openapi_route,
+    served_versions,
+)
+
+# Seconds a host keeps a version choice: short enough that a Slurm upgrade which drops a version is
+# noticed within the hour, long enough that its probes are noise (at most 7 tiny requests an hour).
+VERSION_FILE_TTL = 3600.0
 
 
 def dialect(state: ConnectionState, policy: RetryPolicy) -> Protocol[ApiDialect]:
-    """The API version to speak: explicit in the connection, else negotiated once per process."""
+    """The API version to speak: explicit in the connection, else the host's recent choice, else probed."""
     if state.dialect is not None:
         return state.dialect
     config = state.config
-    offered: set[str] = set()
-    if config.api_version == "auto":
-        for path in OPENAPI_PATHS:
-            answer = yield from exchange(state, policy, "GET", openapi_route(path))
-            if answer.status == 200 and answer.document is not None:
-                offered = served_versions(answer.document)
-                state.release = state.release or openapi_release(answer.document)
-                break
-            if answer.status != 404:
-                raise SlurmApiError(
-                    "Could not read the server's API versions",
-                    status=answer.status,
-                    url=f"{config.host}{path}",
-                    errors=answer.errors,
-                )
-    chosen = negotiate(offered, config.api_version)
-    if state.release is None:
-        yield from exchange(state, policy, "GET", chosen.ping())  # its `meta` names the release
+    if config.api_version != "auto":  # the release then shows in the first answer's `meta`
+        chosen, how = negotiate((), config.api_version), "set in the connection"
+    elif (remembered := recall(config)) is not None:
+        (chosen, state.release), how = remembered, "chosen by this host within the hour"
+    else:
+        chosen, how = yield from _probe(state, policy)
+        remember(config, chosen, state.release)
     state.dialect = chosen
     yield Note(
         f"Maxwell connection {config.conn_id}: Slurm {state.release or '(release unknown)'}, REST API "
-        f"{chosen.version} ("
-        + (f"server offers {', '.join(sorted(offered))}" if offered else "set in the connection")
-        + ")"
+        f"{chosen.version} ({how})"
     )
     return chosen
+
+
+def _probe(state: ConnectionState, policy: RetryPolicy) -> Protocol[tuple[ApiDialect, str]]:
+    """The newest known version whose ping answers; the OpenAPI document decides when none clearly does."""
+    for version in reversed(SUPPORTED_VERSIONS):
+        answer = yield from exchange(state, policy, "GET", DIALECTS[version].ping())
+        if answer.status == 200 and answer.is_slurm:
+            return DIALECTS[version], f"the newest of {', '.join(SUPPORTED_VERSIONS)} it answers"
+        if answer.status != 404:
+            break  # not "no such version": something else stands in the way, let the document tell
+    offered = yield from _offered_by_document(state, policy)
+    return negotiate(offered), f"server offers {', '.join(sorted(offered))}"
+
+
+def _offered_by_document(state: ConnectionState, policy: RetryPolicy) -> Protocol[set[str]]:
+    """The versions the server's OpenAPI document lists (the expensive way: read only when probing fails)."""
+    for path in OPENAPI_PATHS:
+        answer = yield from exchange(state, policy, "GET", openapi_route(path))
+        if answer.status == 200 and answer.document is not None:
+            state.release = state.release or openapi_release(answer.document)
+            return served_versions(answer.document)
+        if answer.status != 404:
+            raise SlurmApiError(
+                "Could not read the server's API versions",
+                status=answer.status,
+                url=f"{state.config.host}{path}",
+                errors=answer.errors,
+            )
+    return set()
+
+
+def _version_file(config: MaxwellConnectionConfig) -> Path | None:
+    folder = host_files.shared_folder() if config.shared_cache else None
+    if folder is None:
+        return None
+    return folder / f"api-{hashlib.sha256(config.host.encode()).hexdigest()[:40]}.json"
+
+
+def recall(config: MaxwellConnectionConfig, now: float | None = None) -> tuple[ApiDialect, str | None] | None:
+    """The version (and release) a process of this host chose for the connection's server lately, if any."""
+    path = _version_file(config)
+    content = host_files.read_private(path) if path is not None else None
+    try:
+        kept = json.loads(content) if content else None
+        if not isinstance(kept, Mapping) or kept.get("host") != config.host:
+            return None
+        age = (time.time() if now is None else now) - float(kept["checked_at"])
+        release = kept.get("release")
+        if 0 <= age < VERSION_FILE_TTL and kept.get("version") in DIALECTS:
+            return DIALECTS[kept["version"]], release if isinstance(release, str) else None
+    except (ValueError, KeyError, TypeError):
+        pass  # a damaged file: probe again, which replaces it
+    return None
+
+
+def remember(config: MaxwellConnectionConfig, chosen: ApiDialect, release: str | None) -> None:
+    """Keep a choice for the host's other processes (nothing secret: host, version, release)."""
+    path = _version_file(config)
+    if path is None:
+        return
+    content = {"host": config.host, "version": chosen.version, "release": release, "checked_at": time.time()}
+    with contextlib.suppress(OSError):  # the others then probe for themselves
+        host_files.write_private(path, json.dumps(content).encode())
 
 
 def openapi_release(document: Mapping[str, object]) -> str | None:

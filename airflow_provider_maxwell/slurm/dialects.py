@@ -192,6 +192,16 @@ def negotiate(served: Iterable[str], requested: str = "auto") -> ApiDialect:
             )
         return DIALECTS[requested]
     common = sorted((v for v in offered if v in DIALECTS), key=version_key)
+    newer = sorted((v for v in offered if version_key(v) > version_key(SUPPORTED_VERSIONS[-1])), key=version_key)
+    if not common and newer and len(newer) == len(offered):
+        from airflow_provider_maxwell import __version__
+
+        raise MaxwellConfigError(
+            f"the server serves only Slurm REST API versions newer than this provider knows: {', '.join(newer)}; "
+            f"airflow-provider-maxwell {__version__} speaks {SUPPORTED_VERSIONS[0]} to {SUPPORTED_VERSIONS[-1]}. "
+            f"Upgrade to a release of airflow-provider-maxwell newer than {__version__} that speaks {newer[-1]} "
+            "(pip install -U airflow-provider-maxwell; its CHANGELOG lists the versions each release speaks)"
+        )
     if not common:
         raise MaxwellConfigError(
             f"the server offers Slurm REST API versions {sorted(offered, key=version_key) or 'none'} and this "

@@ -80,8 +80,10 @@ class SlurmTransientError(SlurmApiError):
         url: str,
         errors: Sequence[SlurmError] = (),
         retry_after: float | None = None,
+        never_sent: bool = False,
     ) -> None:
         self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), if it said
+        self.never_sent = never_sent  # True: the request certainly did not reach slurmrestd
         super().__init__(message, status=status, url=url, errors=errors)
 
 

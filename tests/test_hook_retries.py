@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell.client import operations
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
@@ -38,15 +39,15 @@ def test_retries_are_bounded_and_end_in_a_clear_error(fake):
     assert "HTTP 502" in str(failure.value) and fake.url in str(failure.value)
 
 
-def test_a_submit_that_may_have_reached_slurm_is_not_repeated(fake):
-    fake.script["/slurm/v0.0.44/job/submit"] = [(200, {}, "DROP")]
-    with pytest.raises(SlurmTransientError):
-        MaxwellHook(fake.conn_id, retry_delay=0.01).submit_job("#!/bin/bash\ntrue\n")
-    assert fake.count("POST", "/slurm/v0.0.44/job/submit") == 1
-    fake.script["/slurm/v0.0.44/job/submit"] = [(502, {}, "<html>502</html>")]
-    with pytest.raises(SlurmTransientError):
-        MaxwellHook(fake.conn_id, retry_delay=0.01).submit_job("#!/bin/bash\ntrue\n")
-    assert fake.count("POST", "/slurm/v0.0.44/job/submit") == 2
+def test_a_submit_whose_answer_is_lost_is_looked_for_before_it_is_sent_again(fake, monkeypatch):
+    monkeypatch.setattr(operations, "LOST_ANSWER_LOOKS", (0.01, 0.01))
+    submit, search = "/slurm/v0.0.44/job/submit", "/slurmdb/v0.0.44/jobs"
+    fake.script[submit] = [(200, {}, "DROP"), (502, {}, "<html>502</html>"), (200, {}, {**META, "job_id": 9})]
+    fake.script[search] = [(200, {}, {**META, "jobs": []})]
+    assert MaxwellHook(fake.conn_id, retry_delay=0.01).submit_job("#!/bin/bash\ntrue\n") == 9
+    sent = [(method, path) for method, path, _ in fake.hits if path in (submit, search)]
+    # Each lost answer (a dropped connection, then a proxy's 502) is followed by two looks in accounting.
+    assert sent == [("POST", submit), ("GET", search), ("GET", search)] * 2 + [("POST", submit)]
 
 
 def test_redirects_are_not_followed_with_credentials(fake):
@@ -74,8 +75,10 @@ def test_a_stopped_controller_is_waited_for_not_taken_for_a_refused_token(fake):
     fake.script["/slurm/v0.0.44/job/7"] = [(500, {}, unspecified), (200, {}, job_doc("RUNNING"))]
     fake.script["/slurm/v0.0.44/ping"] = [(200, {}, {**META, "pings": [{"pinged": "DOWN", "responding": False}]})]
     hook = MaxwellHook(fake.conn_id, retry_delay=0.01)
-    assert hook.get_job(7).state.value == "RUNNING"
+    hook.client.run(hook.client.ops.dialect())  # version discovery pings too: count only the job's
     assert fake.count("GET", "/slurm/v0.0.44/ping") == 1
+    assert hook.get_job(7).state.value == "RUNNING"
+    assert fake.count("GET", "/slurm/v0.0.44/ping") == 2
     assert hook.state.tokens.mints == 1  # the token was not doubted
 
 

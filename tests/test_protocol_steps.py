@@ -17,6 +17,7 @@ import pytest
 from airflow_provider_maxwell import effects
 from airflow_provider_maxwell.auth.sources import token_source
 from airflow_provider_maxwell.auth.tokens import MintedToken
+from airflow_provider_maxwell.client import operations
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
@@ -35,7 +36,7 @@ from airflow_provider_maxwell.watch import WatchSpec, watch
 
 HOST = "https://rest.example"
 META = {"meta": {"slurm": {"release": "26.05.5"}}, "errors": [], "warnings": []}
-Reply = HttpResult | effects.TransportFailure
+Reply = HttpResult | effects.TransportFailure | Callable[[list[HttpCall]], HttpResult]
 
 
 def ok(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> HttpResult:
@@ -108,7 +109,8 @@ class Script:
             self.sent.append(effect.call)
             path = effect.call.url.removeprefix(HOST)
             queue = self.replies[path]
-            return queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = queue.pop(0) if len(queue) > 1 else queue[0]
+            return reply(self.sent) if callable(reply) else reply  # a reply may depend on what was sent
         if isinstance(effect, Sleep):
             self.sleeps.append(effect.seconds)
             return None
@@ -188,12 +190,60 @@ def test_a_stopped_slurmctld_is_retried_without_doubting_the_token():
     assert [t.stale for t in script.tokens] == [None, None] and len(script.sleeps) == 1
 
 
-def test_a_submission_that_may_have_arrived_is_never_sent_again():
-    submit = "/slurm/v0.0.45/job/submit"
-    script = Script({submit: [effects.TransportFailure("read timed out", before_send=False)]})
-    with pytest.raises(SlurmTransientError):
-        script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {}))
-    assert script.count(submit) == 1 and script.sleeps == []
+SUBMIT = "/slurm/v0.0.45/job/submit"
+ACCOUNTING_JOBS = "/slurmdb/v0.0.45/jobs"
+LOST = effects.TransportFailure("read timed out", before_send=False)
+
+
+def mark_of(call: HttpCall) -> str:
+    """The submission mark a submit request put in the job's comment."""
+    return next(word for word in call.json["job"]["comment"].split() if word.startswith("maxwell-submission:"))
+
+
+def the_submitted_job(job_id: int) -> Callable[[list[HttpCall]], HttpResult]:
+    """Accounting's answer to the search for a lost submission: the job it created, with its mark."""
+
+    def answer(sent: list[HttpCall]) -> HttpResult:
+        posted = next(call for call in sent if call.method == "POST")
+        return jobs({**record(job_id, "PENDING"), "comment": {"job": f"nightly {mark_of(posted)}"}})
+
+    return answer
+
+
+def test_a_submission_whose_answer_was_lost_is_found_by_its_mark_not_sent_again():
+    other = jobs({**record(5, "PENDING"), "comment": {"job": "maxwell-submission:0123456789abcdef"}})
+    script = Script({SUBMIT: [LOST], ACCOUNTING_JOBS: [other, the_submitted_job(42)]})
+    fields = {"name": "reduce", "comment": "nightly"}
+    job_id = script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", fields))
+    assert job_id == 42 and script.count(SUBMIT) == 1
+    searches = [c for c in script.sent if c.url == HOST + ACCOUNTING_JOBS]
+    assert len(searches) == 2 and searches[0].params["job_name"] == "reduce"
+    assert "found" in script.notes[-1] and "42" in script.notes[-1]
+
+
+def test_a_lost_submission_no_job_carries_is_sent_again_with_the_same_mark():
+    nothing = ok({**META, "jobs": []})
+    script = Script({SUBMIT: [LOST, ok({**META, "job_id": 43})], ACCOUNTING_JOBS: [nothing]})
+    job_id = script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {"comment": "nightly"}))
+    posts = [c for c in script.sent if c.method == "POST"]
+    assert job_id == 43 and len(posts) == 2 and mark_of(posts[0]) == mark_of(posts[1])
+    assert posts[0].json["job"]["comment"].startswith("nightly ")  # the user's comment stays first
+    assert script.count(ACCOUNTING_JOBS) == len(operations.LOST_ANSWER_LOOKS)  # looked before resending
+
+
+def test_a_lost_submission_never_found_ends_in_an_error_naming_its_mark():
+    nothing = ok({**META, "jobs": []})
+    script = Script({SUBMIT: [LOST], ACCOUNTING_JOBS: [nothing]})
+    with pytest.raises(SlurmTransientError, match=r"maxwell-submission:[0-9a-f]{16}") as failure:
+        script.run(ops_for(state_with(), limit=2).submit("#!/bin/bash\ntrue\n", {}))
+    assert script.count(SUBMIT) == 2 and "2 sending(s)" in str(failure.value)
+
+
+def test_a_rate_limited_submission_is_waited_out_not_searched_for():
+    busy = slurm_error(502, 1805)  # 25.11+: slurmctld told slurmrestd to back off; nothing was created
+    script = Script({SUBMIT: [busy, busy, ok({**META, "job_id": 44})]})
+    assert script.run(ops_for(state_with(), limit=2).submit("#!/bin/bash\ntrue\n", {})) == 44
+    assert script.count(SUBMIT) == 3 and len(script.sleeps) == 2  # past the retry limit: weather, not failure
 
 
 def test_a_submission_that_never_left_is_sent_again():
@@ -249,18 +299,20 @@ def test_the_wait_asks_only_slurmctld_while_the_job_runs():
 
 
 def test_version_discovery_falls_back_to_older_openapi_paths_and_says_what_it_chose():
+    # A proxy that refuses the newest version's ping (neither "answers" nor "no such path"): the
+    # server's own document decides, read from the older path where an older server publishes it.
     openapi = {"paths": {"/slurm/v0.0.42/jobs": {}, "/slurmdb/v0.0.42/jobs": {}}, "info": {}}
     script = Script(
         {
+            "/slurm/v0.0.45/ping": [ok(META, status=400)],
             "/openapi/v3": [HttpResult(404, b"", {})],
             "/openapi.json": [ok(openapi)],
-            "/slurm/v0.0.42/ping": [ok({**META, "pings": []})],
         }
     )
     state = state_with(dialect=None)
     assert script.run(ops_for(state).dialect()).version == "v0.0.42"
-    assert state.release == "26.05.5"  # from the ping's meta, as the document named none
-    assert "REST API v0.0.42" in script.notes[-1]
+    assert state.release == "26.05.5"  # from the first answer's meta, as the document named none
+    assert "REST API v0.0.42" in script.notes[-1] and "server offers v0.0.42" in script.notes[-1]
     assert script.run(ops_for(state).dialect()).version == "v0.0.42" and len(script.sent) == 3  # decided once
 
 

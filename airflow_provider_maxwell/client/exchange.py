@@ -29,6 +29,9 @@ from airflow_provider_maxwell.slurm.dialects import Route, Service
 
 MAX_BACKOFF = 30.0  # seconds: the longest pause between two attempts of one call
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is taken as this
+# Seconds of pauses a call may spend waiting out slurmctld's rate limit (answers that say it did
+# nothing), beyond its retry limit: a busy cluster is weather, not a failure.
+RATE_LIMIT_PATIENCE = 600.0
 
 
 @dataclass(frozen=True)
@@ -64,21 +67,25 @@ def exchange(
     params: Mapping[str, Any] | None = None,
     body: Any = None,
     resend_safe: bool = True,
+    timeout: float | None = None,
 ) -> Protocol[Answer]:
     """One REST call with token, one renewal on a refused token, and retries where they are safe.
 
-    `resend_safe=False` (job submission): the request is repeated only when it certainly never
-    reached slurmrestd, so a job is never submitted twice by a blind retry.
+    `resend_safe=False` (job submission): the request is repeated only when it certainly was not
+    carried out (it never reached slurmrestd, or slurmctld said it backed off), so a job is never
+    submitted twice by a blind retry; SlurmTransientError leaves the caller to find out.
+    `timeout`: seconds for this request as a whole, instead of the connection's.
     """
     config = state.config
     url = f"{config.host}{route.path}"
     stale: str | None = None
     renewed = False
     attempt = 0
+    rate_limited_for, rate_limited_rounds = 0.0, 0  # pauses for slurmctld's rate limit so far
     while True:
         token: MintedToken = yield GetToken(stale)
         headers = {"X-SLURM-USER-NAME": config.login, "X-SLURM-USER-TOKEN": token.value, "Accept": "application/json"}
-        result = yield Send(HttpCall(method, url, params=params, json=body, headers=headers))
+        result = yield Send(HttpCall(method, url, params=params, json=body, headers=headers, timeout=timeout))
         attempt += 1
         if isinstance(result, TransportFailure):
             if (resend_safe or result.before_send) and attempt < policy.limit:
@@ -87,7 +94,10 @@ def exchange(
                 )
                 continue
             raise SlurmTransientError(
-                f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})", status=None, url=url
+                f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})",
+                status=None,
+                url=url,
+                never_sent=result.before_send,
             )
         answer = answers.read_answer(result.status, result.body)
         if 300 <= answer.status < 400:
@@ -120,6 +130,14 @@ def exchange(
                 + (f": {'; '.join(map(str, answer.errors))}" if answer.errors else "")
                 + ". Check the token's source (portal token, password, key) and that the user has a Slurm account"
             )
+        if answers.is_rate_limited(answer) and rate_limited_for < RATE_LIMIT_PATIENCE:
+            # Not counted as an attempt: slurmctld did nothing and asks for patience, not for giving up.
+            pause = retry_after(result.headers) or policy.backoff(min(rate_limited_rounds, 4))
+            rate_limited_for, rate_limited_rounds = rate_limited_for + pause, rate_limited_rounds + 1
+            attempt -= 1
+            yield Note(f"slurmctld's rate limit: {method} {url} again in {pause:.1f} s")
+            yield Sleep(pause)
+            continue
         malformed = answer.status < 300 and answer.document is None
         if (
             malformed

@@ -7,6 +7,7 @@ slurm/answers.py and slurm/job.py: this module only strings the calls together.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any, TypeGuard
@@ -15,8 +16,13 @@ from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client import discovery
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
 from airflow_provider_maxwell.client.state import ConnectionState
-from airflow_provider_maxwell.effects import GetToken, Protocol
-from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmApiError, SlurmJobNotFound
+from airflow_provider_maxwell.effects import GetToken, Note, Protocol, Sleep
+from airflow_provider_maxwell.exceptions import (
+    SlurmAccountingUnavailable,
+    SlurmApiError,
+    SlurmJobNotFound,
+    SlurmTransientError,
+)
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
 from airflow_provider_maxwell.slurm.dialects import ApiDialect, Route
@@ -24,6 +30,11 @@ from airflow_provider_maxwell.slurm.job import MAX_JOB_ID, SlurmJob, parse_accou
 from airflow_provider_maxwell.slurm.submit import build_submit_body
 
 LISTING_HORIZON = 366 * 86400.0  # seconds ahead: jobs waiting for a begin time count as eligible only before it
+SUBMIT_TIMEOUT = 120.0  # seconds at least for a submission's answer (slurmrestd may wait out a rate limit)
+# Pauses before each look for a job whose submission's answer was lost: accounting may lag behind
+# slurmctld, and slurmrestd may still be holding the request.
+LOST_ANSWER_LOOKS = (2.0, 5.0, 10.0, 20.0, 40.0)
+CLOCK_SKEW = 300  # seconds: the search window opens this much before the sending, for hosts' clocks
 
 
 class SlurmOperations:
@@ -52,21 +63,65 @@ class SlurmOperations:
         return discovery.dialect(self.state, self.policy)
 
     def submit(self, script: str, fields: Mapping[str, Any]) -> Protocol[int]:
-        """Submit a batch job; returns its id. Never repeated unless it certainly did not reach slurmrestd."""
+        """Submit a batch job; returns its id. Exactly one job per call: when the answer is lost, the job
+        is looked for by the mark it carries before the submission is sent again."""
         dialect = yield from self.dialect()
-        body = build_submit_body(dialect, script, fields, default_cwd=f"/home/{self.state.config.login}")
-        answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False)
+        mark = submission_mark()
+        marked = {**fields, "comment": f"{fields['comment']} {mark}" if fields.get("comment") else mark}
+        body = build_submit_body(dialect, script, marked, default_cwd=f"/home/{self.state.config.login}")
+        # slurmrestd holds a submission while slurmctld tells it to back off: leave it room to answer.
+        timeout = max(self.state.config.timeout, SUBMIT_TIMEOUT)
+        for sending in range(1, self.policy.limit + 1):
+            sent_at = time.time()
+            try:
+                answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False, timeout=timeout)
+            except SlurmTransientError as lost:
+                if lost.never_sent:
+                    raise  # nothing reached slurmrestd, after the retries such a failure allows
+                found = yield from self._find_marked(mark, fields.get("name"), sent_at)
+                if found is not None:
+                    yield Note(f"The answer to submission {mark} was lost ({lost}); its job {found} was found")
+                    return found
+                if sending == self.policy.limit:
+                    raise SlurmTransientError(
+                        f"{lost}; no job of submission {mark} was found in accounting after "
+                        f"{sum(LOST_ANSWER_LOOKS):.0f} s, {sending} sending(s)",
+                        status=lost.status,
+                        url=lost.url,
+                    ) from None
+                yield Note(f"The answer to submission {mark} was lost ({lost}) and no job carries it: sending it again")
+                continue
+            return self._submitted_job_id(answer, dialect.submit())
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _find_marked(self, mark: str, name: object, since: float) -> Protocol[int | None]:
+        """The job carrying `mark`, looked for in accounting a few times (it may lag behind, and a request
+        slurmrestd still holds may create the job later); None if none shows up."""
+        dialect = yield from self.dialect()
+        params = dialect.accounting_search(name, self.state.config.login) if isinstance(name, str) and name else {}
+        params |= {"start_time": str(int(since) - CLOCK_SKEW), "skip_steps": "true"}
+        for pause in LOST_ANSWER_LOOKS:
+            yield Sleep(pause)
+            what = f"Could not look for the job of submission {mark}"
+            records = yield from self._accounting_query(dialect.accounting_jobs(), what, params)
+            marked = [r.job_id for r in records if mark in (r.comment or "").split()]
+            if marked:
+                return min(marked)
+        return None
+
+    def _submitted_job_id(self, answer: Answer, route: Route) -> int:
+        """The job id a submission's answer gives, or the error it holds."""
         job_id = (answer.document or {}).get("job_id")
         if answers.is_error(answer):
             raise SlurmApiError(
-                "Slurm refused the job", status=answer.status, url=self.url(dialect.submit()), errors=answer.errors
+                "Slurm refused the job", status=answer.status, url=self.url(route), errors=answer.errors
             )
         if not is_job_id(job_id):
             raise SlurmApiError(
                 f"Slurm answered the submission without a job id ({job_id!r}); the job may exist: look for it by "
                 "name before submitting again",
                 status=answer.status,
-                url=self.url(dialect.submit()),
+                url=self.url(route),
             )
         return job_id
 
@@ -212,6 +267,11 @@ class SlurmOperations:
                 errors=answer.errors,
             )
         return dialect
+
+
+def submission_mark() -> str:
+    """A word no other submission carries: put in the job's comment, it identifies the job of one call."""
+    return f"maxwell-submission:{secrets.token_hex(8)}"
 
 
 def is_job_id(value: object) -> TypeGuard[int]:

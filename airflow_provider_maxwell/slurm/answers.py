@@ -21,6 +21,10 @@ INVALID_JOB_ID = 2017
 ALREADY_DONE = 2021  # "Job/step already completing or completed": signalling an ended job is no failure
 NOTHING_FOUND = 9003
 TRANSIENT_HTTP = frozenset({502, 503, 504})
+# slurmctld told the client to back off (rl_enable's token bucket) or dropped the RPC unread: the
+# request was not carried out, so even a submission may be sent again. 25.11+ answer these with 502.
+RATE_LIMITED = frozenset({1804, 1805})  # SLURMCTLD_COMMUNICATIONS_BACKOFF, _HARD_DROP
+CONTROLLER_UNREACHABLE = frozenset({1800, 1801, 1802, 1803})  # connection, send, receive, shutdown
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,20 @@ def may_be_auth_failure(answer: Answer, service: Service) -> bool:
 
 
 def is_transient(answer: Answer) -> bool:
-    """A proxy or a restarting daemon, worth retrying with backoff; not a Slurm verdict."""
-    return answer.status in TRANSIENT_HTTP and not answer.errors
+    """A proxy, a restarting daemon or a busy slurmctld, worth retrying with backoff; not a Slurm verdict."""
+    return (
+        (answer.status in TRANSIENT_HTTP and not answer.errors)
+        or is_rate_limited(answer)
+        or answer.has_code(*CONTROLLER_UNREACHABLE)
+    )
+
+
+def is_rate_limited(answer: Answer) -> bool:
+    """slurmctld refused to carry out the request for now (rate limit, full RPC queue): certainly not done."""
+    return answer.has_code(*RATE_LIMITED) or any(
+        "rate limit" in text or "back off" in text
+        for text in (f"{e.message} {e.description}".lower() for e in answer.errors)
+    )
 
 
 def is_unknown_job(answer: Answer) -> bool:

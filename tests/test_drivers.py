@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -117,3 +118,237 @@ def test_failures_read_as_one_line_naming_their_kind():
     error = requests.exceptions.ConnectionError("Max retries exceeded\n   (Caused by refused)")
     assert short(error) == "ConnectionError: Max retries exceeded (Caused by refused)"
     assert len(short(ValueError("x" * 1000))) == len("ValueError: ") + 300
+
+
+# ---------------------------------------------------------------- what each driver sends and reports (issue 18)
+
+
+class EchoServer:
+    """A local HTTP server answering every request with what it received, as JSON, after `delay` seconds."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                data = json.dumps(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                ).encode()
+                self.send_response(201)
+                self.send_header("X-Echo", "yes")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoServer]:
+    server = EchoServer()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_request_arrives_as_the_call_says_and_its_answer_comes_back_whole(echo, client_for, mode):
+    import json
+
+    client, _, _ = client_for(echo.url)
+    call = HttpCall(
+        "POST", f"{echo.url}/slurm/v0.0.44/job/submit", params={"a": "1"}, json={"job": {}}, headers={"X-T": "t"}
+    )
+    result = client._send(call) if mode == "sync" else asyncio.run(client._asend(call))
+    assert result.status == 201 and {k.lower(): v for k, v in result.headers.items()}["x-echo"] == "yes"
+    seen = json.loads(result.body)
+    assert (seen["method"], seen["path"], json.loads(seen["body"])) == (
+        "POST",
+        "/slurm/v0.0.44/job/submit?a=1",
+        {"job": {}},
+    )
+    assert seen["headers"]["X-T"] == "t"
+    assert client.state.requests_sent == 1 and client.state.last_response_seconds > 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stale_token_is_renewed_and_each_new_one_handed_to_the_mint_sink(client_for, mode):
+    from airflow_provider_maxwell.effects import GetToken, Sleep
+
+    client, _, minted = client_for("http://127.0.0.1:9")
+
+    def protocol() -> Protocol[tuple[str, str, str]]:
+        first: MintedToken = yield GetToken()
+        again: MintedToken = yield GetToken()
+        yield Sleep(0.001)
+        renewed: MintedToken = yield GetToken(stale=first.value)
+        return first.value, again.value, renewed.value
+
+    first, again, renewed = client.run(protocol()) if mode == "sync" else asyncio.run(client.arun(protocol()))
+    assert first == again != renewed
+    assert [t.value for t in minted] == [first, renewed] and client.state.tokens.mints == 2
+
+
+def failing_send(error: BaseException) -> Any:
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return send
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "before_send"),
+    [
+        (requests.exceptions.ConnectTimeout("slow SYN"), "ConnectTimeout: slow SYN", True),
+        (requests.exceptions.SSLError("bad cert"), "TLS verification failed: SSLError: bad cert", True),
+        (requests.exceptions.ConnectionError("Connection refused"), "ConnectionError: Connection refused", True),
+        (requests.exceptions.ConnectionError("reset by peer"), "ConnectionError: reset by peer", False),
+        (requests.exceptions.ReadTimeout("read timed out"), "ReadTimeout: read timed out", False),
+        (ValueError("odd"), "ValueError: odd", False),
+    ],
+)
+def test_each_sync_transport_failure_says_whether_the_request_may_have_arrived(
+    client_for, monkeypatch, error, message, before_send
+):
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://127.0.0.1:9")
+    monkeypatch.setattr(requests.Session, "send", failing_send(error))
+    assert client._send(HttpCall("GET", "http://127.0.0.1:9/x")) == TransportFailure(message, before_send=before_send)
+
+
+def test_a_request_that_cannot_be_made_was_never_sent(client_for):
+    client, _, _ = client_for("http://127.0.0.1:9")
+    failure = client._send(HttpCall("GET", "http://[::1/x"))
+    assert failure.before_send is True and failure.message.startswith("request not sendable: InvalidURL: ")
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_the_sync_driver_sends_with_the_connections_tls_and_timeout_and_never_follows_redirects(monkeypatch, verify):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)  # they would stand in for verify=True
+    config = MaxwellConnectionConfig.from_connection(
+        "d", host="http://127.0.0.1:9", login="alice", password="p", extra={"verify": verify, "timeout": 7}
+    )
+    client = SlurmClient(ConnectionState(config, token_source(config)), RetryPolicy(), print, lambda s, t: None)
+    seen: dict[str, Any] = {}
+
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise requests.exceptions.ConnectTimeout("stop here")
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    client._send(HttpCall("GET", "http://127.0.0.1:9/x"))
+    assert (seen["verify"], seen["timeout"], seen["allow_redirects"], seen["stream"]) == (verify, 7.0, False, True)
+
+
+def test_transport_failures_never_quote_the_connections_secret(client_for, monkeypatch):
+    client, _, _ = client_for("http://127.0.0.1:9")
+    secret = client.state.config.password
+    monkeypatch.setattr(requests.Session, "send", failing_send(requests.exceptions.ReadTimeout(f"Bearer {secret}")))
+    assert client._send(HttpCall("GET", "http://127.0.0.1:9/x")).message == "ReadTimeout: Bearer ***"
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "before_send"),
+    [
+        ("ConnectError", "ConnectError: no route", True),
+        ("ConnectTimeout", "ConnectTimeout: no route", True),
+        ("ReadError", "ReadError: no route", False),
+        ("InvalidURL", "request not sendable: InvalidURL: no route", True),
+        ("UnsupportedProtocol", "request not sendable: UnsupportedProtocol: no route", True),
+    ],
+)
+def test_each_async_transport_failure_says_whether_the_request_may_have_arrived(
+    client_for, monkeypatch, error, message, before_send
+):
+    import httpx
+
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://127.0.0.1:9")
+
+    async def request(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        raise getattr(httpx, error)("no route")
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", request)
+    failure = asyncio.run(client._asend(HttpCall("GET", "http://127.0.0.1:9/x")))
+    assert failure == TransportFailure(message, before_send=before_send) and client.state.requests_sent == 1
+
+
+def test_an_async_request_past_its_whole_time_may_have_arrived(client_for, monkeypatch):
+    import httpx
+
+    from airflow_provider_maxwell.client import drivers
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://127.0.0.1:9")
+
+    async def request(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(10)
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", request)
+    monkeypatch.setattr(drivers, "whole_request_seconds", lambda timeout: 0.01)
+    failure = asyncio.run(client._asend(HttpCall("GET", "http://127.0.0.1:9/x")))
+    assert failure == TransportFailure("no whole answer within the timeout", before_send=False)
+
+
+@pytest.mark.parametrize(("verify", "kind"), [("true", True), ("false", False), ("ca", "SSLContext")])
+def test_the_async_driver_uses_the_connections_tls_timeout_and_pool_once_per_loop(
+    client_for, monkeypatch, tmp_path, verify, kind
+):
+    import ssl
+
+    from airflow_provider_maxwell.client import drivers
+
+    made: list[dict[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+    if verify == "ca":
+        import certifi
+
+        verify = str(tmp_path / "ca.pem")
+        (tmp_path / "ca.pem").write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setattr(drivers.httpx, "AsyncClient", Recorder)
+    config = MaxwellConnectionConfig.from_connection(
+        "d", host="http://127.0.0.1:9", login="alice", password="p", extra={"verify": verify, "timeout": 7}
+    )
+    client = SlurmClient(ConnectionState(config, token_source(config)), RetryPolicy(), print, lambda s, t: None)
+
+    async def twice() -> bool:
+        return client._async_client() is client._async_client()
+
+    assert asyncio.run(twice()) and len(made) == 1
+    (kwargs,) = made
+    tls = kwargs["verify"]
+    assert isinstance(tls, ssl.SSLContext) if kind == "SSLContext" else tls is kind
+    assert (kwargs["timeout"], kwargs["follow_redirects"]) == (7.0, False)
+    limits = kwargs["limits"]
+    assert (limits.max_connections, limits.max_keepalive_connections) == (20, 10)
+
+
+def test_a_whole_request_may_take_the_timeout_and_a_tenth_more_and_half_a_second():
+    from airflow_provider_maxwell.client.drivers import whole_request_seconds
+
+    assert whole_request_seconds(10.0) == pytest.approx(11.5)
+
+
+def test_an_effect_no_driver_knows_is_a_type_error_naming_it():
+    from airflow_provider_maxwell.effects import unhandled
+
+    with pytest.raises(TypeError) as failure:
+        unhandled("Teleport()")  # type: ignore[arg-type]
+    assert str(failure.value) == "no driver handles the effect 'Teleport()'"

@@ -183,3 +183,201 @@ def test_a_keycloak_refusal_names_the_realm_url_and_the_fix():
         mint(token_source(config("keycloak", password="wrong")), answer(401, {"error": "invalid_grant"}))
     assert f"HTTP 401 from {TOKEN_URL}" in str(failure.value) and "Check the user's password" in str(failure.value)
     assert "wrong" not in str(failure.value).replace("wrong)", "")
+
+
+# ---------------------------------------------------------------- each message in full (issue 18)
+
+PORTAL_CALL = f"{PORTAL}/get_new_slurm_token"
+
+
+def refused(source: Any, *replies: HttpResult | TransportFailure) -> MaxwellAuthError:
+    with pytest.raises(MaxwellAuthError) as failure:
+        mint(source, *replies)
+    return failure.value
+
+
+def test_a_portal_refusal_reads_in_full_quoting_the_answer_on_one_line_without_secrets():
+    body = f"Access   denied\n for {PORTAL_TOKEN}: " + "no " * 100
+    error = refused(token_source(config("portal")), answer(401, body.encode()))
+    assert str(error) == (
+        "DESY's portal refused a Slurm token for connection 'conn1' (auth_method=portal): HTTP 401 from "
+        f"{PORTAL_CALL}: {('Access denied for ***: ' + 'no ' * 100)[:200]!r}. The portal token may be revoked or "
+        "mistyped: make a new one (maxwell-connection --help) and store it as the connection's password."
+    )
+
+
+def test_a_portal_redirect_reads_in_full():
+    error = refused(token_source(config("portal")), answer(302, b"", {"Location": "https://sso.example/login"}))
+    assert str(error) == (
+        f"DESY's portal refused a Slurm token for connection 'conn1' (auth_method=portal): {PORTAL_CALL} "
+        "redirected (HTTP 302) to 'https://sso.example/login'; credentials are not sent on. Set extra.portal_url "
+        "(by default the host's origin + /reservation) to the final URL."
+    )
+    without = refused(token_source(config("portal")), answer(399, b""))
+    assert "redirected (HTTP 399) to None;" in str(without)
+    assert "HTTP 400 from" in str(refused(token_source(config("portal")), answer(400, b"")))  # 400 is no redirect
+
+
+def test_no_answer_from_the_portal_reads_in_full():
+    with pytest.raises(TokenServiceUnreachable) as failure:
+        mint(token_source(config("portal")), TransportFailure("connection refused", before_send=True))
+    assert str(failure.value) == (
+        f"DESY's portal refused a Slurm token for connection 'conn1' (auth_method=portal): no answer from "
+        f"{PORTAL_CALL}: connection refused. Check the URL and the network."
+    )
+
+
+@pytest.mark.parametrize("body", [b"<html>login</html>", b'{"tok": "x"}', b"[1]", b'"token"'])
+def test_a_portal_answer_without_a_token_reads_in_full(body):
+    error = refused(token_source(config("portal")), answer(200, body))
+    assert str(error) == (
+        f"DESY's portal answered without a token for connection 'conn1' (HTTP 200 from {PORTAL_CALL}, "
+        f'{len(body)} bytes that are not {{"token": ...}}). Check portal_url.'
+    )
+
+
+def test_a_portal_token_no_header_can_carry_is_refused_without_quoting_it():
+    error = refused(token_source(config("portal")), answer(200, {"token": "two words"}))
+    assert str(error) == (
+        f"DESY's portal token for connection 'conn1' (auth_method=portal) from {PORTAL_CALL} is unusable: "
+        "not a token (a str of 9 characters). Check extra.portal_url (by default the host's origin + /reservation)."
+    )
+
+
+def test_a_portal_token_without_exp_lives_the_connections_lifespan(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    token, _ = mint(token_source(config("portal", token_lifespan=3600)), answer(200, {"token": "opaque"}))
+    assert (token.issued_at, token.expires_at, token.user) == (5000.0, 8600.0, None)
+
+
+def test_a_token_of_another_user_reads_in_full():
+    error = refused(token_source(config("portal")), answer(200, {"token": slurm_jwt("bob")}))
+    assert str(error) == (
+        "the portal's token for connection 'conn1' belongs to user 'bob', but the connection's login is 'alice': "
+        "set the login to the token's user, or use that user's credentials"
+    )
+
+
+def test_a_static_token_without_a_user_is_taken_and_one_of_another_user_refused_in_full():
+    mine = jwt.encode({"exp": int(time.time()) + 600}, KEY, algorithm="HS256")
+    token, _ = mint(token_source(config("token", password=mine)))
+    assert token.value == mine and token.user is None
+    error = refused(token_source(config("token", password=slurm_jwt("bob"))))
+    assert str(error).startswith("the Slurm token in the password field for connection 'conn1' belongs to user 'bob'")
+
+
+def test_a_static_token_expiring_this_second_is_refused_in_full(monkeypatch):
+    value = jwt.encode({"sun": "alice", "exp": 1_700_003_600}, KEY, algorithm="HS256")
+    monkeypatch.setattr(time, "time", lambda: 1_700_003_599.5)
+    assert mint(token_source(config("token", password=value)))[0].value == value
+    monkeypatch.setattr(time, "time", lambda: 1_700_003_600.0)
+    assert str(refused(token_source(config("token", password=value)))) == (
+        "the Slurm token in connection 'conn1' expired at 2023-11-14 23:13:20 UTC: put a new one in its password "
+        "field, or use auth_method 'portal' so tokens are renewed for you"
+    )
+
+
+def test_a_static_token_that_is_no_token_reads_in_full():
+    assert str(refused(token_source(config("token", password="not a jwt")))) == (
+        "the Slurm token in connection 'conn1' is unusable: not a token (a str of 9 characters). Put a token from "
+        "slurm_token (or scontrol token) in its password field"
+    )
+
+
+def test_a_signed_token_lives_the_connections_lifespan_from_now(monkeypatch):
+    import base64
+
+    monkeypatch.setattr(time, "time", lambda: 5000.7)
+    source = token_source(
+        config("signing_key", password=None, signing_key=base64.b64encode(KEY).decode(), token_lifespan=120)
+    )
+    token, _ = mint(source)
+    assert jwt.decode(token.value, KEY, algorithms=["HS256"], options={"verify_exp": False}) == {
+        "sun": "alice",
+        "iat": 5000,
+        "exp": 5120,
+    }
+    assert (token.issued_at, token.expires_at) == (5000, 5120)
+    assert source.secrets(token) == [token.value]
+
+
+def test_keycloak_asks_its_realms_token_endpoint_without_a_client_secret_unless_set():
+    source = token_source(config("keycloak", password="pw", keycloak_realm="r1", keycloak_scope="openid"))
+    assert isinstance(source, KeycloakSource)
+    assert source.token_url == "https://kc.example/auth/realms/r1/protocol/openid-connect/token"
+    _, (call,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert call.method == "POST" and call.form == {
+        "client_id": "desy-public",
+        "grant_type": "password",
+        "username": "alice",
+        "password": "pw",
+        "scope": "openid",
+    }
+
+
+def test_keycloaks_expires_in_times_an_access_token_without_exp(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    source = token_source(config("keycloak", password="pw"))
+    token, _ = mint(source, answer(200, {"access_token": "opaque", "expires_in": 60}))
+    assert (token.issued_at, token.expires_at) == (5000.0, 5060.0)
+    token, calls = mint(source, answer(200, {"access_token": "opaque"}))  # no refresh token kept: password again
+    assert token.expires_at == 5300.0 and calls[0].form["grant_type"] == "password"
+
+
+def test_a_refresh_token_without_its_lifetime_is_not_used(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    source = token_source(config("keycloak", password="pw"))
+    mint(source, answer(200, {"access_token": slurm_jwt(), "refresh_token": "r"}))
+    _, (call,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert call.form["grant_type"] == "password"
+
+
+def test_a_keycloak_refusal_reads_in_full():
+    error = refused(token_source(config("keycloak", password="pw")), answer(401, {"error": "invalid_grant"}))
+    assert str(error) == (
+        "Keycloak refused a token for connection 'conn1' (auth_method=keycloak): HTTP 401 from "
+        f'{TOKEN_URL}: \'{{"error": "invalid_grant"}}\'. Check the user\'s password and '
+        "keycloak_url/keycloak_realm/keycloak_client_id."
+    )
+    redirect = refused(token_source(config("keycloak", password="pw")), answer(303, b"", {"location": "/x"}))
+    assert "Set extra.keycloak_url to the final URL." in str(redirect)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": "x"},
+        {"access_token": "a", "expires_in": True},
+        {"access_token": "a", "expires_in": -1},
+        {"access_token": "a", "expires_in": 366 * 86400 + 1},
+        {"access_token": "a", "refresh_expires_in": "1800"},
+        [],
+    ],
+    ids=["no access token", "bool lifetime", "negative lifetime", "lifetime over a year", "text lifetime", "list"],
+)
+def test_a_keycloak_answer_of_another_shape_reads_in_full(body):
+    data = json.dumps(body).encode()
+    error = refused(token_source(config("keycloak", password="pw")), answer(200, data))
+    assert str(error) == (
+        f"Keycloak answered without an access token for connection 'conn1' (HTTP 200 from {TOKEN_URL}, "
+        f"{len(data)} bytes of another shape). Check keycloak_url."
+    )
+
+
+def test_a_keycloak_lifetime_of_a_year_and_a_day_is_believed(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    token, _ = mint(
+        token_source(config("keycloak", password="pw")),
+        answer(200, {"access_token": "opaque", "expires_in": 366 * 86400}),
+    )
+    assert token.expires_at == 5000.0 + 366 * 86400
+
+
+def test_an_unusable_keycloak_access_token_and_one_of_another_user_read_in_full():
+    error = refused(token_source(config("keycloak", password="pw")), answer(200, {"access_token": ""}))
+    assert str(error) == (
+        f"Keycloak's access token for connection 'conn1' (auth_method=keycloak) from {TOKEN_URL} is unusable: "
+        "not a token (a str of 0 characters). Check extra.keycloak_url."
+    )
+    error = refused(token_source(config("keycloak", password="pw")), keycloak_answer(slurm_jwt("bob")))
+    assert str(error).startswith("Keycloak's access token (claim sun) for connection 'conn1' belongs to user 'bob'")

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, quote, quote_plus, urlsplit
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.provider_info import (
@@ -48,10 +48,15 @@ class MaxwellConnectionConfig:
     def secret_texts(self) -> list[str]:
         """Every form in which the connection's secrets could show up in text: for masking in logs and
         scrubbing from messages, whatever the field's name (the signing key as given, base64, and raw)."""
-        texts = [self.password, self.keycloak_client_secret]
+        texts = [t for t in (self.password, self.keycloak_client_secret) if t]
+        # As they travel: URL-encoded in Keycloak's form, JSON-escaped, in the portal's Basic auth header;
+        # a server or proxy echoing the request quotes them so.
+        forms = [form for t in texts for form in (t, quote(t, safe=""), quote_plus(t), json.dumps(t)[1:-1])]
+        if self.password:
+            forms.append(base64.b64encode(f"{self.login}:{self.password}".encode()).decode())
         if self.signing_key:
-            texts += [base64.b64encode(self.signing_key).decode(), self.signing_key.decode("latin-1")]
-        return [t for t in texts if t]
+            forms += [base64.b64encode(self.signing_key).decode(), self.signing_key.decode("latin-1")]
+        return list(dict.fromkeys(forms))
 
     @property
     def fingerprint(self) -> str:
@@ -96,11 +101,19 @@ class MaxwellConnectionConfig:
         unknown = sorted(set(given) - set(CONN_FIELDS))
         if unknown:
             raise bad("extra", f"has unknown keys {unknown}", f"Known keys: {', '.join(sorted(CONN_FIELDS))}")
+        for name in sorted(set(given) & TEXT_FIELDS):
+            if not isinstance(given[name], str):
+                # Never quoted: signing_key and keycloak_client_secret are secrets.
+                raise bad(f"extra.{name}", f"is a {type(given[name]).__name__}", "Write it as a JSON string")
         # Every field's default comes from the form's own table (provider_info.CONN_FIELDS).
         options = {name: field_default(name) for name in CONN_FIELDS} | given
 
         host = (host or "").strip().rstrip("/")
-        parts = urlsplit(host)
+        parts = url_parts(host)
+        if parts is None:
+            raise bad(
+                "host", f"{quotable(host)} is not a URL", "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi"
+            )
         if parts.username is not None or parts.password is not None:
             # Never quoted: the part before '@' may hold a password.
             raise bad(
@@ -125,14 +138,14 @@ class MaxwellConnectionConfig:
         if not login.isascii() or not login.isprintable() or any(c in login for c in " :/@"):
             raise bad(
                 "login",
-                f"is {login!r}",
+                f"is {shown(login)}",
                 "Give the DESY user name as Slurm knows it (ASCII letters, digits, '.', '-', '_'): it travels in an "
                 "HTTP header",
             )
 
         method = str(options["auth_method"])
         if method not in AUTH_METHODS:
-            raise bad("extra.auth_method", f"is {method!r}", f"Use one of: {', '.join(AUTH_METHODS)}")
+            raise bad("extra.auth_method", f"is {shown(method)}", f"Use one of: {', '.join(AUTH_METHODS)}")
         secret_meaning = {
             "portal": "the portal token",
             "keycloak": "the user's DESY password",
@@ -143,6 +156,14 @@ class MaxwellConnectionConfig:
         if password and any(not c.isprintable() for c in password):
             # Never quoted: it is the secret itself.
             raise bad("password", "contains a line break or control character", "Paste the secret again, alone")
+        if password and method in ("portal", "token") and not password.isascii():
+            # Never quoted either. Both travel in HTTP headers, which carry ASCII only (Latin-1 at best).
+            raise bad("password", "contains non-ASCII characters", f"Paste {secret_meaning[method]} again, alone")
+        client_secret = options.get("keycloak_client_secret") or None
+        if client_secret is not None and not client_secret.isprintable():
+            raise bad(
+                "extra.keycloak_client_secret", "contains a line break or control character", "Paste it again, alone"
+            )
         if method in secret_meaning and not password:
             raise bad(
                 "password",
@@ -184,20 +205,20 @@ class MaxwellConnectionConfig:
 
         if api_version != "auto" and api_version not in SUPPORTED_VERSIONS:
             raise bad(
-                "extra.api_version", f"is {api_version!r}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}"
+                "extra.api_version", f"is {shown(api_version)}", f"Use 'auto' or one of {', '.join(SUPPORTED_VERSIONS)}"
             )
 
         verify = _verify(options["verify"], bad)
         timeout = options["timeout"]
         try:
-            if isinstance(timeout, bool):
-                raise ValueError
+            if isinstance(timeout, bool) or (isinstance(timeout, str) and not timeout.isascii()):
+                raise ValueError  # float() would take True as 1, and full-width digits as plain ones
             timeout = float(timeout)
             if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
                 raise ValueError
         except (TypeError, ValueError):
             raise bad(
-                "extra.timeout", f"is {timeout!r}", f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}"
+                "extra.timeout", f"is {shown(timeout)}", f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}"
             ) from None
 
         portal_url = str(options.get("portal_url") or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
@@ -205,8 +226,12 @@ class MaxwellConnectionConfig:
         for name, url in (("extra.portal_url", portal_url), ("extra.keycloak_url", keycloak_url)):
             if "@" in url or "?" in url or "#" in url:
                 raise bad(name, "has credentials, a query or a fragment", "Give the bare http(s):// URL of the service")
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            service = url_parts(url)
+            if service is None or service.scheme not in ("http", "https") or not service.hostname:
                 raise bad(name, f"{quotable(url)} is not a URL", "Give a full http(s):// URL")
+        realm = str(options["keycloak_realm"])
+        if not realm or any(c in realm for c in "/?#%") or any(c.isspace() or not c.isprintable() for c in realm):
+            raise bad("extra.keycloak_realm", f"is {shown(realm)}", "Give the realm's name alone, e.g. production")
         return cls(
             conn_id=conn_id,
             host=host,
@@ -216,9 +241,9 @@ class MaxwellConnectionConfig:
             portal_url=portal_url,
             token_lifespan=lifespan,
             keycloak_url=keycloak_url,
-            keycloak_realm=str(options["keycloak_realm"]),
+            keycloak_realm=realm,
             keycloak_client_id=str(options["keycloak_client_id"]),
-            keycloak_client_secret=options.get("keycloak_client_secret"),
+            keycloak_client_secret=client_secret,
             keycloak_scope=str(options["keycloak_scope"]),
             signing_key=signing_key,
             api_version=api_version,
@@ -229,11 +254,31 @@ class MaxwellConnectionConfig:
 
 
 MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
+# The extra fields whose values are text (the form's schema says string and nothing else).
+TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"] == ["string", "null"])
+SHOWN_LENGTH = 60  # characters of a bad value an error message quotes: enough to recognise it
 
 
 def quotable(url: str) -> str:
     """A URL as an error message may show it: not at all when it could hold credentials or a token."""
-    return repr(url) if not any(c in url for c in "@?#") else "(not shown: it may hold credentials)"
+    return shown(url) if not any(c in url for c in "@?#") else "(not shown: it may hold credentials)"
+
+
+def shown(value: Any) -> str:
+    """A (non-secret) bad value as an error message quotes it: its repr, cut short if it is long."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_LENGTH else f"{text[:SHOWN_LENGTH]}... ({len(text)} characters)"
+
+
+def url_parts(url: str) -> SplitResult | None:
+    """The parts of a URL, or None for what no request can be sent to: unparseable (an unclosed '[' of an
+    IPv6 address), or holding whitespace or control characters (which urlsplit silently drops)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return None
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 Complaint = Callable[[str, str, str], MaxwellConfigError]  # (field, problem, fix) -> the error to raise
@@ -241,11 +286,14 @@ Complaint = Callable[[str, str, str], MaxwellConfigError]  # (field, problem, fi
 
 def _int(value: Any, name: str, bad: Complaint) -> int:
     try:
-        if isinstance(value, bool):
+        # int() would take True as 1, 3600.9 as 3600, full-width digits as plain ones (and raise OverflowError on inf)
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        if isinstance(value, str) and not value.isascii():
             raise ValueError
         return int(value)
-    except (TypeError, ValueError):
-        raise bad(name, f"is {value!r}", "Give a whole number of seconds") from None
+    except (TypeError, ValueError, OverflowError):
+        raise bad(name, f"is {shown(value)}", "Give a whole number of seconds") from None
 
 
 TRUE_WORDS = ("true", "yes", "1")
@@ -272,7 +320,7 @@ def _verify(value: Any, bad: Complaint) -> bool | str:
     if not os.path.isfile(text):
         raise bad(
             "extra.verify",
-            f"names {text!r}, which is not a file",
+            f"names {shown(text)}, which is not a file",
             "Give true, false, or the path of a CA bundle (PEM) readable on workers and triggerers",
         )
     return text

@@ -13,8 +13,9 @@ _TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with every given secret and anything shaped like a token replaced by '***', for messages
     that quote what a server answered."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    # Longest first: a secret containing a shorter one would otherwise be replaced only in part.
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        if len(secret) >= 4:
             text = text.replace(secret, "***")
     return _TOKEN_LIKE.sub("***", text)
 

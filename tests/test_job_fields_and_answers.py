@@ -29,6 +29,7 @@ from airflow_provider_maxwell.slurm.dialects import (
     version_key,
 )
 from airflow_provider_maxwell.slurm.job import (
+    UnreadableJobRecord,
     exit_status,
     number,
     parse_accounting_job,
@@ -98,8 +99,8 @@ def test_memory_is_sent_in_mib_rounded_up(given, mib):
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        (0, "memory_per_node must be positive, not 0"),
-        ("0G", "memory_per_node must be positive, not '0G'"),
+        (0, "memory_per_node must be positive and at most 4611686018427387904 MiB, not 0"),
+        ("0G", "memory_per_node must be positive and at most 4611686018427387904 MiB, not '0G'"),
         ("4X", "memory_per_node must be MiB as an integer or a string like '4G' or '512M', not '4X'"),
         (True, "memory_per_node must be MiB as an integer or a string like '4G' or '512M', not True"),
         (4.5, "memory_per_node must be MiB as an integer or a string like '4G' or '512M', not 4.5"),
@@ -114,7 +115,7 @@ def test_task_and_cpu_counts_are_positive_integers(name):
     sent = "tasks" if name == "ntasks" else name
     assert job_of({name: 1})[sent] == 1 and job_of({name: 4})[sent] == 4
     for wrong in (0, -1, True, "4", 2.0):
-        assert refusal({name: wrong}) == f"{name} must be a positive integer, not {wrong!r}"
+        assert refusal({name: wrong}) == f"{name} must be a positive integer of at most 2147483647, not {wrong!r}"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ def test_node_counts_and_ranges(nodes, new, old):
 @pytest.mark.parametrize("nodes", ["0-2", "3-2", "0", "two", True, 0, 2.0])
 def test_node_ranges_that_are_no_counts_are_refused_in_full(nodes):
     expected = (
-        f"nodes must be a positive integer, not {nodes!r}"
+        f"nodes must be a positive integer of at most 2147483647, not {nodes!r}"
         if nodes == 0 and not isinstance(nodes, bool)
         else f"nodes must be a positive count or a range like '2-4', not {nodes!r}"
     )
@@ -265,7 +266,8 @@ def test_a_record_without_name_reason_or_nodes_says_so():
     job = parse_controller_job({"job_id": 5, "job_state": "PENDING", "state_reason": "None", "nodes": ""})
     assert (job.name, job.user, job.partition, job.reason, job.nodes) == ("", "", "", None, None)
     assert parse_controller_job({"job_id": 5, "job_state": "PENDING", "state_reason": ""}).reason is None
-    assert parse_controller_job({"job_state": "PENDING"}).job_id == 0
+    with pytest.raises(UnreadableJobRecord, match="job_id is not a Slurm job id"):
+        parse_controller_job({"job_state": "PENDING"})
     assert parse_controller_job({"job_id": 5, "array_task_id": 3, "job_state": "PENDING"}).array_task_id is None
 
 
@@ -319,15 +321,17 @@ def test_accountings_older_shapes_plain_comment_stdout_and_no_nodes():
     )
     assert (job.reason, job.nodes, job.comment, job.array_job_id, job.array_task_id) == (None, None, "tag", None, None)
     assert (job.standard_output, job.standard_error, job.output_path()) == ("/o/%j.out", "/o/9.err", "/o/9.out")
-    assert parse_accounting_job({"state": {"current": "PENDING"}, "nodes": 3}).nodes is None
-    assert parse_accounting_job({"state": {"current": "PENDING"}}).output_path() is None  # no default guessed
+    assert parse_accounting_job({"job_id": 9, "state": {"current": "PENDING"}, "nodes": 3}).nodes is None
+    assert (
+        parse_accounting_job({"job_id": 9, "state": {"current": "PENDING"}}).output_path() is None
+    )  # no default guessed
 
 
 def test_22_05s_accounting_exit_code_0_is_unknown_unless_the_job_completed():
-    failed = {"state": {"current": "FAILED"}, "exit_code": {"return_code": 0}}
+    failed = {"job_id": 9, "state": {"current": "FAILED"}, "exit_code": {"return_code": 0}}
     assert parse_accounting_job(failed, exit_code_reliable=False).exit_code is None
     assert parse_accounting_job(failed).exit_code == 0
-    completed = {"state": {"current": "COMPLETED"}, "exit_code": {"return_code": 0}}
+    completed = {"job_id": 9, "state": {"current": "COMPLETED"}, "exit_code": {"return_code": 0}}
     assert parse_accounting_job(completed, exit_code_reliable=False).exit_code == 0
 
 

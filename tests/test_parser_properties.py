@@ -20,7 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_maxwell.slurm.job import SlurmJob, parse_accounting_job, parse_controller_job
+from airflow_provider_maxwell.slurm.job import (
+    MAX_JOB_ID,
+    SlurmJob,
+    UnreadableJobRecord,
+    parse_accounting_job,
+    parse_accounting_jobs,
+    parse_controller_job,
+    parse_controller_jobs,
+)
 from airflow_provider_maxwell.slurm.states import JobState
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -114,6 +122,32 @@ def hostile(kind: str, release: str, service: str, version: str) -> st.SearchStr
     return st.dictionaries(st.sampled_from(sorted(keys)), HOSTILE, max_size=12)
 
 
+def expected_job_id(doc: dict[str, Any]) -> int | None:
+    """The job id a record names, read independently of the parser: an int (or ASCII digits) from 1 to
+    2**32 - 1, plain or in a set {set, number} struct; None for anything else."""
+    value = doc.get("job_id")
+    if isinstance(value, dict):
+        value = value.get("number") if value.get("set", True) and not value.get("infinite", False) else None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 30:
+        value = int(value.strip())
+    return value if type(value) is int and 0 < value <= MAX_JOB_ID else None
+
+
+def check_record(parse: Any, doc: dict[str, Any]) -> None:
+    """One record: its own job id parsed, or UnreadableJobRecord exactly when it names none; and the list
+    parser keeps exactly the readable records."""
+    expected = expected_job_id(doc)
+    many = parse_controller_jobs if parse is parse_controller_job else parse_accounting_jobs
+    assert [j.job_id for j in many([doc, "junk", None, 5])] == ([expected] if expected else [])
+    if expected is None:
+        with pytest.raises(UnreadableJobRecord):
+            parse(doc)
+        return
+    job = parse(doc)
+    assert job.job_id == expected
+    check(job)
+
+
 def check(job: Any) -> None:
     assert isinstance(job, SlurmJob)
     assert isinstance(job.job_id, int) and isinstance(job.state, JobState)
@@ -130,10 +164,15 @@ def test_spec_shaped_job_documents_always_parse(version, release):
         controller=from_schema(release, job_schema(release, "slurm", version)),
         accounting=from_schema(release, job_schema(release, "slurmdb", version)),
         reliable=st.booleans(),
+        job_id=st.none() | st.integers(min_value=1, max_value=MAX_JOB_ID),
     )
-    def run(controller: dict[str, Any], accounting: dict[str, Any], reliable: bool) -> None:
-        check(parse_controller_job(controller))
-        check(parse_accounting_job(accounting, exit_code_reliable=reliable))
+    def run(controller: dict[str, Any], accounting: dict[str, Any], reliable: bool, job_id: int | None) -> None:
+        if job_id is not None:  # most generated ids are out of range: half the records get a real one
+            controller, accounting = {**controller, "job_id": job_id}, {**accounting, "job_id": job_id}
+        check_record(parse_controller_job, controller)
+        check_record(parse_accounting_job, accounting)
+        if expected_job_id(accounting):
+            check(parse_accounting_job(accounting, exit_code_reliable=reliable))
 
     run()
 
@@ -146,7 +185,7 @@ def test_hostile_job_documents_never_crash_the_parser(version, release):
         accounting=hostile("accounting", release, "slurmdb", version),
     )
     def run(controller: dict[str, Any], accounting: dict[str, Any]) -> None:
-        check(parse_controller_job(controller))
-        check(parse_accounting_job(accounting))
+        check_record(parse_controller_job, controller)
+        check_record(parse_accounting_job, accounting)
 
     run()

@@ -336,7 +336,7 @@ def test_a_keycloak_refusal_reads_in_full():
     error = refused(token_source(config("keycloak", password="pw")), answer(401, {"error": "invalid_grant"}))
     assert str(error) == (
         "Keycloak refused a token for connection 'conn1' (auth_method=keycloak): HTTP 401 from "
-        f'{TOKEN_URL}: \'{{"error": "invalid_grant"}}\'. Check the user\'s password and '
+        f"{TOKEN_URL}: 'error: invalid_grant'. Check the user's password and "
         "keycloak_url/keycloak_realm/keycloak_client_id."
     )
     redirect = refused(token_source(config("keycloak", password="pw")), answer(303, b"", {"location": "/x"}))

@@ -63,12 +63,14 @@ class TokenSource:
             )
         if 300 <= result.status < 400:
             location = next((v for k, v in result.headers.items() if k.lower() == "location"), None)
+            # A sign-on page's Location may carry a token or session in its query: scrubbed like a body.
+            shown = scrub(location[:300], self.config.secret_texts) if location is not None else None
             return MaxwellAuthError(
                 f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): {url} redirected "
-                f"(HTTP {result.status}) to {location!r}; credentials are not sent on. Set {self.url_field} to the "
+                f"(HTTP {result.status}) to {shown!r}; credentials are not sent on. Set {self.url_field} to the "
                 "final URL."
             )
-        detail = scrub(" ".join(result.body[:2000].decode("utf-8", "replace").split()), self.config.secret_texts)[:200]
+        detail = scrub(" ".join(refusal_text(result.body).split()), self.config.secret_texts)[:200]
         return MaxwellAuthError(
             f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): HTTP {result.status} "
             f"from {url}: {detail!r}. {fix}"
@@ -236,6 +238,21 @@ class KeycloakSource(TokenSource):
     def secrets(self, token: MintedToken) -> list[str]:
         """Every secret this source holds or minted, to register with Airflow's secrets masker."""
         return [token.value, *([self._refresh_token] if self._refresh_token else [])]
+
+
+REFUSAL_FIELDS = ("error", "error_description", "message", "detail")  # OAuth2's and common error fields
+
+
+def refusal_text(body: bytes) -> str:
+    """What a token service said when refusing: a JSON answer's error fields only (its other fields may be
+    tokens of any shape, which no scrubbing could recognise), else the start of the body."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return body[:2000].decode("utf-8", "replace")
+    if not isinstance(document, dict):
+        return f"(a JSON {type(document).__name__})"
+    return " ".join(f"{k}: {document[k]}" for k in REFUSAL_FIELDS if isinstance(document.get(k), str))
 
 
 def _seconds_or(value: object, default: float) -> float:

@@ -68,4 +68,7 @@ def _seconds(claim: object, default: float) -> float:
         return default
     if isinstance(claim, bool) or not isinstance(claim, int | float):
         return math.nan
-    return float(claim)
+    try:
+        return float(claim)
+    except OverflowError:  # an int beyond any float (JSON allows 10**400): no time either
+        return math.nan

@@ -26,7 +26,12 @@ from airflow_provider_maxwell.exceptions import (
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
 from airflow_provider_maxwell.slurm.dialects import ApiDialect, Route
-from airflow_provider_maxwell.slurm.job import MAX_JOB_ID, SlurmJob, parse_accounting_job, parse_controller_job
+from airflow_provider_maxwell.slurm.job import (
+    MAX_JOB_ID,
+    SlurmJob,
+    parse_accounting_jobs,
+    parse_controller_jobs,
+)
 from airflow_provider_maxwell.slurm.submit import build_submit_body
 
 LISTING_HORIZON = 366 * 86400.0  # seconds ahead: jobs waiting for a begin time count as eligible only before it
@@ -136,7 +141,7 @@ class SlurmOperations:
             raise SlurmApiError(
                 f"Could not read Slurm job {job_id}", status=answer.status, url=self.url(route), errors=answer.errors
             )
-        return [parse_controller_job(doc) for doc in job_documents(answer)]
+        return parse_controller_jobs(job_documents(answer))
 
     def controller_listing(self) -> Protocol[list[SlurmJob]]:
         """Every job slurmctld holds (all users): large on a busy cluster, so used only where nothing
@@ -147,7 +152,7 @@ class SlurmOperations:
             raise SlurmApiError(
                 "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs()), errors=answer.errors
             )
-        return [parse_controller_job(doc) for doc in job_documents(answer)]
+        return parse_controller_jobs(job_documents(answer))
 
     def _accounting_query(
         self, route: Route, what: str, params: Mapping[str, str] | None = None, missing_ok: bool = False
@@ -165,7 +170,7 @@ class SlurmOperations:
         if answers.is_error(answer) and not (missing_ok and answer.status == 404 and answer.is_slurm):
             raise SlurmApiError(what, status=answer.status, url=self.url(route), errors=answer.errors)
         reliable = dialect.accounting_exit_code_reliable
-        return [parse_accounting_job(doc, exit_code_reliable=reliable) for doc in job_documents(answer)]
+        return parse_accounting_jobs(job_documents(answer), exit_code_reliable=reliable)
 
     def accounting_jobs(self, job_id: int) -> Protocol[list[SlurmJob]]:
         """Every accounting record under `job_id`; [] while accounting has none (yet)."""

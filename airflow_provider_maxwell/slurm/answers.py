@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_maxwell.exceptions import SlurmError
+from airflow_provider_maxwell.exceptions import SlurmError, scrub
 from airflow_provider_maxwell.slurm.dialects import Service
 
 AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
@@ -61,6 +61,7 @@ def read_answer(status: int, body: bytes | str) -> Answer:
     # A listing of 1000 jobs is ~5 MB: no copies of the whole body (decode, strip, split) besides the parse.
     head = body[:1000]
     head_text = head.decode("utf-8", errors="replace") if isinstance(head, bytes) else head
+    head_text = scrub(head_text)  # before cutting: a token cut in two would no longer look like one
     document: Mapping[str, Any] | None
     try:
         parsed = json.loads(body) if body and not body.isspace() else None
@@ -81,15 +82,30 @@ def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
         code = entry.get("error_number", entry.get("error_code", entry.get("errno")))
         errors.append(
             SlurmError(
-                code=int(code)
-                if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit())
-                else None,
-                message=str(entry.get("error") or entry.get("description") or ""),
-                description=str(entry.get("description") or ""),
-                source=str(entry.get("source") or ""),
+                code=error_code(code),
+                message=quoted(entry.get("error") or entry.get("description")),
+                description=quoted(entry.get("description")),
+                source=quoted(entry.get("source")),
             )
         )
     return errors
+
+
+MAX_ERROR_TEXT = 300  # characters of one of Slurm's error texts an error message quotes
+
+
+def error_code(value: Any) -> int | None:
+    """A Slurm error number, plain or as ASCII digits (Slurm's are 32-bit); None for anything else, e.g.
+    '²' (which isdigit() takes and int() refuses) or a bool."""
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit() and len(value) <= 11:
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**32 else None
+
+
+def quoted(value: Any) -> str:
+    """One of Slurm's texts in an answer as an error message quotes it: text only, token-shaped parts
+    removed (a proxy may echo the request's headers), cut short."""
+    return scrub(" ".join(value.split()))[:MAX_ERROR_TEXT] if isinstance(value, str) else ""
 
 
 GENERIC_ERROR = -1
@@ -153,8 +169,8 @@ def signal_failures(answer: Answer) -> list[SlurmError]:
         code = error.get("code")
         if not isinstance(code, int) or isinstance(code, bool) or code in (0, ALREADY_DONE):
             continue
-        message = str(error.get("message") or error.get("string") or "")
-        failures.append(SlurmError(code=code, message=message, description=str(error.get("string") or "")))
+        message = quoted(error.get("message") or error.get("string"))
+        failures.append(SlurmError(code=code, message=message, description=quoted(error.get("string"))))
     return failures
 
 

@@ -8,12 +8,12 @@ only the dialect's word on whether accounting's exit code can be trusted.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.exceptions import MaxwellConfigError, MaxwellError
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState
 
 Source = Literal["slurmctld", "slurmdb"]
@@ -99,15 +99,30 @@ MAX_JOB_ID = 2**32 - 1  # Slurm's job ids are 32-bit
 
 def parse_job_id(value: object) -> int:
     """A Slurm job id from an int or its text (e.g. a rendered XCom); a clear error for anything else."""
-    text = str(value).strip()
-    # ASCII only: str.isdigit() also takes superscripts (which int() refuses) and full-width digits (which
-    # int() reads as plain ones).
-    if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_JOB_ID:
+    job_id = readable_job_id(value)
+    if job_id is None:
+        small = not isinstance(value, int) or -(10**30) < value < 10**30  # repr() refuses 10**5000
+        shown = repr(value) if small and isinstance(value, str | int | float | None) else ""
         raise MaxwellConfigError(
-            f"job_id must be a Slurm job id (a positive whole number), not {value!r}: "
+            f"job_id must be a Slurm job id (a positive whole number), not "
+            f"{shown if 0 < len(shown) <= 40 else f'a {type(value).__name__} of that size or shape'}: "
             "check the value or template that gives it (e.g. the submitting task's XCom)"
         )
-    return int(text)
+    return job_id
+
+
+def readable_job_id(value: object) -> int | None:
+    """A job id from 1 to MAX_JOB_ID as an int or its ASCII digits (surrounding spaces allowed); None for
+    anything else: bools, floats, '²' (which int() refuses), full-width digits (which int() reads as plain
+    ones), 10**5000 (which str() refuses)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 < value <= MAX_JOB_ID else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lstrip("0")
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_JOB_ID)):
+        return None
+    return int(text) if int(text) <= MAX_JOB_ID else None
 
 
 def _expand(pattern: str | None, job: SlurmJob, default: str | None) -> str | None:
@@ -210,13 +225,54 @@ def text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+class UnreadableJobRecord(MaxwellError, ValueError):
+    """A job record in an answer names no usable job id: it cannot be told apart from any other job."""
+
+
+def record_job_id(doc: Mapping[str, Any]) -> int:
+    """A record's `job_id` (plain, or a {set, number} struct); UnreadableJobRecord for anything else (a
+    record of job 0 would pass for the job asked about)."""
+    value = doc.get("job_id")
+    if isinstance(value, Mapping):
+        value = value.get("number") if value.get("set", True) and not value.get("infinite", False) else None
+    job_id = readable_job_id(value)
+    if job_id is None:
+        raise UnreadableJobRecord(f"a job record's job_id is not a Slurm job id (a {type(value).__name__})")
+    return job_id
+
+
+def parse_controller_jobs(docs: Iterable[Any]) -> list[SlurmJob]:
+    """The jobs of a /slurm answer's `jobs` list; entries that are no job record with a job id are skipped
+    (one odd record must not stop a wait on all the others)."""
+    return _parse_all(docs, parse_controller_job)
+
+
+def parse_accounting_jobs(docs: Iterable[Any], *, exit_code_reliable: bool = True) -> list[SlurmJob]:
+    """The jobs of a /slurmdb answer's `jobs` list; odd entries skipped as in `parse_controller_jobs`."""
+    return _parse_all(docs, lambda doc: parse_accounting_job(doc, exit_code_reliable=exit_code_reliable))
+
+
+def _parse_all(docs: Iterable[Any], parse: Callable[[Mapping[str, Any]], SlurmJob]) -> list[SlurmJob]:
+    jobs = []
+    for doc in docs:
+        if not isinstance(doc, Mapping):
+            continue
+        try:
+            jobs.append(parse(doc))
+        except UnreadableJobRecord:
+            continue
+    return jobs
+
+
 def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
-    """A job as /slurm/vX/job/{id} describes it (one element of its `jobs`)."""
+    """A job as /slurm/vX/job/{id} describes it (one element of its `jobs`); UnreadableJobRecord when
+    it names no usable job id."""
+    job_id = record_job_id(doc)
     state, flags = state_and_flags(doc.get("job_state"))
     code, sig = exit_status(doc.get("exit_code"))
     array_job = number(doc.get("array_job_id")) or None
     return SlurmJob(
-        job_id=int(number(doc.get("job_id")) or 0),
+        job_id=job_id,
         name=text(doc.get("name")) or "",
         user=text(doc.get("user_name")) or "",
         partition=text(doc.get("partition")) or "",
@@ -241,7 +297,9 @@ def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
 
 
 def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = True) -> SlurmJob:
-    """A job as /slurmdb/vX/job/{id} describes it (one element of its `jobs`)."""
+    """A job as /slurmdb/vX/job/{id} describes it (one element of its `jobs`); UnreadableJobRecord when
+    it names no usable job id."""
+    job_id = record_job_id(doc)
     state_doc = _mapping(doc.get("state"))
     state, flags = state_and_flags(state_doc.get("current"))
     code, sig = exit_status(doc.get("exit_code"))
@@ -252,7 +310,7 @@ def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = T
     array_job = number(array.get("job_id")) or None
     comment = doc.get("comment")
     return SlurmJob(
-        job_id=int(number(doc.get("job_id")) or 0),
+        job_id=job_id,
         name=text(doc.get("name")) or "",
         user=text(doc.get("user")) or "",
         partition=text(doc.get("partition")) or "",

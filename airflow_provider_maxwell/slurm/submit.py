@@ -5,6 +5,7 @@ Bad input is refused here, before anything is sent, with the field named and the
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -16,7 +17,10 @@ from airflow_provider_maxwell.slurm.dialects import ApiDialect
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_TIME_LIMIT_MINUTES = 366 * 24 * 60  # Maxwell's partitions allow days, not years: above a year is a typo
-_MEMORY = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+MAX_COUNT = 2**31 - 1  # tasks, CPUs, nodes: Slurm's are 32-bit, and more is a typo
+MAX_MEMORY_MIB = 2**62  # Slurm's memory is 64-bit (MiB), its top values mean "unset" or "infinite"
+# ASCII digits only: \d also takes full-width and other scripts' digits, which int() reads as plain ones.
+_MEMORY = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE | re.ASCII)
 _STRING_FIELDS = (
     "name",
     "partition",
@@ -38,11 +42,11 @@ def minutes(field: str, value: int | float | timedelta) -> int:
     if isinstance(value, timedelta):
         value = value.total_seconds() / 60
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MaxwellConfigError(f"{field} must be minutes (a number) or a datetime.timedelta, not {value!r}")
+        raise MaxwellConfigError(f"{field} must be minutes (a number) or a datetime.timedelta, not {shown(value)}")
     result = math.ceil(value)
     if result <= 0 or result > MAX_TIME_LIMIT_MINUTES:
         raise MaxwellConfigError(
-            f"{field}={value!r} minutes is out of range: give a positive limit of at most "
+            f"{field}={shown(value)} minutes is out of range: give a positive limit of at most "
             f"{MAX_TIME_LIMIT_MINUTES} minutes (a year), e.g. time_limit=timedelta(hours=2)"
         )
     return result
@@ -57,16 +61,18 @@ def memory_mib(field: str, value: int | str) -> int:
         if match.group(2).upper() == "K":
             mib = math.ceil(int(match.group(1)) / 1024)
     else:
-        raise MaxwellConfigError(f"{field} must be MiB as an integer or a string like '4G' or '512M', not {value!r}")
-    if mib <= 0:
-        raise MaxwellConfigError(f"{field} must be positive, not {value!r}")
+        raise MaxwellConfigError(
+            f"{field} must be MiB as an integer or a string like '4G' or '512M', not {shown(value)}"
+        )
+    if not 0 < mib <= MAX_MEMORY_MIB:
+        raise MaxwellConfigError(f"{field} must be positive and at most {MAX_MEMORY_MIB} MiB, not {shown(value)}")
     return mib
 
 
 def positive_int(field: str, value: Any) -> int:
     """The value if it is a positive integer; else an error naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise MaxwellConfigError(f"{field} must be a positive integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_COUNT:
+        raise MaxwellConfigError(f"{field} must be a positive integer of at most {MAX_COUNT}, not {shown(value)}")
     return value
 
 
@@ -80,14 +86,15 @@ def environment(value: Mapping[str, Any] | None) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not key or "=" in key or "\0" in key:
             raise MaxwellConfigError(
-                f"environment has an invalid variable name {key!r}: use a non-empty name without '=' or NUL"
+                f"environment has an invalid variable name {shown(key)}: use a non-empty name without '=' or NUL"
             )
         if isinstance(item, str) and "\0" in item:
-            raise MaxwellConfigError(f"environment[{key!r}] contains a NUL byte, which no process can receive")
+            raise MaxwellConfigError(f"environment[{shown(key)}] contains a NUL byte, which no process can receive")
         if not isinstance(item, str):
+            small = isinstance(item, float) or (isinstance(item, int) and abs(item) < 10**30)  # str(10**5000) fails
             raise MaxwellConfigError(
-                f"environment[{key!r}] must be a string, not {type(item).__name__} ({item!r}): "
-                f"write it as a string, e.g. {key}={str(item)!r}"
+                f"environment[{shown(key)}] must be a string, not {type(item).__name__} ({shown(item)}): "
+                "write it as a string" + (f", e.g. {key}={str(item)!r}" if small else "")
             )
         env[key] = item
     return env
@@ -126,10 +133,10 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip() or "\0" in value:
-            raise MaxwellConfigError(f"{name} must be a non-empty string without NUL bytes, not {value!r}")
+            raise MaxwellConfigError(f"{name} must be a non-empty string without NUL bytes, not {shown(value)}")
         if name == "current_working_directory" and not value.startswith("/"):
             raise MaxwellConfigError(
-                f"current_working_directory must be an absolute path on Maxwell, not {value!r}: slurmctld has no "
+                f"current_working_directory must be an absolute path on Maxwell, not {shown(value)}: slurmctld has no "
                 "directory to resolve it against (e.g. /beegfs/desy/user/me/run42)"
             )
         job[name] = value
@@ -145,18 +152,32 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
         job["cpus_per_task"] = positive_int("cpus_per_task", cpus)
     if (nodes := rest.pop("nodes", None)) is not None:
         job["nodes"] = dialect.node_range(*_node_range(nodes))
-    job.update(rest)  # anything else: a Slurm field, passed through as given
+    for name, value in rest.items():  # anything else: a Slurm field, passed through as given
+        try:
+            json.dumps(value, allow_nan=False)  # as the drivers will encode it
+        except (TypeError, ValueError, RecursionError):
+            raise MaxwellConfigError(
+                f"job field {shown(name)} is a {type(value).__name__} that no JSON request can carry (or holds "
+                "one): give Slurm's own JSON value for it (text, a number, true/false, a list or a dict)"
+            ) from None
+    job.update(rest)
     if dialect.script_in_job:
         job["script"] = script
         return {"job": job}
     return {"job": job, "script": script}
 
 
+def shown(value: Any) -> str:
+    """A bad value as an error message quotes it: its repr, cut short (a job field may hold anything)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**100 else "a huge number"
+    return text if len(text) <= 60 else f"{text[:60]}... ({len(text)} characters)"
+
+
 def _node_range(value: Any) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return positive_int("nodes", value), value
-    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)):
+    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value, re.ASCII)):
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
-        if 0 < low <= high:
+        if 0 < low <= high <= MAX_COUNT:
             return low, high
-    raise MaxwellConfigError(f"nodes must be a positive count or a range like '2-4', not {value!r}")
+    raise MaxwellConfigError(f"nodes must be a positive count or a range like '2-4', not {shown(value)}")

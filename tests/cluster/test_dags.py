@@ -203,7 +203,9 @@ def test_retry_after_a_worker_crash_reattaches_instead_of_resubmitting(airflow_e
     run_id = re.search(r"run_id=(manual__\S+?),", out)
     assert run_id
     tag = f"airflow:maxwell_crash_{mode}/job/{run_id.group(1)}/-1"
-    same_task_instance = [j for j in hook.find_jobs_by_name(f"maxwell_crash_{mode}.job") if j.comment == tag]
+    # The comment is the tag, then the submission's mark (the one word that identifies one submit call).
+    found = hook.find_jobs_by_name(f"maxwell_crash_{mode}.job")
+    same_task_instance = [j for j in found if (j.comment or "").split(" ", 1)[0] == tag]
     assert [j.job_id for j in same_task_instance] == ids  # one job in Slurm for this task instance, not two
 
 

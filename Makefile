@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench mutation record
+.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench mutation record
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ $(LOWEST)/.installed: pyproject.toml .ci/lowest-airflow-constraints.txt
 	$(LOWEST)/bin/pip install -q --upgrade pip
 	$(LOWEST)/bin/pip install -q -e ".[dev]" "apache-airflow==$(LOWEST_AIRFLOW)" -c .ci/lowest-airflow-constraints.txt
 	touch $@
+
+# Debian's chromium for the browser tests (tests/cluster/test_ui_browser.py, Playwright drives it): CI
+# machines start without it. Playwright's own browser download (`playwright install`) is never used.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 cluster-up:
 	$(PYTHON) devcluster/cluster.py up
@@ -38,7 +43,7 @@ lint: venv
 
 # Everything: lint, unit tests on the lowest Airflow, then the whole suite on the newest against the
 # local Maxwell (brought up and down if needed), packaging included.
-test: lint unit-lowest
+test: lint unit-lowest browser
 	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Only the tests that need no cluster.

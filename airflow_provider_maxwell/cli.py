@@ -3,6 +3,10 @@
 Asks for the DESY password without echo, obtains a portal token from the portal, and prints an
 Airflow connection (as an environment line or JSON) or stores it in Airflow's metadata database.
 The password is used once and never stored; the portal token goes only where you ask.
+
+`maxwell-connection test CONN_ID` tests a saved connection (a token minted, slurmctld asked for
+`diag`) and says what it found: what the UI's Test button does, which Airflow 3.3.2's UI cannot do
+for a saved connection (apache/airflow#73298).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def build_connection(args: argparse.Namespace, portal_token: str) -> dict[str, o
     if args.portal_url:
         extra["portal_url"] = args.portal_url
     if args.ca_bundle:
-        extra["verify"] = args.ca_bundle
+        extra["ca_bundle"] = args.ca_bundle
     return {"conn_type": "maxwell", "host": args.host, "login": args.user, "password": portal_token, "extra": extra}
 
 
@@ -77,8 +81,44 @@ def create_in_airflow(conn_id: str, conn: dict[str, object], replace: bool) -> N
         )
 
 
+def test_connection(argv: list[str]) -> int:
+    """`maxwell-connection test CONN_ID`: 0 and the hook's message if the connection works, else 1 and why."""
+    parser = argparse.ArgumentParser(
+        prog="maxwell-connection test",
+        description="Test a Maxwell connection as the UI's Test button would: mint a token, ask slurmctld for diag.",
+    )
+    parser.add_argument("conn_id", help="Airflow connection id, e.g. maxwell_default")
+    args = parser.parse_args(argv)
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    try:
+        # As `airflow connections test` reads it: from the secrets backends and the metadata database.
+        conn = Connection.get_connection_from_secrets(args.conn_id)
+    except AirflowNotFoundException:
+        print(
+            f"maxwell-connection: no connection {args.conn_id!r} (looked in Airflow's secrets and database)",
+            file=sys.stderr,
+        )
+        return 1
+    # Handed to the hook as Airflow's API server hands a connection it tests: through the environment,
+    # which the hook reads outside a task on every supported Airflow (3.1's does not read the database there).
+    os.environ[f"AIRFLOW_CONN_{args.conn_id.upper()}"] = conn.get_uri()
+    ok, message = MaxwellHook(args.conn_id).test_connection()
+    if ok:
+        print(f"maxwell-connection: {args.conn_id}: {message}")
+        return 0
+    print(f"maxwell-connection: {args.conn_id} does not work: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `maxwell-connection` console command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:
+        return test_connection(argv[1:])
     parser = argparse.ArgumentParser(
         prog="maxwell-connection", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

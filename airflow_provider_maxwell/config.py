@@ -7,15 +7,20 @@ import binascii
 import hashlib
 import json
 import os
+import string
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, quote, quote_plus, urlsplit
 
+from airflow.exceptions import AirflowProviderDeprecationWarning
+
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.provider_info import (
     AUTH_METHODS,
     CONN_FIELDS,
+    DEPRECATED_FIELD_NAMES,
     MAX_TOKEN_LIFESPAN,
     MIN_TOKEN_LIFESPAN,
     field_default,
@@ -32,17 +37,18 @@ class MaxwellConnectionConfig:
     auth_method: str
     password: str | None = field(default=None, repr=False)
     portal_url: str = ""
-    token_lifespan: int = field_default("token_lifespan")
+    token_lifespan: int = field_default("jwt_lifespan")  # extra.jwt_lifespan
     keycloak_url: str = field_default("keycloak_url")
     keycloak_realm: str = field_default("keycloak_realm")
     keycloak_client_id: str = field_default("keycloak_client_id")
     keycloak_client_secret: str | None = field(default=None, repr=False)
     keycloak_scope: str = field_default("keycloak_scope")
-    signing_key: bytes | None = field(default=None, repr=False)
+    signing_key: bytes | None = field(default=None, repr=False)  # extra.signing_secret, decoded
     api_version: str = field_default("api_version")
     verify: bool | str = field_default("verify")
     timeout: float = float(field_default("timeout"))
     shared_cache: bool = field_default("shared_cache")  # share token and version between this host's processes
+    job_url_template: str | None = None
 
     @property
     def secret_texts(self) -> list[str]:
@@ -80,6 +86,7 @@ class MaxwellConnectionConfig:
                 self.verify,
                 self.timeout,
                 self.shared_cache,
+                self.job_url_template,
             ],
         )
         return hashlib.sha256(material.encode()).hexdigest()
@@ -97,14 +104,40 @@ class MaxwellConnectionConfig:
             raise bad(
                 "extra", f"is a {type(extra).__name__}, not a JSON object", 'Write it as {"auth_method": "portal", ...}'
             )
+        # Null and empty mean "not set": the form saves every field, empty ones included.
         given = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items() if v not in (None, "")}
-        unknown = sorted(set(given) - set(CONN_FIELDS))
+        unknown = sorted(set(given) - set(CONN_FIELDS) - set(DEPRECATED_FIELD_NAMES))
         if unknown:
             raise bad("extra", f"has unknown keys {unknown}", f"Known keys: {', '.join(sorted(CONN_FIELDS))}")
+        masked = sorted(name for name, value in given.items() if value == MASK)
+        if masked:
+            raise bad(
+                f"extra.{masked[0]}",
+                f"is {MASK!r}, the mask Airflow's UI shows for fields whose name looks secret, saved as the value",
+                "Type the real value again (this release's field names are not masked unless secret)",
+            )
+        spelled = {name: f"extra.{name}" for name in CONN_FIELDS}  # how errors name a field: as the user wrote it
+        for old, new in DEPRECATED_FIELD_NAMES.items():
+            if old not in given:
+                continue
+            if new in given and given[new] != given[old]:
+                raise bad(
+                    f"extra.{old}",
+                    f"and extra.{new} are both set, to different values",
+                    f"Keep only extra.{new} ({old} is its deprecated name)",
+                )
+            warnings.warn(
+                f"Maxwell connection {conn_id!r}: extra.{old} is deprecated; rename it to extra.{new}. "
+                f"{DEPRECATION_REASONS[old]}",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+            given[new] = given.pop(old)
+            spelled[new] = f"extra.{old}"
         for name in sorted(set(given) & TEXT_FIELDS):
             if not isinstance(given[name], str):
                 # Never quoted: signing_key and keycloak_client_secret are secrets.
-                raise bad(f"extra.{name}", f"is a {type(given[name]).__name__}", "Write it as a JSON string")
+                raise bad(spelled[name], f"is a {type(given[name]).__name__}", "Write it as a JSON string")
         # Every field's default comes from the form's own table (provider_info.CONN_FIELDS).
         options = {name: field_default(name) for name in CONN_FIELDS} | given
 
@@ -171,10 +204,10 @@ class MaxwellConnectionConfig:
                 f"Put {secret_meaning[method]} in the connection's password field",
             )
 
-        lifespan = _int(options["token_lifespan"], "extra.token_lifespan", bad)
+        lifespan = _int(options["jwt_lifespan"], spelled["jwt_lifespan"], bad)
         if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
             raise bad(
-                "extra.token_lifespan",
+                spelled["jwt_lifespan"],
                 f"is {lifespan} s",
                 f"Choose {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN} s: DESY issues tokens of at most 24 h, "
                 f"and below {MIN_TOKEN_LIFESPAN} s a token would need renewing for every request",
@@ -182,20 +215,23 @@ class MaxwellConnectionConfig:
 
         signing_key = None
         if method == "signing_key":
-            raw = options.get("signing_key")
+            raw = options.get("signing_secret")
             if not raw:
                 raise bad(
-                    "extra.signing_key",
+                    "extra.signing_secret",
                     "is missing but auth_method=signing_key needs it",
-                    "Put the cluster's jwt_hs256.key, base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_key",
+                    "Put the cluster's jwt_hs256.key, base64-encoded (base64 -w0 jwt_hs256.key), in "
+                    "extra.signing_secret (the form's 'Signing key' field)",
                 )
             try:
                 signing_key = base64.b64decode(str(raw), validate=True)
             except (binascii.Error, ValueError):
-                raise bad("extra.signing_key", "is not valid base64", "Encode the key file with `base64 -w0`") from None
+                raise bad(
+                    spelled["signing_secret"], "is not valid base64", "Encode the key file with `base64 -w0`"
+                ) from None
             if len(signing_key) < 16:
                 raise bad(
-                    "extra.signing_key",
+                    spelled["signing_secret"],
                     f"decodes to only {len(signing_key)} bytes",
                     "Slurm's jwt_hs256.key holds at least 16 random bytes: check you encoded the key file itself",
                 )
@@ -209,6 +245,21 @@ class MaxwellConnectionConfig:
             )
 
         verify = _verify(options["verify"], bad)
+        ca_bundle = options.get("ca_bundle")
+        if ca_bundle is not None:
+            if verify is False:
+                raise bad(
+                    "extra.ca_bundle",
+                    "is set but extra.verify is false",
+                    "Turn TLS verification on to verify with the CA bundle, or clear the CA bundle",
+                )
+            if isinstance(verify, str):
+                raise bad(
+                    "extra.ca_bundle",
+                    "is set and extra.verify names a CA bundle too",
+                    "Give the CA bundle's path in extra.ca_bundle only and set extra.verify to true",
+                )
+            verify = _ca_bundle(ca_bundle, bad)
         timeout = options["timeout"]
         try:
             if isinstance(timeout, bool) or (isinstance(timeout, str) and not timeout.isascii()):
@@ -232,6 +283,9 @@ class MaxwellConnectionConfig:
         realm = str(options["keycloak_realm"])
         if not realm or any(c in realm for c in "/?#%") or any(c.isspace() or not c.isprintable() for c in realm):
             raise bad("extra.keycloak_realm", f"is {shown(realm)}", "Give the realm's name alone, e.g. production")
+        job_url_template = options.get("job_url_template")
+        if job_url_template is not None:
+            job_url_template = _job_url_template(job_url_template, bad)
         return cls(
             conn_id=conn_id,
             host=host,
@@ -250,9 +304,24 @@ class MaxwellConnectionConfig:
             verify=verify,
             timeout=timeout,
             shared_cache=_flag(options["shared_cache"], "extra.shared_cache", bad),
+            job_url_template=job_url_template,
         )
 
+    def job_url(self, job_id: int) -> str | None:
+        """The page of a job for the task's "Slurm job" link; None when the connection has no URL template."""
+        if not self.job_url_template:
+            return None
+        return self.job_url_template.format(job_id=job_id, user=self.login)
 
+
+MASK = "***"  # what Airflow shows instead of a value whose field name looks secret
+JOB_URL_PLACEHOLDERS = ("job_id", "user")
+DEPRECATION_REASONS = {
+    "token_lifespan": "Airflow's UI shows every extra field whose name contains 'token' as '***' and saves that "
+    "text when the form is saved.",
+    "signing_key": "Airflow shows extra fields in clear unless their name looks secret: the UI and the REST API "
+    "showed the key; they mask extra.signing_secret.",
+}
 MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
 # The extra fields whose values are text (the form's schema says string and nothing else).
 TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"] == ["string", "null"])
@@ -306,7 +375,7 @@ def _flag(value: Any, name: str, bad: Complaint) -> bool:
     text = str(value).strip().lower()
     if text in TRUE_WORDS or text in FALSE_WORDS:
         return text in TRUE_WORDS
-    raise bad(name, f"is {value!r}", "Give true or false")
+    raise bad(name, f"is {shown(value)}", "Give true or false")
 
 
 def _verify(value: Any, bad: Complaint) -> bool | str:
@@ -317,10 +386,42 @@ def _verify(value: Any, bad: Complaint) -> bool | str:
         return True
     if text.lower() in FALSE_WORDS:
         return False
+    # A CA bundle's path in `verify` (requests' own convention) is still read; the form has extra.ca_bundle.
     if not os.path.isfile(text):
         raise bad(
             "extra.verify",
             f"names {shown(text)}, which is not a file",
             "Give true, false, or the path of a CA bundle (PEM) readable on workers and triggerers",
         )
+    return text
+
+
+def _ca_bundle(value: Any, bad: Complaint) -> str:
+    text = str(value).strip()
+    if not os.path.isfile(text):
+        raise bad(
+            "extra.ca_bundle",
+            f"names {shown(text)}, which is not a file",
+            "Give the path of a CA bundle (PEM) readable on workers and triggerers, or leave it empty for the "
+            "system's CAs",
+        )
+    return text
+
+
+def _job_url_template(value: Any, bad: Complaint) -> str:
+    text = str(value).strip()
+    fix = (
+        "Give an http(s) URL with {job_id} where the job id goes, e.g. https://slurm-web.example/job/{job_id} "
+        f"(placeholders: {', '.join('{' + p + '}' for p in JOB_URL_PLACEHOLDERS)})"
+    )
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        raise bad("extra.job_url_template", f"{quotable(text)} has an unmatched brace", fix) from None
+    unknown = sorted(set(names) - set(JOB_URL_PLACEHOLDERS))
+    if unknown or "job_id" not in names:
+        problem = f"has unknown placeholders {unknown}" if unknown else "has no {job_id} placeholder"
+        raise bad("extra.job_url_template", problem, fix)
+    if urlsplit(text).scheme not in ("http", "https"):
+        raise bad("extra.job_url_template", f"{quotable(text)} is not an http(s) URL", fix)
     return text

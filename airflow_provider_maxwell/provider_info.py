@@ -12,44 +12,77 @@ MIN_TOKEN_LIFESPAN = 10  # seconds: short enough for tests of renewal, long enou
 MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
 
 
-def _field(label: str, kind: str | list[str], description: str, **schema: Any) -> dict[str, Any]:
-    types = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
-    return {"label": label, "description": description, "schema": {"type": types, **schema}}
+def _field(label: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
 
 
+# Defaults the provider applies but the form does not save: a portal connection's extra then holds no
+# Keycloak settings it never uses (the form saves every field's schema default). Shown in the field's
+# description instead; config.py fills them in.
+UNSAVED_DEFAULTS: dict[str, Any] = {
+    "keycloak_url": "https://keycloak.desy.de/auth",
+    "keycloak_realm": "production",
+    "keycloak_client_id": "desy-public",
+    "keycloak_scope": "openid sun",
+}
+
+# Field names are chosen for Airflow's secrets masker, which hides every extra field whose NAME contains
+# one of its sensitive words ("token", "secret", "password", "private_key", ...; `[core]
+# sensitive_var_conn_names` adds more) in the UI, the REST API and logs, and whose UI then saves the
+# shown "***" as the value. So a secret field's name must contain one of those words (both
+# "signing_secret" and "keycloak_client_secret" contain "secret") and no other field's name may.
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "auth_method": _field(
         "Auth method",
         "string",
-        "portal: password is your portal token; keycloak: password is your DESY password; "
-        "token: password is a Slurm JWT; signing_key: a service account's HS256 key mints tokens.",
+        "portal: Secret is your portal token; keycloak: Secret is your DESY password; "
+        "token: Secret is a Slurm JWT; signing_key: a service account's HS256 key (Signing key) mints tokens.",
         enum=list(AUTH_METHODS),
         default="portal",
     ),
     "portal_url": _field("Portal URL", "string", "Default: the host's origin + /reservation."),
-    "token_lifespan": _field(
-        "Token lifespan (s)",
+    "jwt_lifespan": _field(
+        "Slurm token lifespan (s)",
         "integer",
-        f"Lifetime of minted Slurm tokens, {MIN_TOKEN_LIFESPAN} to {MAX_TOKEN_LIFESPAN}.",
+        f"Lifetime of the Slurm tokens minted for you (portal, signing_key), {MIN_TOKEN_LIFESPAN} to "
+        f"{MAX_TOKEN_LIFESPAN} s.",
         default=MAX_TOKEN_LIFESPAN,
         minimum=MIN_TOKEN_LIFESPAN,
         maximum=MAX_TOKEN_LIFESPAN,
     ),
-    "keycloak_url": _field("Keycloak URL", "string", "Keycloak base URL.", default="https://keycloak.desy.de/auth"),
-    "keycloak_realm": _field("Keycloak realm", "string", "Keycloak realm.", default="production"),
-    "keycloak_client_id": _field("Keycloak client id", "string", "OIDC client id.", default="desy-public"),
-    "keycloak_client_secret": _field(
-        "Keycloak client secret", "string", "Only for confidential clients.", format="password"
+    "keycloak_url": _field(
+        "Keycloak URL", "string", f"auth_method=keycloak only. Default: {UNSAVED_DEFAULTS['keycloak_url']}"
     ),
-    "keycloak_scope": _field("Keycloak scope", "string", "Must include sun.", default="openid sun"),
-    "signing_key": _field(
+    "keycloak_realm": _field(
+        "Keycloak realm", "string", f"auth_method=keycloak only. Default: {UNSAVED_DEFAULTS['keycloak_realm']}"
+    ),
+    "keycloak_client_id": _field(
+        "Keycloak client id", "string", f"auth_method=keycloak only. Default: {UNSAVED_DEFAULTS['keycloak_client_id']}"
+    ),
+    "keycloak_client_secret": _field(
+        "Keycloak client secret", "string", "auth_method=keycloak, confidential clients only.", format="password"
+    ),
+    "keycloak_scope": _field(
+        "Keycloak scope",
+        "string",
+        f"auth_method=keycloak only; must include sun. Default: {UNSAVED_DEFAULTS['keycloak_scope']}",
+    ),
+    "signing_secret": _field(
         "Signing key (base64)",
         "string",
-        "Privileged service accounts only: the cluster's jwt_hs256.key, base64-encoded.",
+        "auth_method=signing_key, privileged service accounts only: the cluster's jwt_hs256.key, base64-encoded "
+        "(base64 -w0 jwt_hs256.key).",
         format="password",
     ),
     "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
-    "verify": _field("TLS verification", ["boolean", "string"], "true, false, or a CA bundle path.", default=True),
+    "verify": _field(
+        "Verify TLS certificates", "boolean", "Off only for tests against a self-signed server.", default=True
+    ),
+    "ca_bundle": _field(
+        "CA bundle (path)",
+        "string",
+        "A PEM file to verify the server with, readable on workers and triggerers. Default: the system's CAs.",
+    ),
     "timeout": _field("HTTP timeout (s)", "number", "Per request.", default=30),
     "shared_cache": _field(
         "Share between task processes",
@@ -57,12 +90,23 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "Task processes of one host share the current Slurm token (encrypted) and the API version.",
         default=True,
     ),
+    "job_url_template": _field(
+        "Job page URL template",
+        "string",
+        'For the "Slurm job" link on tasks, e.g. https://slurm-web.example/job/{job_id}. '
+        "Placeholders: {job_id}, {user}. No link when empty.",
+    ),
 }
+
+# Extra names of earlier releases, still read (with a deprecation warning): name -> its new name.
+# `token_lifespan` was shown as "***" and saved as that text by the UI (its name holds "token");
+# `signing_key` was shown in clear by the UI and the REST API (its name holds no sensitive word).
+DEPRECATED_FIELD_NAMES: dict[str, str] = {"token_lifespan": "jwt_lifespan", "signing_key": "signing_secret"}
 
 
 def field_default(name: str) -> Any:
     """The default of a connection extra field: the one value the form, the validation and the docs use."""
-    return CONN_FIELDS[name]["schema"].get("default")
+    return CONN_FIELDS[name]["schema"].get("default", UNSAVED_DEFAULTS.get(name))
 
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -82,19 +126,29 @@ def legacy_form_widgets() -> dict[str, Any]:
     Needs the FAB provider (wtforms, flask_appbuilder), as every provider's form fields do on 3.1.
     """
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-    from wtforms import PasswordField, StringField
+    from wtforms import BooleanField, IntegerField, PasswordField, StringField
 
     widgets: dict[str, Any] = {}
     for name, spec in CONN_FIELDS.items():
-        secret = spec["schema"].get("format") == "password"
-        field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-        default = spec["schema"].get("default")
-        widgets[name] = field_class(
-            spec["label"],
-            widget=widget(),
-            description=spec["description"],
-            default=None if default is None else str(default).lower() if isinstance(default, bool) else str(default),
-        )
+        schema = spec["schema"]
+        kind = schema["type"][0]
+        default = schema.get("default")
+        # Airflow 3.1's UI turns these classes into the same widgets 3.2 builds from `conn-fields`.
+        if schema.get("format") == "password":
+            widgets[name] = PasswordField(
+                spec["label"], widget=BS3PasswordFieldWidget(), description=spec["description"]
+            )
+        elif kind == "boolean":
+            widgets[name] = BooleanField(spec["label"], description=spec["description"], default=default)
+        elif kind == "integer":
+            widgets[name] = IntegerField(spec["label"], description=spec["description"], default=default)
+        else:
+            widgets[name] = StringField(
+                spec["label"],
+                widget=BS3TextFieldWidget(),
+                description=spec["description"],
+                default=None if default is None else str(default),
+            )
     return widgets
 
 
@@ -125,4 +179,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.sensors.job"]}],
         "triggers": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.triggers.job"]}],
+        "extra-links": ["airflow_provider_maxwell.links.SlurmJobLink"],
     }

@@ -36,7 +36,7 @@ def main() -> int:
             "login": keycloak_user["name"],
             "extra": {"auth_method": "keycloak", "keycloak_url": info["idp_url"]},
         },
-        "signing_key": {"extra": {"auth_method": "signing_key", "signing_key": key}},
+        "signing_key": {"extra": {"auth_method": "signing_key", "signing_secret": key}},
     }
     print(
         f"{'auth method':12} {'setup requests':>14} {'setup mints':>11} {'requests/100 get_job':>20} "

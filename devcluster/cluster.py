@@ -693,7 +693,7 @@ def write_connections(up: list[Stack]) -> None:
             "conn_type": "maxwell",
             "host": f"{https}/sapi",
             "login": user1["name"],
-            "extra": {"auth_method": "signing_key", "signing_key": key, "verify": ca},
+            "extra": {"auth_method": "signing_key", "signing_secret": key, "verify": ca},
         }
     lines = [
         "# Written by `make cluster-up`: Airflow connections to the local Maxwell. Holds dev secrets: keep it private."

@@ -128,16 +128,20 @@ def _good(name: str) -> st.SearchStrategy[Any]:
     good: dict[str, st.SearchStrategy[Any]] = {
         "auth_method": st.sampled_from(AUTH_METHODS),
         "portal_url": st.sampled_from(["https://portal.example/reservation", "http://127.0.0.1:8080/r/"]),
-        "token_lifespan": lifespans | lifespans.map(str) | lifespans.map(float),
+        "jwt_lifespan": lifespans | lifespans.map(str) | lifespans.map(float),
         "keycloak_url": st.sampled_from(["https://kc.example/auth", "http://127.0.0.1:8081"]),
         "keycloak_realm": st.sampled_from(["production", "maxwell-dev"]),
         "keycloak_client_id": st.sampled_from(["desy-public", "airflow"]),
         "keycloak_client_secret": secrets(ascii_only=True).map(printable_ascii),
         "keycloak_scope": st.sampled_from(["openid sun", "openid"]),
-        "signing_key": st.binary(min_size=16, max_size=48).map(lambda key: base64.b64encode(key).decode()),
+        "signing_secret": st.binary(min_size=16, max_size=48).map(lambda key: base64.b64encode(key).decode()),
         "api_version": st.sampled_from([*SUPPORTED_VERSIONS, "auto"]),
         "verify": st.booleans() | st.sampled_from(["true", "False", "no", "1", EXISTING_FILE]),
         "timeout": st.floats(min_value=0.001, max_value=3600) | st.integers(min_value=1, max_value=3600).map(str),
+        "ca_bundle": st.just(EXISTING_FILE),
+        "job_url_template": st.sampled_from(
+            ["https://slurm-web.example/job/{job_id}", "https://w.example/{user}/{job_id}"]
+        ),
         "shared_cache": st.booleans() | st.sampled_from(["true", "False", "no", "1"]),
     }
     return good[name]
@@ -146,7 +150,7 @@ def _good(name: str) -> st.SearchStrategy[Any]:
 def _hostile(name: str) -> st.SearchStrategy[Any]:
     if name in ("portal_url", "keycloak_url"):
         return urls(secrets()) | json_values
-    if name in ("keycloak_client_secret", "signing_key"):
+    if name in ("keycloak_client_secret", "signing_secret"):
         return secrets() | json_values
     return json_values
 
@@ -164,7 +168,13 @@ def merged(*parts: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[
 def good_extras() -> st.SearchStrategy[dict[str, Any]]:
     """An extra as the connection form gives it: every field optional, each value valid."""
     fields = st.fixed_dictionaries({}, optional={name: _good(name) for name in CONN_FIELDS})
-    return fields.filter(lambda extra: extra.get("auth_method") != "signing_key" or "signing_key" in extra)
+    return fields.filter(
+        lambda extra: (
+            (extra.get("auth_method") != "signing_key" or "signing_secret" in extra)
+            # a CA bundle goes with verification on, given in one place
+            and ("ca_bundle" not in extra or str(extra.get("verify", True)).lower() in ("true", "yes", "1"))
+        )
+    )
 
 
 def extras() -> st.SearchStrategy[Any]:
@@ -190,7 +200,8 @@ def secret_fields_of(extra: Any) -> list[str]:
     return [
         value
         for key, value in extra.items()
-        if key.removeprefix("extra__maxwell__") in ("keycloak_client_secret", "signing_key") and isinstance(value, str)
+        if key.removeprefix("extra__maxwell__") in ("keycloak_client_secret", "signing_secret")
+        and isinstance(value, str)
     ]
 
 

@@ -73,7 +73,7 @@ def test_a_connection_is_right_or_refused_naming_the_field(host: str, login: str
         method = options.get("auth_method", "portal")
         allowed = {"host", "login", "password", "extra", *(f"extra.{k}" for k in options)}
         if method == "signing_key":
-            allowed.add("extra.signing_key")  # required by the method even when not given
+            allowed.add("extra.signing_secret")  # required by the method even when not given
         assert named in allowed, message
         event(f"refused: {named}")
         return
@@ -100,7 +100,7 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
         assert config.password == password.strip() and config.password.isascii() and config.password.isprintable()
     elif config.auth_method == "keycloak":
         assert config.password == password and password.isprintable()
-    lifespan = options.get("token_lifespan", field_default("token_lifespan"))
+    lifespan = options.get("jwt_lifespan", field_default("jwt_lifespan"))
     assert type(config.token_lifespan) is int and MIN_TOKEN_LIFESPAN <= config.token_lifespan <= MAX_TOKEN_LIFESPAN
     assert config.token_lifespan == float(lifespan) and not isinstance(lifespan, bool)
     timeout = options.get("timeout", field_default("timeout"))
@@ -113,7 +113,7 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
         url = getattr(config, name)
         assert url.split("://")[0] in ("http", "https") and not any(c in url for c in "@?# \t\n\x00")
     if config.auth_method == "signing_key":
-        assert config.signing_key == base64.b64decode(options["signing_key"]) and len(config.signing_key) >= 16
+        assert config.signing_key == base64.b64decode(options["signing_secret"]) and len(config.signing_key) >= 16
     else:
         assert config.signing_key is None
 
@@ -137,9 +137,9 @@ def test_a_secret_with_control_characters_is_refused_unquoted_or_kept_whole(meth
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"token_lifespan": float("inf")}, "extra.token_lifespan is inf"),
-        ({"token_lifespan": "\uff13\uff16\uff10\uff10"}, "extra.token_lifespan is"),
-        ({"token_lifespan": 3600.5}, "extra.token_lifespan is 3600.5"),
+        ({"jwt_lifespan": float("inf")}, "extra.jwt_lifespan is inf"),
+        ({"jwt_lifespan": "\uff13\uff16\uff10\uff10"}, "extra.jwt_lifespan is"),
+        ({"jwt_lifespan": 3600.5}, "extra.jwt_lifespan is 3600.5"),
         ({"timeout": "\uff11\uff12"}, "extra.timeout is"),
         ({"keycloak_client_secret": 12345678}, "extra.keycloak_client_secret is a int"),
         ({"keycloak_realm": {"name": "production"}}, "extra.keycloak_realm is a dict"),

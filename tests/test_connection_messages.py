@@ -62,7 +62,7 @@ def test_the_portal_defaults_to_the_hosts_origin_and_reservation():
 
 
 def test_a_signing_key_is_decoded_from_base64_and_16_bytes_are_enough():
-    config = read(password=None, auth_method="signing_key", signing_key=KEY_16)
+    config = read(password=None, auth_method="signing_key", signing_secret=KEY_16)
     assert config.signing_key == b"0123456789abcdef"
     assert config.secret_texts == [KEY_16, "0123456789abcdef"]  # masked as given and as raw text
 
@@ -75,7 +75,7 @@ def test_other_settings_are_taken_as_given():
         keycloak_client_secret="cs",
         keycloak_scope="openid",
         api_version="v0.0.41",
-        token_lifespan="3600",
+        jwt_lifespan="3600",
         timeout=0.5,
     )
     assert (config.keycloak_realm, config.keycloak_client_id, config.keycloak_client_secret) == ("r", "cid", "cs")
@@ -91,7 +91,7 @@ def test_other_settings_are_taken_as_given():
 
 @pytest.mark.parametrize("lifespan", [10, 86400])
 def test_token_lifespans_at_the_limits_are_accepted(lifespan):
-    assert read(token_lifespan=lifespan).token_lifespan == lifespan
+    assert read(jwt_lifespan=lifespan).token_lifespan == lifespan
 
 
 def test_the_timeout_may_be_an_hour_but_not_more():
@@ -118,9 +118,9 @@ PREFIX = "Maxwell connection 'c': "
     [
         (
             {"auth_metod": "portal"},
-            "extra has unknown keys ['auth_metod']. Known keys: api_version, auth_method, keycloak_client_id, "
-            "keycloak_client_secret, keycloak_realm, keycloak_scope, keycloak_url, portal_url, shared_cache, "
-            "signing_key, timeout, token_lifespan, verify",
+            "extra has unknown keys ['auth_metod']. Known keys: api_version, auth_method, ca_bundle, "
+            "job_url_template, jwt_lifespan, keycloak_client_id, keycloak_client_secret, keycloak_realm, "
+            "keycloak_scope, keycloak_url, portal_url, shared_cache, signing_secret, timeout, verify",
         ),
         (
             {"host": "rest.example/sapi"},
@@ -169,28 +169,28 @@ PREFIX = "Maxwell connection 'c': "
             "password contains a line break or control character. Paste the secret again, alone",
         ),
         (
-            {"token_lifespan": 9},
-            "extra.token_lifespan is 9 s. Choose 10 to 86400 s: DESY issues tokens of at most 24 h, and below "
+            {"jwt_lifespan": 9},
+            "extra.jwt_lifespan is 9 s. Choose 10 to 86400 s: DESY issues tokens of at most 24 h, and below "
             "10 s a token would need renewing for every request",
         ),
         (
-            {"token_lifespan": 86401},
-            "extra.token_lifespan is 86401 s. Choose 10 to 86400 s: DESY issues tokens of at most 24 h, and below "
+            {"jwt_lifespan": 86401},
+            "extra.jwt_lifespan is 86401 s. Choose 10 to 86400 s: DESY issues tokens of at most 24 h, and below "
             "10 s a token would need renewing for every request",
         ),
-        ({"token_lifespan": True}, "extra.token_lifespan is True. Give a whole number of seconds"),
+        ({"jwt_lifespan": True}, "extra.jwt_lifespan is True. Give a whole number of seconds"),
         (
             {"password": None, "auth_method": "signing_key"},
-            "extra.signing_key is missing but auth_method=signing_key needs it. Put the cluster's jwt_hs256.key, "
-            "base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_key",
+            "extra.signing_secret is missing but auth_method=signing_key needs it. Put the cluster's jwt_hs256.key, "
+            "base64-encoded (base64 -w0 jwt_hs256.key), in extra.signing_secret (the form's 'Signing key' field)",
         ),
         (
-            {"auth_method": "signing_key", "signing_key": "%%%"},
-            "extra.signing_key is not valid base64. Encode the key file with `base64 -w0`",
+            {"auth_method": "signing_key", "signing_secret": "%%%"},
+            "extra.signing_secret is not valid base64. Encode the key file with `base64 -w0`",
         ),
         (
-            {"auth_method": "signing_key", "signing_key": base64.b64encode(b"0123456789abcde").decode()},
-            "extra.signing_key decodes to only 15 bytes. Slurm's jwt_hs256.key holds at least 16 random bytes: "
+            {"auth_method": "signing_key", "signing_secret": base64.b64encode(b"0123456789abcde").decode()},
+            "extra.signing_secret decodes to only 15 bytes. Slurm's jwt_hs256.key holds at least 16 random bytes: "
             "check you encoded the key file itself",
         ),
         (

@@ -39,15 +39,22 @@ def config(**extra: Any) -> MaxwellConnectionConfig:
     )
 
 
+# The config attribute of an extra field whose name differs (extra names are chosen for Airflow's masker).
+CONFIG_ATTRIBUTE = {"jwt_lifespan": "token_lifespan"}
+
+
 def test_an_empty_extra_takes_every_default_from_the_form_table():
     made = config()
-    for name, spec in CONN_FIELDS.items():
-        default = spec["schema"].get("default")
+    checked = 0
+    for name in CONN_FIELDS:
+        default = field_default(name)  # saved by the form, or (Keycloak's) applied without being saved
         if default is not None:
-            assert getattr(made, name) == default, name
+            assert getattr(made, CONFIG_ATTRIBUTE.get(name, name)) == default, name
+            checked += 1
+    assert checked >= 8
 
 
-@pytest.mark.parametrize("name", [n for n, s in CONN_FIELDS.items() if s["schema"].get("default") is not None])
+@pytest.mark.parametrize("name", [n for n in CONN_FIELDS if field_default(n) is not None])
 def test_the_readme_documents_each_default_as_the_form_has_it(name):
     rows = [cells for cells in extra_field_rows() if f"`{name}`" in cells[0]]
     assert rows, f"README's extra field table has no row for {name}"
@@ -59,13 +66,13 @@ def test_the_readme_documents_each_default_as_the_form_has_it(name):
 
 
 def test_token_lifespan_limits_are_the_forms_limits():
-    schema = CONN_FIELDS["token_lifespan"]["schema"]
+    schema = CONN_FIELDS["jwt_lifespan"]["schema"]
     assert (schema["minimum"], schema["maximum"]) == (MIN_TOKEN_LIFESPAN, MAX_TOKEN_LIFESPAN)
-    assert config(token_lifespan=MIN_TOKEN_LIFESPAN).token_lifespan == MIN_TOKEN_LIFESPAN
-    assert config(token_lifespan=MAX_TOKEN_LIFESPAN).token_lifespan == MAX_TOKEN_LIFESPAN
+    assert config(jwt_lifespan=MIN_TOKEN_LIFESPAN).token_lifespan == MIN_TOKEN_LIFESPAN
+    assert config(jwt_lifespan=MAX_TOKEN_LIFESPAN).token_lifespan == MAX_TOKEN_LIFESPAN
     for outside in (MIN_TOKEN_LIFESPAN - 1, MAX_TOKEN_LIFESPAN + 1):
-        with pytest.raises(MaxwellConfigError, match=re.escape(f"extra.token_lifespan is {outside} s")):
-            config(token_lifespan=outside)
+        with pytest.raises(MaxwellConfigError, match=re.escape(f"extra.jwt_lifespan is {outside} s")):
+            config(jwt_lifespan=outside)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def test_airflow_lists_the_provider_and_the_maxwell_connection_type(tmp_path):
     assert out[0] == "True"
     assert out[3] == "airflow_provider_maxwell.hooks.maxwell.MaxwellHook"
     if form_fields_expected():
-        assert "extra__maxwell__auth_method" in out[1] and "extra__maxwell__signing_key" in out[1]
+        assert "extra__maxwell__auth_method" in out[1] and "extra__maxwell__signing_secret" in out[1]
         assert "extra" in out[2]
     else:  # Airflow 3.1 without the FAB provider shows no provider's extra form fields
         assert out[1] == "[]"
@@ -63,7 +63,7 @@ def test_airflow_31_gets_the_same_fields_from_the_hook():
 
 def test_secrets_in_connection_extras_are_marked_sensitive():
     fields = get_provider_info()["connection-types"][0]["conn-fields"]
-    assert fields["signing_key"]["schema"]["format"] == "password"
+    assert fields["signing_secret"]["schema"]["format"] == "password"
     assert fields["keycloak_client_secret"]["schema"]["format"] == "password"
     assert fields["auth_method"]["schema"]["enum"] == list(AUTH_METHODS)
 

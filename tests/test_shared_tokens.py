@@ -84,7 +84,7 @@ def test_a_changed_connection_shares_nothing_with_the_old_one():
     minter = Minter()
     process_cache(config("old-portal-token")).get(minter)
     assert process_cache(config("new-portal-token")).get(minter).value == minter.values[1]
-    assert process_cache(config("old-portal-token", token_lifespan=3600)).get(minter).value == minter.values[2]
+    assert process_cache(config("old-portal-token", jwt_lifespan=3600)).get(minter).value == minter.values[2]
 
 
 def test_the_file_holds_no_readable_token_and_only_its_user_may_open_it(shared_folder: Path):
@@ -113,7 +113,7 @@ def test_sources_that_mint_locally_share_nothing(auth_method: str, shared_folder
     extra: dict[str, object] = {"auth_method": auth_method}
     password: str | None = "a.b.c"
     if auth_method == "signing_key":
-        extra["signing_key"] = base64.b64encode(b"k" * 32).decode()
+        extra["signing_secret"] = base64.b64encode(b"k" * 32).decode()
         password = None
     cfg = MaxwellConnectionConfig.from_connection(
         f"local-{auth_method}", host="https://rest.example", login="alice", password=password, extra=extra

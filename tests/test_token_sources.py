@@ -62,7 +62,7 @@ def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Htt
 
 
 def test_the_portal_is_asked_as_desys_tool_asks_it():
-    token, (call,) = mint(token_source(config("portal", token_lifespan=3600)), answer(200, {"token": slurm_jwt()}))
+    token, (call,) = mint(token_source(config("portal", jwt_lifespan=3600)), answer(200, {"token": slurm_jwt()}))
     assert call.method == "GET" and call.url == f"{PORTAL}/get_new_slurm_token"
     assert call.params == {"cli_api": CLI_API, "lifespan": "3600", "stu": "alice"}
     assert call.basic_auth == ("alice", PORTAL_TOKEN)
@@ -125,7 +125,7 @@ def test_a_signing_key_signs_tokens_slurm_can_verify():
     import base64
 
     source = token_source(
-        config("signing_key", password=None, signing_key=base64.b64encode(KEY).decode(), token_lifespan=120)
+        config("signing_key", password=None, signing_secret=base64.b64encode(KEY).decode(), jwt_lifespan=120)
     )
     token, calls = mint(source)
     claims = jwt.decode(token.value, KEY, algorithms=["HS256"])
@@ -246,7 +246,7 @@ def test_a_portal_token_no_header_can_carry_is_refused_without_quoting_it():
 
 def test_a_portal_token_without_exp_lives_the_connections_lifespan(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: 5000.0)
-    token, _ = mint(token_source(config("portal", token_lifespan=3600)), answer(200, {"token": "opaque"}))
+    token, _ = mint(token_source(config("portal", jwt_lifespan=3600)), answer(200, {"token": "opaque"}))
     assert (token.issued_at, token.expires_at, token.user) == (5000.0, 8600.0, None)
 
 
@@ -289,7 +289,7 @@ def test_a_signed_token_lives_the_connections_lifespan_from_now(monkeypatch):
 
     monkeypatch.setattr(time, "time", lambda: 5000.7)
     source = token_source(
-        config("signing_key", password=None, signing_key=base64.b64encode(KEY).decode(), token_lifespan=120)
+        config("signing_key", password=None, signing_secret=base64.b64encode(KEY).decode(), jwt_lifespan=120)
     )
     token, _ = mint(source)
     assert jwt.decode(token.value, KEY, algorithms=["HS256"], options={"verify_exp": False}) == {

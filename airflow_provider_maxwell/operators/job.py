@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_maxwell.compat import conf
+from airflow_provider_maxwell.links import SlurmJobLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,7 +63,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
     Returns the job id (XCom ``return_value``) and pushes a summary under the XCom key
     ``slurm_job``: state, exit_code, nodes, start, end, elapsed, output (and per-state counts and
-    failed indices for arrays).
+    failed indices for arrays). With ``job_url_template`` in the connection, the task has a
+    "Slurm job" button to the job's page from the moment the job is submitted.
     """
 
     template_fields: Sequence[str] = (
@@ -78,6 +80,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
     external_id_key = JOB_ID_STATE_KEY  # as ResumableJobMixin names it
     template_fields_renderers = {"script": "bash", "environment": "json", "job_fields": "json"}
     ui_color = "#e8f4fd"
+    operator_extra_links = (SlurmJobLink(),)
 
     def __init__(
         self,
@@ -172,8 +175,11 @@ class MaxwellSubmitJobOperator(BaseOperator):
         tag = fields["comment"].split(" ", 1)[0]
         found = self._reattach(context, hook, fields["name"], tag) if self.durable else None
         if found is not None and found.is_terminal and found.is_success:
+            from airflow_provider_maxwell.links import persist_job_link
+
             self.job_id = found.job_id
             self.log.info("Slurm job %s of this task instance already COMPLETED: not submitting again", found.job_id)
+            persist_job_link(context, hook.config, found.job_id)
             return self._finish(context, hook, self._spec(context, hook, found.job_id, found))
         if found is not None and not found.is_terminal:
             self.job_id = found.job_id
@@ -185,6 +191,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
             if store is not None and self.durable:
                 store.set(self.external_id_key, self.job_id)
             found = None
+        from airflow_provider_maxwell.links import persist_job_link
+
+        persist_job_link(context, hook.config, self.job_id)  # before waiting: the button works meanwhile
         if not self.wait_for_completion:
             return self.job_id
         spec = self._spec(context, hook, self.job_id, found)

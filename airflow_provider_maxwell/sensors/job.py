@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_maxwell.compat import conf
+from airflow_provider_maxwell.links import SlurmJobLink
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES
 
 if TYPE_CHECKING:
@@ -29,10 +30,14 @@ class MaxwellJobSensor(BaseSensorOperator):
     :param success_states: final states that count as success (default ``{"COMPLETED"}``; a COMPLETED
         job must also have exit code 0).
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+
+    With ``job_url_template`` in the connection, the task has a "Slurm job" button to the job's page
+    while it waits and after.
     """
 
     template_fields: Sequence[str] = ("job_id",)
     ui_color = "#e8f4fd"
+    operator_extra_links = (SlurmJobLink(),)
 
     def __init__(
         self,
@@ -111,9 +116,15 @@ class MaxwellJobSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke, or check once and defer to the triggerer (a job already done never defers)."""
+        from airflow_provider_maxwell.links import persist_job_link
+        from airflow_provider_maxwell.slurm.job import parse_job_id
+
+        hook = self._hook()
+        # First: the button works while the task waits (here or deferred), and for a job that failed.
+        persist_job_link(context, hook.config, parse_job_id(self.job_id))
         if not self.deferrable:
             return super().execute(context)
-        done, job_watch = self._check(self._hook())
+        done, job_watch = self._check(hook)
         if done:
             return job_watch.spec.job_id
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger

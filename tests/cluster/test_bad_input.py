@@ -47,7 +47,10 @@ def test_every_bad_input_is_refused_naming_the_field_and_nothing_is_submitted(
     airflow_env, cluster, users, make_connection, signing_key_b64, monkeypatch
 ):
     other = make_connection(
-        cluster["stacks"]["s26"]["rest_url"], users[1]["name"], auth_method="signing_key", signing_key=signing_key_b64
+        cluster["stacks"]["s26"]["rest_url"],
+        users[1]["name"],
+        auth_method="signing_key",
+        signing_secret=signing_key_b64,
     )
     others_job = MaxwellHook(other).submit_job(
         "#!/bin/bash\nsleep 1\n",

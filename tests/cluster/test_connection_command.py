@@ -36,7 +36,7 @@ def test_prints_a_working_connection(cluster, users, monkeypatch):
     )
     assert result.returncode == 0, result.stderr
     conn = json.loads(result.stdout)
-    assert conn["extra"] == {"auth_method": "portal", "verify": cluster["ca_bundle"]} and conn["password"]
+    assert conn["extra"] == {"auth_method": "portal", "ca_bundle": cluster["ca_bundle"]} and conn["password"]
     assert user["password"] not in result.stdout + result.stderr
     monkeypatch.setenv("AIRFLOW_CONN_MAXWELL_FROM_CLI", json.dumps(conn))
     ok, message = MaxwellHook("maxwell_from_cli").test_connection()

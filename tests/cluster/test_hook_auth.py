@@ -37,7 +37,7 @@ def test_portal_tokens_are_renewed_before_they_expire(cluster, users, make_conne
         portal_token := emulator.portal_token(user),
         auth_method="portal",
         portal_url=cluster["portal_url"],
-        token_lifespan=10,
+        jwt_lifespan=10,
     )
     hook = MaxwellHook(conn_id)
     first = hook.get_token()
@@ -84,7 +84,7 @@ def test_static_token_and_signing_key(cluster, users, make_connection, mint_slur
     static = make_connection(newest(cluster), user, mint_slurm_token(user, 600), auth_method="token")
     assert MaxwellHook(static).test_connection()[0]
     signed = make_connection(
-        newest(cluster), user, auth_method="signing_key", signing_key=signing_key_b64, token_lifespan=3600
+        newest(cluster), user, auth_method="signing_key", signing_secret=signing_key_b64, jwt_lifespan=3600
     )
     hook = MaxwellHook(signed)
     assert hook.test_connection()[0]

@@ -57,7 +57,7 @@ def submitted(cluster, users, signing_key_b64) -> dict[tuple[str, str], Submitte
                 "conn_type": "maxwell",
                 "host": cluster["stacks"][name]["rest_url"],
                 "login": users[0]["name"],
-                "extra": {"auth_method": "signing_key", "signing_key": signing_key_b64, "api_version": version},
+                "extra": {"auth_method": "signing_key", "signing_secret": signing_key_b64, "api_version": version},
             }
         )
         hook = MaxwellHook(conn_id)
@@ -173,7 +173,7 @@ def test_a_cancel_that_did_nothing_raises(case, cluster, users, signing_key_b64,
         case.hook.config.host,
         users[1]["name"],
         auth_method="signing_key",
-        signing_key=signing_key_b64,
+        signing_secret=signing_key_b64,
         api_version=case.hook.api_version,
     )
     theirs = MaxwellHook(other).submit_job(

@@ -79,7 +79,7 @@ def leave_old_records(release: str, cluster: dict[str, Any], mine: MaxwellHook, 
 def hooks(rest_url: str, users, make_connection, signing_key_b64) -> tuple[MaxwellHook, MaxwellHook]:
     """Hooks of user 1 (who owns the default connections the test DAGs use) and user 2 on one release."""
     return tuple(  # type: ignore[return-value]
-        MaxwellHook(make_connection(rest_url, u["name"], auth_method="signing_key", signing_key=signing_key_b64))
+        MaxwellHook(make_connection(rest_url, u["name"], auth_method="signing_key", signing_secret=signing_key_b64))
         for u in users[:2]
     )
 

@@ -30,7 +30,11 @@ def secrets_of(cluster, users) -> list[bytes]:
     conns = {k: json.loads(v) for k, v in connection_env().items()}
     values = [u["password"] for u in users]
     for conn in conns.values():
-        values += [conn.get("password") or "", conn["extra"].get("signing_key", "")]
+        values += [
+            conn.get("password") or "",
+            conn["extra"].get("signing_secret", ""),
+            conn["extra"].get("signing_key", ""),
+        ]
     key = Path(cluster["jwt_key_file"]).read_bytes()
     values.append(base64.b64encode(key).decode())
     found = {v.encode() for v in values if v and len(v) >= 8}

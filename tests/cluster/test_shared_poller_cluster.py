@@ -18,7 +18,7 @@ POLL = 2.0
 
 def test_many_triggers_one_poller_right_outcomes_few_requests(stack, cluster, users, make_connection, signing_key_b64):
     user = users[0]["name"]
-    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_key=signing_key_b64)
+    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
     hook = MaxwellHook(conn_id)
     submitted_after = time.time()
     exits = {}

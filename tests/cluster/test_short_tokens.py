@@ -27,7 +27,7 @@ def test_10_s_tokens_through_a_60_s_job(airflow_env, cluster, users, emulator, s
             "host": rest,
             "login": portal_user["name"],
             "password": (portal_token := emulator.portal_token(portal_user)),
-            "extra": {"auth_method": "portal", "portal_url": cluster["portal_url"], "token_lifespan": 10},
+            "extra": {"auth_method": "portal", "portal_url": cluster["portal_url"], "jwt_lifespan": 10},
         },
         "maxwell_short_keycloak": {
             "conn_type": "maxwell",

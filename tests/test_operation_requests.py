@@ -160,29 +160,50 @@ def test_a_job_nobody_knows_names_slurmctlds_url():
 # ---------------------------------------------------------------- searching by name
 
 
-def test_the_name_search_merges_slurmctld_and_accounting_oldest_first_and_only_the_users():
-    live = [
-        job_doc(12, "RUNNING", submit=300),
-        job_doc(13, "RUNNING", user="bob", submit=310),
-        {**job_doc(14, "RUNNING", submit=320), "name": "other"},
-    ]
+def test_the_name_search_asks_accounting_and_reads_only_its_live_jobs_from_slurmctld():
     final = [
-        record(12, "RUNNING", submit=300),  # the same job as slurmctld's: slurmctld's record wins
+        record(12, "RUNNING", submit=300),  # live: accounting has no comment for it yet, slurmctld has
         record(11, "COMPLETED", submit=200),
         record(12, "FAILED", submit=100),  # an older job under a reused id: kept
+        record(13, "RUNNING", user="bob", submit=310),  # not the user's: not read
+        {**record(14, "RUNNING", submit=320), "name": "other"},  # another name: not read
     ]
-    script = Script({ALL_JOBS: [jobs(*live)], LISTING: [jobs(*final)]})
-    found = script.run(ops_for(state_with()).find_jobs_by_name("reduce"))
+    live = job_doc(12, "RUNNING", submit=300, comment="airflow:d/t/r/-1 maxwell-submission:ab")
+    script = Script({LISTING: [jobs(*final)], "/slurm/v0.0.45/job/12": [jobs(live)]})
+    found = script.run(ops_for(state_with()).find_jobs_by_name("reduce", since=50))
     assert [(j.job_id, j.submitted, j.source) for j in found] == [
         (12, 100.0, "slurmdb"),
         (11, 200.0, "slurmdb"),
         (12, 300.0, "slurmctld"),
     ]
-    assert script.sent[1].params == {"job_name": "reduce", "users": "alice"}
-    error = failure_of(
-        Script({ALL_JOBS: [jobs()], LISTING: [slurm_error(500, 2)]}), ops_for(state_with()).find_jobs_by_name("x")
-    )
+    assert found[-1].comment == "airflow:d/t/r/-1 maxwell-submission:ab"
+    assert script.count(ALL_JOBS) == 0  # never the cluster's whole queue
+    assert script.sent[0].params == {"job_name": "reduce", "users": "alice", "start_time": "50"}
+    assert [c.url.removeprefix(HOST) for c in script.sent[1:]] == ["/slurm/v0.0.45/job/12"]
+    error = failure_of(Script({LISTING: [slurm_error(500, 2)]}), ops_for(state_with()).find_jobs_by_name("x"))
     assert str(error).startswith(f"Could not search accounting for jobs named 'x': HTTP 500 from {HOST}{LISTING}")
+
+
+def test_the_name_search_falls_back_to_slurmctlds_listing_only_while_accounting_is_down():
+    listed = [job_doc(12, "RUNNING", submit=300), job_doc(13, "RUNNING", user="bob"), job_doc(9, "PENDING", submit=5)]
+    script = Script({LISTING: [slurm_error(500, 7000)], ALL_JOBS: [jobs(*listed)]})
+    found = script.run(ops_for(state_with()).find_jobs_by_name("reduce"))
+    assert [(j.job_id, j.source) for j in found] == [(9, "slurmctld"), (12, "slurmctld")]
+    assert any("searching slurmctld's listing" in note for note in script.notes)
+
+
+def test_a_held_submission_on_22_05_is_a_submitted_job_not_a_refusal():
+    held = ok({**META, "errors": [{"error_code": 2042, "error": "Job is in held state"}], "job_id": 2200002})
+    script = Script({"/slurm/v0.0.38/job/submit": [held]})
+    assert script.run(ops_for(state_with("v0.0.38")).submit("#!/bin/bash\ntrue\n", {"hold": True})) == 2200002
+    refused = ok(
+        {**META, "errors": [{"error_code": 2042, "error": "held"}, {"error_code": 2, "error": "no"}], "job_id": 5}
+    )
+    error = failure_of(
+        Script({"/slurm/v0.0.38/job/submit": [refused]}),
+        ops_for(state_with("v0.0.38")).submit("#!/bin/bash\ntrue\n", {}),
+    )
+    assert str(error).startswith("Slurm refused the job: HTTP 200")
 
 
 # ---------------------------------------------------------------- cancel, diag, token

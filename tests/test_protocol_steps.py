@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,6 +220,26 @@ def test_a_submission_whose_answer_was_lost_is_found_by_its_mark_not_sent_again(
     searches = [c for c in script.sent if c.url == HOST + ACCOUNTING_JOBS]
     assert len(searches) == 2 and searches[0].params["job_name"] == "reduce"
     assert "found" in script.notes[-1] and "42" in script.notes[-1]
+
+
+def test_a_lost_submissions_live_job_is_recognised_by_slurmctlds_comment():
+    # Accounting stores a comment only when the job ends (measured on 22.05-26.05): a pending or
+    # running job shows there without one, and slurmctld, asked by id, has it. Nearest first.
+    def live_in_accounting(sent: list[HttpCall]) -> HttpResult:
+        now = int(time.time())
+        return jobs(record(50, "RUNNING", submit=now - 3000), record(51, "PENDING", submit=now))
+
+    def slurmctld_has_the_mark(sent: list[HttpCall]) -> HttpResult:
+        posted = next(call for call in sent if call.method == "POST")
+        return jobs(job_doc(51, "PENDING", comment=f"nightly {mark_of(posted)}"))
+
+    script = Script(
+        {SUBMIT: [LOST], ACCOUNTING_JOBS: [live_in_accounting], "/slurm/v0.0.45/job/51": [slurmctld_has_the_mark]}
+    )
+    job_id = script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {"comment": "nightly"}))
+    assert job_id == 51 and script.count(SUBMIT) == 1
+    assert script.count("/slurm/v0.0.45/jobs") == 0  # never the whole queue
+    assert [c.url.removeprefix(HOST) for c in script.sent if "/slurm/" in c.url][1:] == ["/slurm/v0.0.45/job/51"]
 
 
 def test_a_lost_submission_no_job_carries_is_sent_again_with_the_same_mark():

@@ -40,6 +40,7 @@ SUBMIT_TIMEOUT = 120.0  # seconds at least for a submission's answer (slurmrestd
 # slurmctld, and slurmrestd may still be holding the request.
 LOST_ANSWER_LOOKS = (2.0, 5.0, 10.0, 20.0, 40.0)
 CLOCK_SKEW = 300  # seconds: the search window opens this much before the sending, for hosts' clocks
+LIVE_LOOKUPS = 20  # live same-named jobs read from slurmctld per look for a lost submission's job
 
 
 class SlurmOperations:
@@ -100,8 +101,12 @@ class SlurmOperations:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _find_marked(self, mark: str, name: object, since: float) -> Protocol[int | None]:
-        """The job carrying `mark`, looked for in accounting a few times (it may lag behind, and a request
-        slurmrestd still holds may create the job later); None if none shows up."""
+        """The job carrying `mark`, looked for a few times (accounting may lag behind, and a request
+        slurmrestd still holds may create the job later); None if none shows up.
+
+        Accounting is searched by name and user (a few records, not the cluster's queue), but it stores a
+        job's comment only when the job ends: a live job found there is read from slurmctld by id.
+        """
         dialect = yield from self.dialect()
         params = dialect.accounting_search(name, self.state.config.login) if isinstance(name, str) and name else {}
         params |= {"start_time": str(int(since) - CLOCK_SKEW), "skip_steps": "true"}
@@ -109,15 +114,21 @@ class SlurmOperations:
             yield Sleep(pause)
             what = f"Could not look for the job of submission {mark}"
             records = yield from self._accounting_query(dialect.accounting_jobs(), what, params)
-            marked = [r.job_id for r in records if mark in (r.comment or "").split()]
+            marked = [r.job_id for r in records if carries(r, mark)]
             if marked:
                 return min(marked)
+            # Nearest to the sending first: in a burst of same-named submissions ours is among them.
+            live = sorted((r for r in records if not r.comment), key=lambda r: abs(r.submitted - since))
+            for record in live[:LIVE_LOOKUPS]:
+                current = yield from self.controller_jobs(record.job_id)
+                if any(carries(job, mark) for job in current or []):
+                    return record.job_id
         return None
 
     def _submitted_job_id(self, answer: Answer, route: Route) -> int:
         """The job id a submission's answer gives, or the error it holds."""
         job_id = (answer.document or {}).get("job_id")
-        if answers.is_error(answer):
+        if answers.is_error(answer) and not (answers.only_held(answer) and is_job_id(job_id)):
             raise SlurmApiError(
                 "Slurm refused the job", status=answer.status, url=self.url(route), errors=answer.errors
             )
@@ -206,23 +217,38 @@ class SlurmOperations:
             raise SlurmJobNotFound(job_id, status=None, url=self.url(dialect.job(job_id)))
         return final
 
-    def find_jobs_by_name(self, name: str) -> Protocol[list[SlurmJob]]:
-        """This user's jobs named `name`, oldest first: slurmctld's live ones (current right after
-        submission, when accounting may lag) and accounting's (which keeps them after the purge)."""
+    def find_jobs_by_name(self, name: str, since: float | None = None) -> Protocol[list[SlurmJob]]:
+        """This user's jobs named `name` (submitted or active after `since`, if given), oldest first.
+
+        Asked of accounting by name and user, so the answer grows with this user's jobs of that name,
+        not with the cluster's queue. Accounting stores a job's comment only when the job ends, and
+        its state with a lag: jobs it shows as live are read from slurmctld by id. Held jobs, never
+        eligible, are not in accounting and so not found. Only while accounting is down is
+        slurmctld's whole listing searched instead.
+        """
         dialect = yield from self.dialect()
         login = self.state.config.login
+        params = dialect.accounting_search(name, login)
+        if since is not None:
+            params["start_time"] = str(int(since))
+        try:
+            in_accounting = yield from self._accounting_query(
+                dialect.accounting_jobs(), f"Could not search accounting for jobs named {name!r}", params=params
+            )
+        except SlurmAccountingUnavailable as down:
+            yield Note(f"{down}: searching slurmctld's listing of all jobs for {name!r} instead")
+            listed = yield from self.controller_listing()
+            return sorted((j for j in listed if j.name == name and j.user == login), key=lambda j: j.submitted)
         # One entry per job: an id alone is not one after a state reset, when accounting holds
         # several jobs under it (oldest first), often of the same name.
-        found = {(j.job_id, j.submitted): j for j in (yield from self.controller_listing())}
-        in_accounting = yield from self._accounting_query(
-            dialect.accounting_jobs(),
-            f"Could not search accounting for jobs named {name!r}",
-            params=dialect.accounting_search(name, login),
-        )
-        for job in in_accounting:
-            found.setdefault((job.job_id, job.submitted), job)  # slurmctld's record is current while it has the job
-        mine = [j for j in found.values() if j.name == name and j.user == login]
-        return sorted(mine, key=lambda j: j.submitted)
+        found: dict[tuple[int, float], SlurmJob] = {}
+        for record in in_accounting:
+            if record.name != name or record.user != login:
+                continue
+            current = None if record.is_terminal else (yield from self.controller_jobs(record.job_id))
+            live = newest_record(current or [], record.job_id)
+            found[(record.job_id, record.submitted)] = live if live is not None else record
+        return sorted(found.values(), key=lambda j: j.submitted)
 
     def cancel(self, job_id: int, signal: str | int | None = None) -> Protocol[None]:
         """Cancel (or signal) a job, or raise: SlurmJobNotFound for an id slurmctld does not know,
@@ -277,6 +303,11 @@ class SlurmOperations:
 def submission_mark() -> str:
     """A word no other submission carries: put in the job's comment, it identifies the job of one call."""
     return f"maxwell-submission:{secrets.token_hex(8)}"
+
+
+def carries(job: SlurmJob, mark: str) -> bool:
+    """Whether the job's comment holds `mark` as one of its words."""
+    return mark in (job.comment or "").split()
 
 
 def is_job_id(value: object) -> TypeGuard[int]:

@@ -216,10 +216,11 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.accounting_jobs(parse_job_id(job_id)))
 
-    def find_jobs_by_name(self, name: str) -> list[SlurmJob]:
-        """This user's jobs named `name`, oldest first (used to re-attach after a crash)."""
+    def find_jobs_by_name(self, name: str, since: float | None = None) -> list[SlurmJob]:
+        """This user's jobs named `name` (active after `since`, epoch seconds, if given), oldest first:
+        used to re-attach after a crash. Held jobs are not found (accounting does not list them)."""
         client = self.client
-        return client.run(client.ops.find_jobs_by_name(name))
+        return client.run(client.ops.find_jobs_by_name(name, since))
 
     def wait_for_job(self, spec: WatchSpec) -> list[SlurmJob]:
         """Block until the job (every task of an array) has its final accounting record."""

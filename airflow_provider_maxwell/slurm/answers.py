@@ -20,6 +20,7 @@ ACCOUNTING_CONNECT_ERROR = 7000  # "Unable to connect to database": a refused to
 INVALID_JOB_ID = 2017
 ALREADY_DONE = 2021  # "Job/step already completing or completed": signalling an ended job is no failure
 NOTHING_FOUND = 9003
+JOB_HELD = 2042  # "Job is in held state, pending scheduler release": 22.05's answer to a held submission, with its id
 TRANSIENT_HTTP = frozenset({502, 503, 504})
 # slurmctld told the client to back off (rl_enable's token bucket) or dropped the RPC unread: the
 # request was not carried out, so even a submission may be sent again. 25.11+ answer these with 502.
@@ -154,6 +155,11 @@ def is_error(answer: Answer) -> bool:
     if answer.status >= 400:
         return True
     return any(e.code not in (NOTHING_FOUND, None) for e in answer.errors)
+
+
+def only_held(answer: Answer) -> bool:
+    """A submission's answer whose only error says the job was created held (22.05): a success."""
+    return answer.status < 400 and bool(answer.errors) and all(e.code == JOB_HELD for e in answer.errors)
 
 
 def signal_failures(answer: Answer) -> list[SlurmError]:

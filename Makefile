@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench mutation record
+.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench mutation record soak
 
 venv: $(VENV)/.installed
 
@@ -76,3 +76,12 @@ record: venv
 mutation: venv
 	$(BIN)/pip install -q "$$(grep -o 'mutmut==[0-9.]*' pyproject.toml)"
 	nice -n 10 $(BIN)/python tools/mutation.py $(MUTATION_ARGS) $(MUTANTS)
+
+# Under faults, at length (issue 15): ~200 deferred waits through the real scheduler and triggerer while
+# slurmctld, slurmrestd, slurmdbd and the triggerer are stopped and brought back at random (about 15
+# minutes). `make test` runs a 6-job smoke of it. SOAK_JOBS, SOAK_RESTARTS, SOAK_SEED to vary it.
+SOAK_JOBS ?= 200
+SOAK_RESTARTS ?= 12
+soak: venv
+	MAXWELL_SOAK_JOBS=$(SOAK_JOBS) MAXWELL_SOAK_RESTARTS=$(SOAK_RESTARTS) $(if $(SOAK_SEED),MAXWELL_SOAK_SEED=$(SOAK_SEED)) \
+		devcluster/with-cluster.sh $(BIN)/python -m pytest tests/cluster/test_soak.py -s -p no:cacheprovider

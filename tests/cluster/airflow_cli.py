@@ -6,10 +6,12 @@ import json
 import os
 import re
 import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
-from contextlib import closing
+import time
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +99,100 @@ def start_until_running(
         if "RUNNING on" in line:
             break
     return proc, "".join(lines), submitted_ids("".join(lines))[0]
+
+
+# ------------------------------------------------------------------ airflow standalone
+
+
+def standalone_env(cluster: dict[str, Any], home: Path, dags_folder: Path, parallelism: int = 4) -> dict[str, str]:
+    """The environment of an `airflow standalone` (scheduler, triggerer, API server) of the tests' own."""
+    return {
+        **os.environ,
+        **connection_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": "18793",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:18793/execution/",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
+        # standalone starts its scheduler, triggerer, ... as `airflow` from PATH
+        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def states(db: Path, dag_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT task_id, COALESCE(state, '') FROM task_instance WHERE dag_id = ?", (dag_id,)
+        ).fetchall()
+
+
+def dag_parsed(db: Path, dag_id: str) -> bool:
+    try:
+        with sqlite3.connect(db) as conn:
+            return bool(conn.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchall())
+    except sqlite3.Error:
+        return False
+
+
+def triggerer_child_of(parent: int) -> int:
+    """The PID of the `airflow triggerer` process that our standalone (PID `parent`) started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"triggerer" in cmdline:
+            return int(stat.parent.name)
+    raise AssertionError(f"no triggerer child of {parent}")
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """Every process: pid -> (parent pid, process group, state letter)."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def tree_of(root: int) -> set[int]:
+    """`root` and every process it started, however deep (some start sessions of their own)."""
+    table = process_table()
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (parent, _, _) in table.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def alive(pids: set[int]) -> set[int]:
+    table = process_table()
+    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process this test started and every process under it, by PID: its process group, and the
+    children that left it (airflow standalone's triggerer starts a log server in a session of its own)."""
+    tree = tree_of(proc.pid)
+    os.killpg(proc.pid, signal.SIGTERM)
+    for pid in alive(tree - {proc.pid}):
+        with suppress(ProcessLookupError):  # ended meanwhile
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in alive(tree):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -4,33 +4,24 @@ the task is seen `deferred` in the metadata database and ends `success`."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
-from .airflow_cli import AIRFLOW, TEST_DAGS, connection_env
+from .airflow_cli import (
+    AIRFLOW,
+    TEST_DAGS,
+    dag_parsed,
+    standalone_env,
+    states,
+    stop_group,
+    triggerer_child_of,
+)
 from .conftest import stop_pid
 from .test_secrets import leaks, secrets_of
 
 DAG_ID = "maxwell_outcome"
-
-
-def states(db: Path, dag_id: str) -> list[tuple[str, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT task_id, COALESCE(state, '') FROM task_instance WHERE dag_id = ?", (dag_id,)
-        ).fetchall()
-
-
-def dag_parsed(db: Path, dag_id: str) -> bool:
-    try:
-        with sqlite3.connect(db) as conn:
-            return bool(conn.execute("SELECT 1 FROM dag WHERE dag_id = ?", (dag_id,)).fetchall())
-    except sqlite3.Error:
-        return False
 
 
 def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, users, tmp_path, spawned):
@@ -71,23 +62,7 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
     """Run the DAG once through `airflow standalone`: the task states seen, and the trigger table's
     rows as they were while the task was deferred."""
     home = tmp_path / "airflow"
-    env = {
-        **os.environ,
-        **connection_env(),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": "18793",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:18793/execution/",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-        "AIRFLOW_VAR_MAXWELL_WORKDIR": cluster["jobs_dir"],
-        # standalone starts its scheduler, triggerer, ... as `airflow` from PATH
-        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = standalone_env(cluster, home, TEST_DAGS)
     log = open(tmp_path / "standalone.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -134,39 +109,3 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
             stop_group(replacement)
         stop_group(proc)
         log.close()
-
-
-def triggerer_child_of(parent: int) -> int:
-    """The PID of the `airflow triggerer` process that our standalone (PID `parent`) started."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(fields[1]) == parent and b"triggerer" in cmdline:
-            return int(stat.parent.name)
-    raise AssertionError(f"no triggerer child of {parent}")
-
-
-def group_alive(pgid: int) -> bool:
-    """Is any live (non-zombie) process still in process group `pgid`?"""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop the process group this test started (its id is the PID we started), children included."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if group_alive(proc.pid):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)

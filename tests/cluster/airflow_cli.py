@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -104,8 +105,22 @@ def start_until_running(
 # ------------------------------------------------------------------ airflow standalone
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports of 127.0.0.1 nothing listens on (held together while chosen, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def standalone_env(cluster: dict[str, Any], home: Path, dags_folder: Path, parallelism: int = 4) -> dict[str, str]:
-    """The environment of an `airflow standalone` (scheduler, triggerer, API server) of the tests' own."""
+    """The environment of an `airflow standalone` (scheduler, triggerer, API server) of the tests' own,
+    on ports free right now (another standalone, e.g. a second checkout's tests, may hold the usual ones)."""
+    api, worker_logs, trigger_logs = free_ports(3)
     return {
         **os.environ,
         **connection_env(),
@@ -113,8 +128,10 @@ def standalone_env(cluster: dict[str, Any], home: Path, dags_folder: Path, paral
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": "18793",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:18793/execution/",
+        "AIRFLOW__API__PORT": str(api),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

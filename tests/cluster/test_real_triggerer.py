@@ -16,16 +16,14 @@ from .airflow_cli import (
     standalone_env,
     states,
     stop_group,
-    triggerer_child_of,
 )
-from .conftest import stop_pid
 from .test_secrets import leaks, secrets_of
 
 DAG_ID = "maxwell_outcome"
 
 
 def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, users, tmp_path, spawned):
-    seen, stored_triggers = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=False)
+    seen, stored_triggers = run_through_standalone(cluster, tmp_path, spawned)
     assert "deferred" in seen, f"states seen: {seen}"
     # The scheduler's, triggerer's and API server's logs, every file they wrote, and the metadata DB
     # (trigger kwargs among them) hold no credential and no Slurm token the run minted.
@@ -45,20 +43,12 @@ def test_deferred_task_finishes_through_scheduler_and_triggerer(cluster, users, 
     assert list(tmp_path.rglob("*.log.trigger.*.log")), "the triggerer's log of the trigger was not among the files"
 
 
-def test_triggerer_restarted_while_deferred_resumes_from_the_kwargs(cluster, tmp_path, spawned):
-    # The standalone's triggerer is stopped (by its PID, found as a child of the standalone we
-    # started) while the task is deferred; a new triggerer, started by the test, takes the trigger
-    # over from its stored kwargs and the task ends `success`.
-    seen, _ = run_through_standalone(cluster, tmp_path, spawned, restart_triggerer=True)
-    assert "deferred" in seen, f"states seen: {seen}"
-
-
 def stored_triggers(db: Path) -> bytes:
     with sqlite3.connect(db) as conn:
         return repr(conn.execute("SELECT classpath, kwargs FROM trigger").fetchall()).encode()
 
 
-def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) -> tuple[list[str], bytes]:
+def run_through_standalone(cluster, tmp_path, spawned) -> tuple[list[str], bytes]:
     """Run the DAG once through `airflow standalone`: the task states seen, and the trigger table's
     rows as they were while the task was deferred."""
     home = tmp_path / "airflow"
@@ -68,15 +58,13 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
         [AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     db = home / "airflow.db"
-    replacement: subprocess.Popen | None = None
     try:
         deadline = time.monotonic() + 180
         while not dag_parsed(db, DAG_ID):
             assert proc.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the DAG was not parsed within 180 s"
             time.sleep(2)
-        sleep = 40 if restart_triggerer else 12
-        conf = json.dumps({"script": f"#!/bin/bash\nsleep {sleep}\necho through the triggerer\n"})
+        conf = json.dumps({"script": "#!/bin/bash\nsleep 12\necho through the triggerer\n"})
         for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID, "-c", conf]):
             subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
         seen: list[str] = []
@@ -88,24 +76,13 @@ def run_through_standalone(cluster, tmp_path, spawned, restart_triggerer: bool) 
                 seen.append(current)
             if current == "deferred" and b"Maxwell" not in triggers:
                 triggers = stored_triggers(db)
-            if current == "deferred" and restart_triggerer and replacement is None:
-                time.sleep(3)  # let the trigger start polling
-                stop_pid(triggerer_child_of(proc.pid), timeout=60)
-                replacement = subprocess.Popen(
-                    [AIRFLOW, "triggerer"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                spawned.append(replacement)
             if current in ("success", "failed", "upstream_failed"):
                 break
             time.sleep(0.5)
         assert seen and seen[-1] == "success", (
             f"states seen: {seen}\n{(tmp_path / 'standalone.log').read_text()[-3000:]}"
         )
-        if restart_triggerer:
-            assert replacement is not None, f"never deferred: {seen}"
         return seen, triggers
     finally:
-        if replacement is not None:
-            stop_group(replacement)
         stop_group(proc)
         log.close()

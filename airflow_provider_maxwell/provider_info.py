@@ -180,4 +180,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.sensors.job"]}],
         "triggers": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.triggers.job"]}],
         "extra-links": ["airflow_provider_maxwell.links.SlurmJobLink"],
+        "task-decorators": [
+            {"name": "maxwell", "class-name": "airflow_provider_maxwell.decorators.maxwell.maxwell_task"}
+        ],
     }

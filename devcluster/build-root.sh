@@ -5,7 +5,8 @@
 set -euo pipefail
 suite=$1 dir=$2
 stamp="$dir/.maxwell-root-ready"
-if [ -f "$stamp" ]; then
+# A root from before jobs needed Python (@task.maxwell runs functions with the root's python3) is rebuilt.
+if [ -f "$stamp" ] && [ -x "$dir/usr/bin/python3" ]; then
   echo "build-root: $suite root cached at $dir ($(cat "$stamp"))"
   exit 0
 fi
@@ -14,7 +15,7 @@ mkdir -p "$(dirname "$dir")"
 echo "build-root: making a $suite root with Slurm in $dir (about a minute)"
 mmdebstrap --mode=root --variant=apt --format=directory \
   --aptopt='Acquire::Check-Valid-Until "false"' \
-  --include=slurmctld,slurmd,slurmdbd,slurmrestd,slurm-client,slurm-wlm-jwt-plugin,slurm-wlm-mysql-plugin,slurm-wlm-basic-plugins \
+  --include=slurmctld,slurmd,slurmdbd,slurmrestd,slurm-client,slurm-wlm-jwt-plugin,slurm-wlm-mysql-plugin,slurm-wlm-basic-plugins,python3 \
   "$suite" "$dir.partial" \
   "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
   >"$dir.log" 2>&1 || { echo "build-root: mmdebstrap for $suite failed, see $dir.log" >&2; tail -20 "$dir.log" >&2; exit 1; }

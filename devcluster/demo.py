@@ -30,7 +30,7 @@ def load_connections() -> list[str]:
 
 
 def run_example_dags(info: dict) -> int:
-    """Run the three example DAGs as a user would; print every Slurm job they ran."""
+    """Run the example DAGs as a user would; print every Slurm job they ran."""
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = {
         **os.environ,
@@ -40,7 +40,7 @@ def run_example_dags(info: dict) -> int:
     }
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     failures, reduction_job = 0, None
-    for dag_id in ("beamtime_processing", "nightly_reduction", "gated_analysis"):
+    for dag_id in ("beamtime_processing", "beamtime_python", "nightly_reduction", "gated_analysis"):
         args = [airflow, "dags", "test", dag_id]
         if dag_id == "gated_analysis" and reduction_job:
             args += ["-c", json.dumps({"job_id": reduction_job})]

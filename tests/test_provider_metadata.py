@@ -81,4 +81,6 @@ def test_every_module_and_example_dag_loads_on_this_airflow(tmp_path):
     )
     out, _ = run_in_fresh_airflow(code, tmp_path)
     assert out, "nothing printed"
-    assert out[0].endswith("['beamtime_processing', 'gated_analysis', 'nightly_reduction'] {}"), out[0]
+    assert out[0].endswith("['beamtime_processing', 'beamtime_python', 'gated_analysis', 'nightly_reduction'] {}"), out[
+        0
+    ]

@@ -1,0 +1,34 @@
+"""@task.maxwell end to end on the local Maxwell (issue 17): functions run as Slurm jobs by the stack's
+own python3, their values reach downstream tasks, a raising function fails its task with the remote
+traceback, an array's tasks each return a value."""
+
+from __future__ import annotations
+
+from .airflow_cli import EXAMPLES, TEST_DAGS, dags_test, submitted_ids
+
+
+def test_a_mapped_fan_out_of_functions_returns_their_values_downstream(airflow_env):
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_python_fanout")
+    assert rc == 0, out[-4000:]
+    assert len(set(submitted_ids(out))) == 3
+    assert "checked 3 values from Maxwell" in out  # non-ASCII, nested, ~2 MB in and ~1 MB out, intact
+
+
+def test_a_function_that_raises_fails_its_task_with_the_remote_traceback(airflow_env):
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_python_raises")
+    assert rc != 0
+    assert "ended FAILED" in out and "exit code 1" in out, out[-4000:]
+    assert "Traceback (most recent call last)" in out and "ValueError: kein Bild in Lauf 3" in out, out[-4000:]
+
+
+def test_an_array_of_a_function_gives_one_value_per_task_in_index_order(airflow_env):
+    rc, out = dags_test(airflow_env, TEST_DAGS, "maxwell_python_array")
+    assert rc == 0, out[-4000:]
+    assert "array values [0, 1, 4]" in out
+
+
+def test_the_python_example_dag_reduces_every_run(airflow_env):
+    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_python")
+    assert rc == 0, out[-4000:]
+    assert len(set(submitted_ids(out))) == 3
+    assert "reduced 3 runs on Maxwell: {1: " in out

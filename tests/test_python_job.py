@@ -1,0 +1,134 @@
+"""@task.maxwell's job script, run for real by bash and this machine's Python (as slurmd would run it,
+with the SLURM_* variables it sets): arguments in, return value out, exceptions and arrays."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.python_job import (
+    ReturnValueUnreadable,
+    array_return_files,
+    function_source,
+    job_script,
+    read_return_value,
+    return_file,
+)
+
+
+def decorated(fn: Any) -> Any:
+    return fn
+
+
+@decorated
+def reduce_run(run: int, label: str, *, data: dict[str, Any]) -> dict[str, Any]:
+    import os as inner_os
+
+    return {
+        "run": run,
+        "label": label.upper(),
+        "size": len(data["blob"]),
+        "task": inner_os.environ.get("SLURM_ARRAY_TASK_ID"),
+    }
+
+
+def fails(run: int) -> None:
+    raise ValueError(f"run {run} has no frames")
+
+
+def run_script(script: str, folder: Path, job_id: int, task: int | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLURM_JOB_ID": str(job_id + (task or 0))}
+    if task is not None:
+        env |= {"SLURM_ARRAY_JOB_ID": str(job_id), "SLURM_ARRAY_TASK_ID": str(task)}
+    path = folder.parent / f"job-script-{job_id}-{task}"  # slurmd too runs the script from a file
+    path.write_text(script)
+    return subprocess.run(["bash", str(path)], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_function_runs_with_its_arguments_and_its_value_comes_back(tmp_path: Path):
+    blob = "ßπ漢" * 700_000  # non-ASCII, a few MB
+    script = job_script(
+        reduce_run,
+        [7, "tür"],
+        {"data": {"blob": blob, "nested": [1, {"a": (2, 3)}]}},
+        python=sys.executable,
+        setup=["export MAXWELL_SETUP_RAN=yes"],
+        serializer="pickle",
+        return_folder=str(tmp_path),
+    )
+    assert script.startswith("#!/bin/bash\nset -e\nexport MAXWELL_SETUP_RAN=yes\n")
+    assert "@decorated" not in script  # the worker's decorators are not needed on Maxwell
+    done = run_script(script, tmp_path, 4242)
+    assert done.returncode == 0, done.stderr
+    value = read_return_value(return_file(str(tmp_path), 4242), "pickle")
+    assert value == {"run": 7, "label": "TÜR", "size": len(blob), "task": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["maxwell-4242.return"]  # no temporary file left
+
+
+def test_an_exception_fails_the_job_with_its_traceback_in_the_output(tmp_path: Path):
+    script = job_script(
+        fails, [3], {}, python=sys.executable, setup=[], serializer="pickle", return_folder=str(tmp_path)
+    )
+    done = run_script(script, tmp_path, 5)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ValueError: run 3 has no frames" in done.stderr
+    assert "in fails" in done.stderr
+    assert not list(tmp_path.iterdir())  # no value for a failed function
+
+
+def test_array_tasks_each_leave_their_value_read_in_index_order(tmp_path: Path):
+    script = job_script(
+        reduce_run,
+        [1, "a"],
+        {"data": {"blob": ""}},
+        python=sys.executable,
+        setup=[],
+        serializer="pickle",
+        return_folder=str(tmp_path),
+    )
+    for task in (10, 2, 0):
+        assert run_script(script, tmp_path, 900, task).returncode == 0
+    files = array_return_files(str(tmp_path), 900, 3)
+    assert [read_return_value(f, "pickle")["task"] for f in files] == ["0", "2", "10"]
+    with pytest.raises(ReturnValueUnreadable, match=r"3 of the array's 4 tasks left a return value"):
+        array_return_files(str(tmp_path), 900, 4)
+
+
+def test_no_return_folder_writes_nothing(tmp_path: Path):
+    script = job_script(
+        reduce_run,
+        [1, "a"],
+        {"data": {"blob": ""}},
+        python=sys.executable,
+        setup=[],
+        serializer="pickle",
+        return_folder=None,
+    )
+    assert run_script(script, tmp_path, 6).returncode == 0
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_value_says_where_it_was_written_and_how_to_do_without(tmp_path: Path):
+    with pytest.raises(ReturnValueUnreadable) as missing:
+        read_return_value(str(tmp_path / "maxwell-1.return"), "pickle")
+    assert str(tmp_path / "maxwell-1.return") in str(missing.value) and "do_xcom_push=False" in str(missing.value)
+    (tmp_path / "maxwell-2.return").write_bytes(b"not a pickle")
+    with pytest.raises(ReturnValueUnreadable, match="could not be read with pickle"):
+        read_return_value(str(tmp_path / "maxwell-2.return"), "pickle")
+
+
+def test_what_cannot_travel_is_refused_before_anything_is_sent(tmp_path: Path):
+    with pytest.raises(MaxwellConfigError, match="serializer must be one of pickle, dill, cloudpickle"):
+        job_script(fails, [], {}, python="python3", setup=[], serializer="json", return_folder=None)
+    with pytest.raises(MaxwellConfigError, match="working directory must be absolute"):
+        job_script(fails, [], {}, python="python3", setup=[], serializer="pickle", return_folder="relative/dir")
+    with pytest.raises(MaxwellConfigError, match="a function defined with `def`"):
+        function_source(lambda: 1)
+    with pytest.raises(MaxwellConfigError, match="python must be"):
+        job_script(fails, [], {}, python="python3\nrm -rf ~", setup=[], serializer="pickle", return_folder=None)

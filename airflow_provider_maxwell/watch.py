@@ -241,21 +241,22 @@ def watch(ops: SlurmOperations, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
 
 def array_size(spec: str | None) -> int:
     """How many tasks an --array specification makes: '0-99%10' -> 100, '1,3,5-7' -> 5, '0-10:2' -> 6."""
+    return max(len(array_indices(spec)), 1) if spec else 1
+
+
+def array_indices(spec: str | None) -> list[int]:
+    """The task indices of an --array specification, ascending: '1,3,5-7%2' -> [1, 3, 5, 6, 7]."""
     if not spec:
-        return 1
-    body = spec.split("%", 1)[0]
-    total = 0
-    for part in body.split(","):
+        return []
+    indices: set[int] = set()
+    for part in spec.split("%", 1)[0].split(","):
         part = part.strip()
         if not part:
             continue
         rng, _, step = part.partition(":")
         low, _, high = rng.partition("-")
-        if high:
-            total += len(range(int(low), int(high) + 1, int(step or 1)))
-        else:
-            total += 1
-    return max(total, 1)
+        indices.update(range(int(low), int(high or low) + 1, int(step or 1)))
+    return sorted(indices)
 
 
 def elapsed_text(start: datetime | None, end: datetime | None) -> str:

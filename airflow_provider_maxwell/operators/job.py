@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
@@ -60,6 +60,10 @@ class MaxwellSubmitJobOperator(BaseOperator):
         task instance re-attaches to its job instead of submitting another: by the job id saved in the
         task state store under ``external_id_key``, or, after a crash before it was saved, by the tag
         every job carries in its comment. False: every try submits a new job.
+    :param rerun_failed_indices: for an array, a retry after a try in which some tasks failed submits
+        only those indices (same script, ``array`` narrowed, throttle kept) and waits on them; the
+        summary's ``array_results`` merges the tries (per index: state, exit_code, try, job_id). False:
+        every retry reruns the whole array. Needs Airflow's task state store (3.3+).
 
     Returns the job id (XCom ``return_value``) and pushes a summary under the XCom key
     ``slurm_job``: state, exit_code, nodes, start, end, elapsed, output (and per-state counts and
@@ -100,6 +104,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         timeout: float | timedelta | None = None,
         log_output_lines: int = 50,
         durable: bool = True,
+        rerun_failed_indices: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -118,6 +123,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.log_output_lines = log_output_lines
         self.durable = durable
+        self.rerun_failed_indices = rerun_failed_indices
         self.job_id: int | None = None
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
@@ -171,6 +177,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def execute(self, context: Context) -> int:
         """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
         hook = self._hook()
+        self._narrow_to_failed_indices(context)
         fields = self._fields(context)
         tag = fields["comment"].split(" ", 1)[0]
         found = self._reattach(context, hook, fields["name"], tag) if self.durable else None
@@ -201,6 +208,47 @@ class MaxwellSubmitJobOperator(BaseOperator):
             return self._defer_unless_done(context, hook, spec)
         return self._finish(context, hook, spec)
 
+    def _narrow_to_failed_indices(self, context: Context, say: bool = True) -> None:
+        """A retry of an array whose last try ended with failed tasks runs only those (array_retry.py).
+        Also on resuming from the triggerer: the resumed operator is a new instance."""
+        store = context.get("task_state_store")
+        if not (self.array and self.rerun_failed_indices and store is not None):
+            return
+        from airflow_provider_maxwell.array_retry import FAILED_INDICES_KEY, narrowed_array, stored_indices
+
+        failed = stored_indices(store.get(FAILED_INDICES_KEY))
+        if failed:
+            whole, self.array = self.array, narrowed_array(self.array, failed)
+            if say:
+                self.log.info(
+                    "Rerunning only the array tasks that failed in the last try: %s (of %s)", self.array, whole
+                )
+
+    def _record_array_try(self, context: Context, outcome: Outcome) -> None:
+        """Keep this try's per-index results for the next try and the merged record in the summary."""
+        store = context.get("task_state_store")
+        if not (self.array and store is not None and "array_tasks" in outcome.summary):
+            return
+        from airflow_provider_maxwell.array_retry import (
+            FAILED_INDICES_KEY,
+            RESULTS_KEY,
+            merged_results,
+            stored_results,
+        )
+        from airflow_provider_maxwell.watch import array_indices
+
+        failed = outcome.summary.get("failed_tasks", [])
+        results = merged_results(
+            stored_results(store.get(RESULTS_KEY)) if self.rerun_failed_indices else None,
+            array_indices(self.array),
+            failed,
+            int(getattr(context["ti"], "try_number", 1)),
+            int(outcome.summary["job_id"]),
+        )
+        store.set(RESULTS_KEY, cast("dict[str, Any]", results))
+        store.set(FAILED_INDICES_KEY, [int(t["index"]) for t in failed if t.get("index") is not None])
+        outcome.summary["array_results"] = results
+
     def _reattach(self, context: Context, hook: MaxwellHook, name: str, tag: str) -> SlurmJob | None:
         """The job a previous try of this task instance submitted, if there is one to build on.
 
@@ -219,6 +267,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
                 self.log.warning("Saved Slurm job %s is unknown to Slurm: submitting afresh", stored)
                 return None
             if job.user == hook.config.login:
+                if self.array:
+                    return self._whole_array(hook, job)
                 return job if (not job.is_terminal or job.is_success) else None
         ti = context["ti"]
         if getattr(ti, "try_number", 1) <= 1 and not stored:
@@ -227,12 +277,26 @@ class MaxwellSubmitJobOperator(BaseOperator):
         if not candidates:
             return None
         job = candidates[-1]
+        if self.array:
+            return self._whole_array(hook, job)
         if job.is_terminal and not job.is_success:
             self.log.info(
                 "Earlier Slurm job %s of this task instance ended %s: submitting afresh", job.job_id, job.state_text
             )
             return None
         return hook.get_job(job.job_id) if not job.is_terminal else job
+
+    def _whole_array(self, hook: MaxwellHook, job: SlurmJob) -> SlurmJob | None:
+        """An earlier array job to build on, judged by all its tasks (one record says one task's state):
+        a live task to re-attach to, the job if every task completed, else None (submit afresh)."""
+        tasks = hook.get_controller_jobs(job.job_id) or hook.get_accounting_jobs(job.job_id) or [job]
+        live = [t for t in tasks if not t.is_terminal]
+        if live:
+            return live[0]
+        if all(t.is_success for t in tasks):
+            return job
+        self.log.info("Earlier Slurm array job %s of this task instance had failed tasks: submitting anew", job.job_id)
+        return None
 
     def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> WatchSpec:
         from airflow_provider_maxwell.watch import WatchSpec, array_size
@@ -291,6 +355,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
         job_event = JobEvent.from_payload(event)
         self.job_id = job_event.job_id
+        self._narrow_to_failed_indices(context, say=False)
         outcome = job_event.outcome
         if outcome is not None:
             return self._conclude(context, outcome)
@@ -302,6 +367,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         from airflow_provider_maxwell.compat import AirflowFailException
         from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
 
+        self._record_array_try(context, outcome)
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))
         if outcome.succeeded:

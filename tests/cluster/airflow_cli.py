@@ -75,6 +75,20 @@ def task_state(env: dict[str, str], dag_id: str, task_id: str) -> str | None:
     return row[0] if row else None
 
 
+def xcom_value(env: dict[str, str], dag_id: str, task_id: str, key: str) -> Any:
+    """An XCom of the newest run of a task, as Airflow 3 stores it (JSON), after `airflow dags test`."""
+    database = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    with closing(database):
+        row = database.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY timestamp DESC LIMIT 1",
+            (dag_id, task_id, key),
+        ).fetchone()
+    if row is None:
+        return None
+    value = json.loads(row[0])
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def submitted_ids(output: str) -> list[int]:
     """Slurm job ids a DAG run's output says it submitted."""
     return [int(x) for x in re.findall(r"Submitted Slurm job (\d+)", output)]

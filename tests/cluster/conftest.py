@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from .airflow_cli import make_airflow_env
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+from .airflow_cli import connection_env, make_airflow_env
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +86,17 @@ def start_idp(cluster: dict[str, Any]) -> Iterator[Callable[..., str]]:
 
 def grants(idp_url: str) -> dict[str, int]:
     return requests.get(f"{idp_url}/_idp/stats", timeout=10).json()["grants"]
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def hook(airflow_env: dict[str, str], monkeypatch_module: pytest.MonkeyPatch) -> MaxwellHook:
+    """A hook on the connection the test DAGs use (maxwell_default), in this test process."""
+    for name, value in connection_env().items():
+        monkeypatch_module.setenv(name, value)
+    return MaxwellHook("maxwell_default")

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.watch import WatchSpec
@@ -25,25 +24,11 @@ from .airflow_cli import (
     AIRFLOW,
     EXAMPLES,
     TEST_DAGS,
-    connection_env,
     dags_test,
     start_until_running,
     submitted_ids,
     task_state,
 )
-
-
-@pytest.fixture(scope="module")
-def hook(airflow_env, monkeypatch_module) -> MaxwellHook:
-    for name, value in connection_env().items():
-        monkeypatch_module.setenv(name, value)
-    return MaxwellHook("maxwell_default")
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def wait_until(predicate, timeout: float = 60, every: float = 0.5) -> Any:

@@ -130,3 +130,25 @@ with DAG("maxwell_overall_timeout", schedule=None, start_date=START, catchup=Fal
         poll_interval=2,
         timeout=8,
     )
+
+# An array whose tasks 1 and 3 fail on their first run only: the retry must submit just those two.
+with DAG("maxwell_array_retry", schedule=None, start_date=START, catchup=False):
+    MaxwellSubmitJobOperator(
+        task_id="job",
+        maxwell_conn_id=CONN,
+        script=(
+            "#!/bin/bash\n"
+            "marker=array-retry-{{ run_id | replace(':', '_') | replace('+', '_') }}-$SLURM_ARRAY_TASK_ID\n"
+            'if [ "$SLURM_ARRAY_TASK_ID" = 1 -o "$SLURM_ARRAY_TASK_ID" = 3 ] && [ ! -e "$marker" ]; then\n'
+            '  touch "$marker"; echo "task $SLURM_ARRAY_TASK_ID fails this time"; exit 5\n'
+            "fi\n"
+            'echo "task $SLURM_ARRAY_TASK_ID done"\n'
+        ),
+        array="0-4",
+        time_limit=5,
+        current_working_directory=WORKDIR,
+        deferrable=True,
+        poll_interval=2,
+        retries=1,
+        retry_delay=timedelta(seconds=2),
+    )

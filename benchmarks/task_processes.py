@@ -109,7 +109,8 @@ def main() -> int:
         "and reads it once\n"
     )
     print(
-        "| shared_cache | requests / process | most in one process | KB answered / process | mints / process "
+        "| shared_cache | requests / process | most in one process (portal too) | KB answered / process "
+        "| mints / process "
         "| mints in all | wall s |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -120,7 +121,7 @@ def main() -> int:
             f"| {r['mints']:.2f} | {r['mints_total']} | {r['seconds']:.0f} |"
         )
         spreads.append(f"shared_cache {str(r['shared_cache']).lower()}: {r['spread']}")
-    print("\nrequests a process sent (count x processes): " + "; ".join(spreads))
+    print("\nrequests a process sent, the portal's included (count x processes): " + "; ".join(spreads))
     return 0
 
 

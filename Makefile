@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench mutation record soak
+.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest bench bench-tasks test-rate-limit mutation record soak
 
 venv: $(VENV)/.installed
 
@@ -61,6 +61,18 @@ demo: venv
 # polling (about 15 minutes), and the import cost DAG files pay. BENCH_ARGS="--sizes 10,100" for less.
 bench: venv
 	devcluster/with-cluster.sh $(BIN)/python benchmarks/waiting_at_scale.py $(BENCH_ARGS)
+
+# Figures: what one task process costs (requests, bytes, token mints), 50 fresh processes on 26.05 with
+# portal auth, shared_cache on and off (about 3 minutes). BENCH_TASKS_ARGS="-n 20 --at-once 5" for less.
+bench-tasks: venv
+	devcluster/with-cluster.sh $(BIN)/python benchmarks/task_processes.py $(BENCH_TASKS_ARGS)
+
+# The large exactly-once run: 200 concurrent submits (8 processes x 25 threads) while slurmctld
+# rate-limits, on 24.11 and 26.05 (each turned on for its test and off afterwards; a few minutes).
+# `make test` runs the small one (60 submits on 26.05).
+test-rate-limit: venv
+	RATE_LIMIT_BURST_PROCESSES=8 RATE_LIMIT_BURST_THREADS=25 RATE_LIMIT_STACKS=s24,s26 \
+	  devcluster/with-cluster.sh $(BIN)/python -m pytest -s tests/cluster/test_exactly_one_job.py $(PYTEST_ARGS)
 
 # Re-record the unit tests' data (tests/data: each release's OpenAPI document and job answers) from
 # the running local Maxwell (`make cluster-up` first; never started or stopped here), about 2 minutes.

@@ -5,6 +5,11 @@ stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run a
     python3 devcluster/cluster.py down     stop what `up` started, by PID, and unmount the roots
     python3 devcluster/cluster.py status   what runs, one line each
     python3 devcluster/cluster.py is-up | is-running   exit 0 when all of it / any of it runs
+    python3 devcluster/cluster.py up --rate-limit   the same, with slurmctld's RPC rate limiting on
+                                           (every stack that has it: 24.11 and 26.05)
+    python3 devcluster/cluster.py rate-limit STACK on|off
+                                           turn slurmctld's RPC rate limiting on or off for one
+                                           stack (slurmctld restarted by PID; jobs stay)
     python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID|next
                                            a Slurm state reset: job ids start again (`next`:
                                            after the highest id accounting knows)
@@ -45,6 +50,11 @@ IDP_PORT = 16860
 HTTPS_PORT = 16443
 HTTP_PORT = 16480  # only redirects to HTTPS_PORT
 CANAILLE_VERSION = "0.3.6"
+# slurmctld's RPC rate limiting as busy sites run it: a bucket of 30 RPCs per user, refilled by 2 a
+# second. An RPC over the limit is answered "back off" (error 1804/1805), which slurmrestd waits out.
+RATE_LIMIT_PARAMETERS = "rl_enable,rl_bucket_size=30,rl_refill_rate=2,rl_refill_period=1"
+# Releases without RPC rate limiting (it came with Slurm 23.02): `rate-limit` refuses them.
+NO_RATE_LIMIT = {"s22": "Slurm 22.05 has no RPC rate limiting (rl_enable came with 23.02)"}
 
 
 @dataclass(frozen=True)
@@ -488,6 +498,7 @@ def write_stack_config(stack: Stack, first_job_id: int | None = None) -> None:
         db_password=mariadb_password(),
         # 22.05 still wants a switch plugin named; 24.11 dropped the option.
         switch="SwitchType=switch/none" if stack.name == "s22" else "",
+        ctld_parameters=f"SlurmctldParameters={RATE_LIMIT_PARAMETERS}" if rate_limited(stack) else "",
     )
     etc = stack.dir / "etc"
     (etc / "slurm.conf").write_text((HERE / "slurm.conf.in").read_text().format(**values))
@@ -495,6 +506,30 @@ def write_stack_config(stack: Stack, first_job_id: int | None = None) -> None:
     (etc / "slurmdbd.conf").chmod(0o600)
     # 26.05's slurmd wants cgroup.conf even with cgroups unused; older releases do not read it.
     (etc / "cgroup.conf").write_text("CgroupPlugin=disabled\n" if stack.name != "s22" else "")
+
+
+def rate_limit_marker(stack: Stack) -> Path:
+    """Present while the stack's slurmctld runs with RPC rate limiting (so a restart keeps the choice)."""
+    return stack.dir / "rate-limited"
+
+
+def rate_limited(stack: Stack) -> bool:
+    return rate_limit_marker(stack).exists()
+
+
+def set_rate_limit(stack: Stack, on: bool) -> None:
+    """Turn slurmctld's RPC rate limiting on or off: rewrite slurm.conf, restart slurmctld by PID.
+
+    Queued and running jobs stay (slurmctld reads its saved state); slurmd and slurmrestd stay up.
+    """
+    if on:
+        rate_limit_marker(stack).touch()
+    else:
+        rate_limit_marker(stack).unlink(missing_ok=True)
+    write_stack_config(stack)
+    stop(f"{stack.name}-slurmctld")
+    start_slurmctld(stack)
+    wait_for(f"{stack.name} node {stack.node} idle", lambda: node_idle(stack), 60, name=f"{stack.name}-slurmd")
 
 
 def mount_root(stack: Stack) -> None:
@@ -746,7 +781,7 @@ def write_cluster_json(up: list[Stack], unavailable: dict[str, str]) -> None:
 # ---------------------------------------------------------------- commands
 
 
-def up() -> int:
+def up(rate_limit: bool = False) -> int:
     began = time.monotonic()
     install_system()
     unavailable = build_roots()
@@ -765,6 +800,12 @@ def up() -> int:
     for stack in STACKS:
         if stack.name in unavailable:
             continue
+        if rate_limit and stack.name in NO_RATE_LIMIT:
+            log(f"{stack.name}: {NO_RATE_LIMIT[stack.name]}: it runs without")
+        elif rate_limit and not rate_limited(stack):
+            stack.dir.mkdir(parents=True, exist_ok=True)
+            rate_limit_marker(stack).touch()
+            stop(f"{stack.name}-slurmctld")  # a running one restarts with the limit
         try:
             ensure_stack(stack)
             up_stacks.append(stack)
@@ -866,6 +907,36 @@ def reset_jobs_command(name: str, first_job_id: str) -> int:
     return 0
 
 
+def rate_limit_command(name: str, switch: str) -> int:
+    stack = next((s for s in STACKS if s.name == name), None)
+    if stack is None or switch not in ("on", "off") or not running_pid(f"{name}-slurmctld"):
+        print(f"cluster: rate-limit needs a running stack ({', '.join(s.name for s in STACKS)}) and on|off")
+        return 2
+    if name in NO_RATE_LIMIT:
+        if switch == "off":
+            log(f"{name}: rate limiting is off (it has none)")
+            return 0
+        print(f"cluster: {name}: {NO_RATE_LIMIT[name]}; use s24 or s26", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    if rate_limited(stack) == (switch == "on") and slurmctld_has_rate_limit(stack) == (switch == "on"):
+        log(f"{name}: rate limiting already {switch}")
+        return 0
+    set_rate_limit(stack, switch == "on")
+    log(
+        f"{name}: rate limiting {switch} "
+        + (f"({RATE_LIMIT_PARAMETERS}) " if switch == "on" else "")
+        + f"(slurmctld restarted in {time.monotonic() - began:.1f} s)"
+    )
+    return 0
+
+
+def slurmctld_has_rate_limit(stack: Stack) -> bool:
+    """Whether the running slurmctld's configuration has rate limiting (as `scontrol show config` says)."""
+    config = run(stack.cmd("scontrol", "show", "config"), env=stack.env(), check=False).stdout
+    return any(line.startswith("SlurmctldParameters") and "rl_enable" in line for line in config.splitlines())
+
+
 def main() -> int:
     commands = {
         "up": up,
@@ -876,7 +947,12 @@ def main() -> int:
         "verify-down": verify_down,
     }
     args = sys.argv[1:]
-    if not (len(args) == 1 and args[0] in commands) and not (len(args) == 3 and args[0] == "reset-jobs"):
+    known = (
+        (len(args) == 1 and args[0] in commands)
+        or args == ["up", "--rate-limit"]
+        or (len(args) == 3 and args[0] in ("reset-jobs", "rate-limit"))
+    )
+    if not known:
         print(__doc__)
         return 2
     if os.geteuid() != 0:
@@ -884,6 +960,10 @@ def main() -> int:
         return 2
     if args[0] == "reset-jobs":
         return reset_jobs_command(args[1], args[2])
+    if args[0] == "rate-limit":
+        return rate_limit_command(args[1], args[2])
+    if args == ["up", "--rate-limit"]:
+        return up(rate_limit=True)
     return commands[args[0]]()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_maxwell import __version__
 from airflow_provider_maxwell.client import discovery
-from airflow_provider_maxwell.effects import HttpResult
+from airflow_provider_maxwell.effects import HttpResult, Send, Sleep
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.slurm.dialects import DIALECTS, SUPPORTED_VERSIONS, negotiate, served_versions
 
@@ -105,3 +105,28 @@ def test_a_pinned_version_sends_nothing_to_choose():
     script = Script({})
     state = state_with(dialect=None, api_version="v0.0.41")
     assert script.run(ops_for(state).dialect()).version == "v0.0.41" and script.sent == []
+
+
+def test_processes_starting_together_probe_once_the_others_read_the_choice():
+    # 50 task processes of one fan-out start at once: before this, each probed (up to 7 pings) before
+    # any had saved its choice. Two processes' protocols interleaved by hand, as their drivers would run them.
+    script = pings({"v0.0.44", "v0.0.45"})
+    first = ops_for(state_with(dialect=None)).dialect()
+    later_state = state_with(dialect=None)
+    later = ops_for(later_state).dialect()
+    ping = first.send(None)
+    while not isinstance(ping, Send):  # the first process up to its first ping: it holds the lock now
+        ping = first.send(script.answer(ping))
+    waiting = later.send(None)
+    assert isinstance(waiting, Sleep), waiting  # the later process waits instead of probing too
+    assert later.send(None) == waiting  # and keeps waiting while the probe goes on
+    with pytest.raises(StopIteration) as probed:
+        effect = first.send(script.answer(ping))
+        while True:
+            effect = first.send(script.answer(effect))
+    assert probed.value.value.version == "v0.0.45"
+    with pytest.raises(StopIteration) as read:
+        while True:
+            later.send(None)  # after its pause it finds the saved choice
+    assert read.value.value.version == "v0.0.45" and later_state.release == "26.05.5"
+    assert paths_sent(script) == ["/slurm/v0.0.45/ping"]

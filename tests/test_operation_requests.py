@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_maxwell.effects import GetToken, HttpResult
 from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmApiError, SlurmJobNotFound
-from airflow_provider_maxwell.slurm.dialects import DIALECTS
+from airflow_provider_maxwell.slurm.dialects import DIALECTS, SUPPORTED_VERSIONS
 
 from .test_protocol_steps import (
     ACCOUNTING_JOB,
@@ -253,3 +253,13 @@ def test_the_token_operation_asks_the_driver_for_the_current_token():
     script = Script({})
     token = script.run(ops_for(state_with()).token())
     assert token.value == "token-1" and script.tokens == [GetToken()]
+
+
+def test_accounting_times_are_sent_as_each_version_parses_them():
+    # Measured on the local Maxwell: Slurm 22.05 (v0.0.38) answers start_time=<seconds> with HTTP 500
+    # "Unable to parse time format" and takes uts<seconds>; 24.11 and 26.05 take plain seconds.
+    assert DIALECTS["v0.0.38"].accounting_time(1796170179.7) == "uts1796170179"
+    for version in SUPPORTED_VERSIONS[1:]:
+        assert DIALECTS[version].accounting_time(1796170179.7) == "1796170179"
+    (listing,) = DIALECTS["v0.0.45"].accounting_listing("alice", 1000.0, 2000.0, [7])
+    assert (listing["start_time"], listing["end_time"]) == ("1000", "2000")

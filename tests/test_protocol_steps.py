@@ -408,3 +408,13 @@ def test_where_the_answer_cannot_tell_the_job_record_confirms_the_cancel():
         script.run(ops_for(state_with("v0.0.40")).cancel(7))
     script = Script({job40: [silent]})  # a signal leaves the job running: nothing to confirm
     assert script.run(ops_for(state_with("v0.0.40")).cancel(7, signal="USR1")) is None and len(script.sent) == 1
+
+
+def test_22_05s_lost_submission_search_gives_its_window_as_uts_seconds():
+    # 22.05 answers start_time=<seconds> with HTTP 500 "Unable to parse time format" (measured).
+    nothing = ok({**META, "jobs": []})
+    script = Script({"/slurm/v0.0.38/job/submit": [LOST], "/slurmdb/v0.0.38/jobs": [nothing]})
+    with pytest.raises(SlurmTransientError):
+        script.run(ops_for(state_with("v0.0.38"), limit=1).submit("#!/bin/bash\ntrue\n", {"name": "reduce"}))
+    search = next(c for c in script.sent if c.url.endswith("/slurmdb/v0.0.38/jobs"))
+    assert re.fullmatch(r"uts\d{10}", search.params["start_time"]) and search.params["job_name"] == "reduce"

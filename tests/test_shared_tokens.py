@@ -208,3 +208,28 @@ def test_an_adopted_token_is_handed_to_the_masker_like_a_minted_one():
     assert client.run(client.ops.token()).value == masked[0] == "minted-by-another-process-" + "y" * 30
     client.run(client.ops.token())
     assert len(masked) == 1  # told once per token, not per request
+
+
+def test_the_file_name_costs_the_slow_derivation(shared_folder: Path, monkeypatch: pytest.MonkeyPatch):
+    # Anyone who can list the folder sees the names: if a name came from a fast hash of the settings
+    # (secret included), a portal token could be guessed offline at sha256 speed. Without scrypt, no name.
+    import hashlib
+
+    from airflow_provider_maxwell.auth import shared
+
+    calls: list[bytes] = []
+    real_scrypt = hashlib.scrypt
+
+    def counting_scrypt(password: bytes, **kwargs: object) -> bytes:
+        calls.append(password)
+        return real_scrypt(password, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shared.hashlib, "scrypt", counting_scrypt)
+    stored = SharedTokenFile.for_connection(config())
+    assert stored is not None
+    name = stored.path.name
+    assert calls == [b"portal-token-of-alice"]
+    assert stored.lock.path.name == name.replace(".token", ".lock")
+    # The name still identifies the connection: the same settings find it again, others do not.
+    assert SharedTokenFile.for_connection(config()).path.name == name  # type: ignore[union-attr]
+    assert SharedTokenFile.for_connection(config("another-portal-token")).path.name != name  # type: ignore[union-attr]

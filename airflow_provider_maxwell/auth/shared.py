@@ -34,9 +34,24 @@ class SharedTokenFile:
 
     def __init__(self, config: MaxwellConnectionConfig, folder: Path) -> None:
         self.config = config
-        name = hashlib.sha256(b"maxwell token file\0" + config.fingerprint.encode()).hexdigest()[:40]
-        self.path = folder / f"{name}.token"
-        self.lock = host_files.HostLock(folder / f"{name}.lock")
+        self.folder = folder
+
+    @cached_property
+    def path(self) -> Path:
+        """The encrypted token file (its name costs the slow key derivation, like its key)."""
+        return self.folder / f"{self._name}.token"
+
+    @cached_property
+    def lock(self) -> host_files.HostLock:
+        """The host-wide lock held while this connection's token is minted."""
+        return host_files.HostLock(self.folder / f"{self._name}.lock")
+
+    @cached_property
+    def _name(self) -> str:
+        # From the slow derivation too: a name hashed fast from the connection's settings (which
+        # include the secret) would let anyone who can list the folder test guesses of a portal
+        # token at sha256 speed. Half of scrypt's output keys the file, the other half names it.
+        return self._derived[32:52].hex()
 
     @classmethod
     def for_connection(cls, config: MaxwellConnectionConfig) -> SharedTokenFile | None:
@@ -47,19 +62,23 @@ class SharedTokenFile:
         return cls(config, folder) if folder is not None else None
 
     @cached_property
-    def _fernet(self) -> Fernet:
-        from cryptography.fernet import Fernet  # imported only when a token is shared: DAG files never pay for it
-
+    def _derived(self) -> bytes:
+        """64 bytes from scrypt over the connection's secret: the file's key (first 32) and name (rest)."""
         secret = "\0".join(filter(None, [self.config.password, self.config.keycloak_client_secret]))
-        key = hashlib.scrypt(
+        return hashlib.scrypt(
             secret.encode(),
             salt=f"maxwell token key\0{self.config.fingerprint}".encode(),
             n=SCRYPT_N,
             r=SCRYPT_R,
             p=SCRYPT_P,
-            dklen=32,
+            dklen=64,
         )
-        return Fernet(base64.urlsafe_b64encode(key))
+
+    @cached_property
+    def _fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet  # imported only when a token is shared: DAG files never pay for it
+
+        return Fernet(base64.urlsafe_b64encode(self._derived[:32]))
 
     def load(self) -> MintedToken | None:
         """The token another process stored, if the file exists and decrypts to one of this connection."""

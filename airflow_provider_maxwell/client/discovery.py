@@ -2,7 +2,8 @@
 
 The newest version this provider speaks whose `ping` the server answers wins: on Slurm 26.05 that is
 one tiny request, on 22.05 seven, instead of the 0.5-1.8 MB OpenAPI document. The choice is kept
-for the other task processes of the host for VERSION_FILE_TTL (host_files.py). Only when probing
+for the other task processes of the host for VERSION_FILE_TTL (host_files.py), and probed under a
+host lock: of many processes starting at once, one probes and the others read its choice. Only when probing
 finds nothing (or meets something other than "no such path") is the document read, to choose from
 what it lists or to say which versions the server serves. A version pinned in the connection skips
 all of it.
@@ -21,7 +22,7 @@ from airflow_provider_maxwell import host_files
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
 from airflow_provider_maxwell.client.state import ConnectionState
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.effects import Note, Protocol
+from airflow_provider_maxwell.effects import Note, Protocol, Sleep
 from airflow_provider_maxwell.exceptions import SlurmApiError
 from airflow_provider_maxwell.slurm.dialects import (
     DIALECTS,
@@ -36,6 +37,8 @@ from airflow_provider_maxwell.slurm.dialects import (
 # Seconds a host keeps a version choice: short enough that a Slurm upgrade which drops a version is
 # noticed within the hour, long enough that its probes are noise (at most 7 tiny requests an hour).
 VERSION_FILE_TTL = 3600.0
+# Seconds a process waits for another process's probe before probing for itself (a hung prober).
+PROBE_LOCK_WAIT = 30.0
 
 
 def dialect(state: ConnectionState, policy: RetryPolicy) -> Protocol[ApiDialect]:
@@ -48,14 +51,43 @@ def dialect(state: ConnectionState, policy: RetryPolicy) -> Protocol[ApiDialect]
     elif (remembered := recall(config)) is not None:
         (chosen, state.release), how = remembered, "chosen by this host within the hour"
     else:
-        chosen, how = yield from _probe(state, policy)
-        remember(config, chosen, state.release)
+        chosen, how = yield from _probe_once_per_host(state, policy)
     state.dialect = chosen
     yield Note(
         f"Maxwell connection {config.conn_id}: Slurm {state.release or '(release unknown)'}, REST API "
         f"{chosen.version} ({how})"
     )
     return chosen
+
+
+def _probe_once_per_host(state: ConnectionState, policy: RetryPolicy) -> Protocol[tuple[ApiDialect, str]]:
+    """Probe under the host's lock, so that processes starting together do not each probe: the one
+    holding the lock probes and saves its choice, the others wait (as Sleep effects, so the triggerer's
+    event loop never blocks) and read it. Without a shared folder, or after PROBE_LOCK_WAIT, a process
+    probes for itself."""
+    config = state.config
+    path = _version_file(config)
+    lock = host_files.HostLock(path.with_suffix(".lock")) if path is not None else None
+    deadline = time.monotonic() + PROBE_LOCK_WAIT
+    while lock is not None and not lock.acquire(0):
+        if time.monotonic() >= deadline:
+            lock = None
+            break
+        yield Sleep(host_files.LOCK_POLL)
+        if (remembered := recall(config)) is not None:
+            (chosen, state.release), how = remembered, "chosen by another process of this host just now"
+            return chosen, how
+    try:
+        # Look again under the lock: its last holder may have saved a choice since we last looked.
+        if lock is not None and (remembered := recall(config)) is not None:
+            (chosen, state.release) = remembered
+            return chosen, "chosen by another process of this host just now"
+        chosen, how = yield from _probe(state, policy)
+        remember(config, chosen, state.release)
+        return chosen, how
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _probe(state: ConnectionState, policy: RetryPolicy) -> Protocol[tuple[ApiDialect, str]]:

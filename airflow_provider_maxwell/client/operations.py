@@ -109,7 +109,7 @@ class SlurmOperations:
         """
         dialect = yield from self.dialect()
         params = dialect.accounting_search(name, self.state.config.login) if isinstance(name, str) and name else {}
-        params |= {"start_time": str(int(since) - CLOCK_SKEW), "skip_steps": "true"}
+        params |= {"start_time": dialect.accounting_time(since - CLOCK_SKEW), "skip_steps": "true"}
         for pause in LOST_ANSWER_LOOKS:
             yield Sleep(pause)
             what = f"Could not look for the job of submission {mark}"
@@ -230,7 +230,7 @@ class SlurmOperations:
         login = self.state.config.login
         params = dialect.accounting_search(name, login)
         if since is not None:
-            params["start_time"] = str(int(since))
+            params["start_time"] = dialect.accounting_time(since)
         try:
             in_accounting = yield from self._accounting_query(
                 dialect.accounting_jobs(), f"Could not search accounting for jobs named {name!r}", params=params

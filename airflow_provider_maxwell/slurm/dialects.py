@@ -67,6 +67,10 @@ class ApiDialect:
     #: a cancel that did nothing says so: an HTTP error (v0.0.38) or per-job `status` (v0.0.42 on);
     #: v0.0.40 and v0.0.41 answer 200 and nothing else (measured on 24.11).
     cancel_reports_failures: bool
+    #: accounting's start_time/end_time query parameters take Unix seconds only as `uts<seconds>`
+    #: (v0.0.38: plain seconds are HTTP 500 "Unable to parse time format", measured on 22.05; v0.0.40
+    #: on take both).
+    accounting_time_needs_uts: bool
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -114,6 +118,10 @@ class ApiDialect:
             params["users"] = user
         return params
 
+    def accounting_time(self, seconds: float) -> str:
+        """A moment as accounting's start_time/end_time query parameters take it."""
+        return f"uts{int(seconds)}" if self.accounting_time_needs_uts else str(int(seconds))
+
     def accounting_listing(self, user: str, since: float, until: float, job_ids: Iterable[int]) -> list[dict[str, str]]:
         """Query parameters of /slurmdb/vX/jobs that list all of `job_ids` in as few requests as can be.
 
@@ -124,7 +132,14 @@ class ApiDialect:
         """
         # Steps are not needed to judge a job and make up ~40 % of each record (measured on 24.11).
         if self.accounting_filters_by_user:
-            return [{"users": user, "start_time": str(int(since)), "end_time": str(int(until)), "skip_steps": "true"}]
+            return [
+                {
+                    "users": user,
+                    "start_time": self.accounting_time(since),
+                    "end_time": self.accounting_time(until),
+                    "skip_steps": "true",
+                }
+            ]
         ids = sorted(set(job_ids))
         return [
             {"step": ",".join(map(str, ids[i : i + LISTING_CHUNK])), "skip_steps": "true"}
@@ -161,6 +176,7 @@ def _dialect(minor: int) -> ApiDialect:
         accounting_exit_code_reliable=minor >= 39,
         accounting_filters_by_user=minor >= 40,
         cancel_reports_failures=minor == 38 or minor >= 42,
+        accounting_time_needs_uts=minor == 38,
     )
 
 

@@ -100,3 +100,19 @@ def hook(airflow_env: dict[str, str], monkeypatch_module: pytest.MonkeyPatch) ->
     for name, value in connection_env().items():
         monkeypatch_module.setenv(name, value)
     return MaxwellHook("maxwell_default")
+
+
+@pytest.fixture
+def rate_limited_stack(request: pytest.FixtureRequest, cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A stack (its name the parameter, `indirect=True`) whose slurmctld rate-limits RPCs for the test
+    (devcluster's Maxwell-like bucket of 30, refilled by 2 a second), off again afterwards, even on failure."""
+    from .slurm_jobs import set_rate_limit
+
+    name = request.param
+    if name not in cluster["stacks"]:
+        pytest.skip(f"Slurm stack {name} unavailable on this machine: {cluster['unavailable'].get(name)}")
+    set_rate_limit(name, True)
+    try:
+        yield {"name": name, **cluster["stacks"][name]}
+    finally:
+        set_rate_limit(name, False)

@@ -106,3 +106,33 @@ def task_process_raising(conn_id: str) -> None:
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("AUTH:")), None)
     if line is not None:
         raise MaxwellAuthError(line.removeprefix("AUTH: "))
+
+
+def test_processes_starting_together_probe_the_version_once(cluster, users, make_connection, signing_key_b64):
+    # A fan-out starts many tasks at once: one probes (under the host lock), the others read its
+    # choice. 24.11 needs four pings (v0.0.45, 44, 43 answer 404, v0.0.42 answers), so a second
+    # prober would show.
+    release = "s24" if "s24" in cluster["stacks"] else "s26"
+    rest_url = cluster["stacks"][release]["rest_url"]
+    conn_id = make_connection(rest_url, users[0]["name"], auth_method="signing_key", signing_key=signing_key_b64)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    # All six reach discovery at the same moment (imports done), as tasks of one fan-out may.
+    at_once = (
+        "import sys, time\nfrom airflow_provider_maxwell.hooks import maxwell\n"
+        "time.sleep(max(0, float(sys.argv.pop()) - time.time()))\n"
+    )
+    start_at = str(time.time() + 15)
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", at_once + TASK, conn_id, start_at], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    runs = []
+    for proc in started:
+        out, _ = proc.communicate(timeout=300)
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(run["ok"] for run in runs), runs
+    pings = list(reversed(SUPPORTED_VERSIONS)).index(runs[0]["version"]) + 1
+    # Each process sends its diag; the pings are sent once for all of them.
+    assert sorted(run["requests"] for run in runs) == [1] * 5 + [1 + pings], runs

@@ -304,6 +304,10 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))
+        if "usage" in outcome.summary:
+            from airflow_provider_maxwell.efficiency import usage_line
+
+            self.log.info("%s", usage_line(int(outcome.summary["job_id"]), outcome.summary["usage"]))
         if outcome.succeeded:
             self.log.info("%s", outcome.message)
             # Downstream DAGs scheduled on this task's assets learn which job produced them.

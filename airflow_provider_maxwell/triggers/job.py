@@ -126,6 +126,7 @@ class MaxwellJobTrigger(BaseTrigger):
         except MaxwellError as error:
             yield TriggerEvent(JobEvent("error", job_id, str(error)).to_payload())
             return
+        jobs = await self._with_steps(client, jobs)
         outcome = judge(job_id, jobs, frozenset(self.success_states))
         yield TriggerEvent(JobEvent.of(job_id, outcome).to_payload())
 
@@ -148,6 +149,21 @@ class MaxwellJobTrigger(BaseTrigger):
                     self.log.info("%s", note)
                 if final is not None:
                     return final
+
+    async def _with_steps(self, client: SlurmClient, jobs: list[SlurmJob]) -> list[SlurmJob]:
+        """The final records with their steps (what the job used): the shared listing skips steps, so the
+        job's own accounting record is read once. Usage is a report, not the verdict: a failed read is
+        said and the records stay as they were."""
+        from airflow_provider_maxwell.efficiency import with_measured_usage
+
+        if all(j.usage is not None and j.usage.steps_known for j in jobs):
+            return jobs
+        try:
+            detailed = await client.arun(client.ops.accounting_jobs(self.spec.job_id))
+        except MaxwellError as error:
+            self.log.warning("Could not read the resource usage of Slurm job %s: %s", self.spec.job_id, error)
+            return jobs
+        return with_measured_usage(jobs, detailed)
 
     async def _cancel(self) -> bool:
         """Cancel the job; False (and a warning) when Slurm did not."""

@@ -85,12 +85,14 @@ class MaxwellJobTrigger(BaseTrigger):
         spec: dict[str, Any],
         success_states: list[str] | None = None,
         cancel_on_deadline: bool = True,
+        live_output: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.maxwell_conn_id = maxwell_conn_id
         self.spec = WatchSpec(**spec)
         self.success_states = sorted(success_states or DEFAULT_SUCCESS_STATES)
         self.cancel_on_deadline = cancel_on_deadline
+        self.live_output = live_output  # where the job's output file is, and where the worker left it
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The trigger's class path and kwargs, as stored (in plain text) in Airflow's database: no secrets."""
@@ -101,6 +103,7 @@ class MaxwellJobTrigger(BaseTrigger):
                 "spec": self.spec.to_kwargs(),
                 "success_states": self.success_states,
                 "cancel_on_deadline": self.cancel_on_deadline,
+                "live_output": self.live_output,
             },
         )
 
@@ -132,10 +135,12 @@ class MaxwellJobTrigger(BaseTrigger):
 
     async def _wait(self, client: SlurmClient) -> list[SlurmJob]:
         """Feed this job's observations from the shared poller to its own JobWatch until it ends."""
+        from airflow_provider_maxwell.live_output import follower_from_kwargs
         from airflow_provider_maxwell.triggers.poller import JobPoller
 
         poller = JobPoller.for_client(client)
         job_watch = JobWatch(self.spec, url=client.state.config.host)
+        follower = follower_from_kwargs(self.live_output)
         async with poller.subscribe(job_watch) as inbox:
             while True:
                 job_watch.check_deadline(time.time())
@@ -149,6 +154,9 @@ class MaxwellJobTrigger(BaseTrigger):
                     self.log.info("%s", note)
                 if final is not None:
                     return final
+                if follower is not None:  # a file on a slow shared filesystem must not stall the event loop
+                    for line in await asyncio.to_thread(follower.read):
+                        self.log.info("Slurm job %s | %s", self.spec.job_id, line)
 
     async def _with_steps(self, client: SlurmClient, jobs: list[SlurmJob]) -> list[SlurmJob]:
         """The final records with their steps (what the job used): the shared listing skips steps, so the

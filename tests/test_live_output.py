@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_maxwell.effects import Note, Sleep
 from airflow_provider_maxwell.live_output import OutputFollower, before_each_sleep, follower_from_kwargs
 
@@ -178,7 +180,10 @@ def test_the_trigger_logs_new_lines_while_the_job_runs(fake, tmp_path: Path, cap
     assert while_running.count("| started") == 1  # each line once
 
 
-def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(fake, tmp_path: Path, capsys):
+@pytest.mark.parametrize("live_output_lines", [20, 0])
+def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
+    fake, tmp_path: Path, capsys, live_output_lines: int
+):
     import threading
     import time
     from types import SimpleNamespace
@@ -201,7 +206,12 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(fake, tmp
         xcom_push=lambda key, value: pushed.update({key: value}),
     )
     task = MaxwellSubmitJobOperator(
-        task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=fake.conn_id, poll_interval=0.2, deferrable=False
+        task_id="t",
+        script="#!/bin/bash\ntrue\n",
+        maxwell_conn_id=fake.conn_id,
+        poll_interval=0.2,
+        deferrable=False,
+        live_output_lines=live_output_lines,
     )
     result: list[object] = []
     worker = threading.Thread(target=lambda: result.append(task.execute({"ti": ti})))
@@ -222,5 +232,5 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(fake, tmp
         ]
         worker.join(timeout=30)
     assert result == [41]
-    assert "Slurm job 41 | half way" in while_running
+    assert ("Slurm job 41 | half way" in while_running) is (live_output_lines > 0)  # 0: off
     assert "Last 1 lines of" in capsys.readouterr().out  # the end-of-job tail stays

@@ -255,7 +255,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
     def _follower(self, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> OutputFollower | None:
         """What follows the job's output file while it runs (None: off, an array, or a job that ended)."""
-        if self.live_output_lines <= 0 or self.array:
+        if self.live_output_lines <= 0 or self.array or self.job_fields.get("array"):
             return None
         from airflow_provider_maxwell.exceptions import MaxwellError
         from airflow_provider_maxwell.live_output import OutputFollower

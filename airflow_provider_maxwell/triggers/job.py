@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
 EventStatus = Literal["success", "failed", "timeout", "error"]
+
+# Usage reads at once per triggerer event loop: a wave of jobs ending together queues here rather than
+# as hundreds of requests in httpx's pool (whose queue handling is quadratic, docs/waiting-at-scale.md).
+USAGE_READS_AT_ONCE = 4
+_usage_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _usage_read_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _usage_reads:
+        _usage_reads[loop] = asyncio.Semaphore(USAGE_READS_AT_ONCE)
+    return _usage_reads[loop]
 
 
 @dataclass(frozen=True)
@@ -167,7 +180,8 @@ class MaxwellJobTrigger(BaseTrigger):
         if all(j.usage is not None and j.usage.steps_known for j in jobs):
             return jobs
         try:
-            detailed = await client.arun(client.ops.accounting_jobs(self.spec.job_id))
+            async with _usage_read_slots():
+                detailed = await client.arun(client.ops.accounting_jobs(self.spec.job_id))
         except MaxwellError as error:
             self.log.warning("Could not read the resource usage of Slurm job %s: %s", self.spec.job_id, error)
             return jobs

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_maxwell.efficiency import usage_summary
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, JobState
 from airflow_provider_maxwell.watch import elapsed_text
@@ -54,6 +55,9 @@ def summarize(job_id: int, jobs: list[SlurmJob]) -> dict[str, Any]:
             for j in jobs
             if not j.succeeded()
         ]
+    usage = usage_summary(jobs)
+    if usage is not None:
+        summary["usage"] = usage  # documented keys: efficiency.py
     return summary
 
 

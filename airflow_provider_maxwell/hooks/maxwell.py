@@ -25,6 +25,8 @@ from airflow_provider_maxwell.slurm.job import SlurmJob, parse_job_id
 from airflow_provider_maxwell.watch import WatchSpec, watch
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import Connection
 
 # Hooks in one event loop (a triggerer's) share a connection lookup for this long: a thousand
@@ -222,10 +224,15 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.find_jobs_by_name(name, since))
 
-    def wait_for_job(self, spec: WatchSpec) -> list[SlurmJob]:
-        """Block until the job (every task of an array) has its final accounting record."""
+    def wait_for_job(self, spec: WatchSpec, between_polls: Callable[[], None] | None = None) -> list[SlurmJob]:
+        """Block until the job (every task of an array) has its final accounting record; `between_polls` runs
+        before each pause (the operator copies new output lines to the task log there)."""
         client = self.client
-        return client.run(watch(client.ops, spec))
+        if between_polls is None:
+            return client.run(watch(client.ops, spec))
+        from airflow_provider_maxwell.live_output import before_each_sleep
+
+        return client.run(before_each_sleep(watch(client.ops, spec), between_polls))
 
     async def await_job(self, spec: WatchSpec) -> list[SlurmJob]:
         """Async twin of `wait_for_job`: poll this one job until it ends (triggers use the shared poller instead)."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+    from airflow_provider_maxwell.live_output import OutputFollower
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.slurm.job import SlurmJob
     from airflow_provider_maxwell.watch import WatchSpec
@@ -56,6 +57,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
     :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
     :param log_output_lines: how many last lines of the job's output file to copy into the task log
         at the end, when the worker can read it (shared filesystem); 0 turns it off.
+    :param live_output_lines: while the job runs, copy its new output lines to the task log, at most this
+        many per poll (lines of at most 500 characters, 2000 lines in all), from the worker or, deferred,
+        from the triggerer, wherever the output file is readable; 0 turns it off. Not for arrays.
     :param durable: Airflow 3.3's durable execution (``ResumableJobMixin``'s meaning): a retry of the
         task instance re-attaches to its job instead of submitting another: by the job id saved in the
         task state store under ``external_id_key``, or, after a crash before it was saved, by the tag
@@ -103,6 +107,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         poll_interval: float = 30.0,
         timeout: float | timedelta | None = None,
         log_output_lines: int = 50,
+        live_output_lines: int = 20,
         durable: bool = True,
         rerun_failed_indices: bool = True,
         **kwargs: Any,
@@ -122,6 +127,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.log_output_lines = log_output_lines
+        self.live_output_lines = live_output_lines
         self.durable = durable
         self.rerun_failed_indices = rerun_failed_indices
         self.job_id: int | None = None
@@ -206,7 +212,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         spec = self._spec(context, hook, self.job_id, found)
         if self.deferrable:
             return self._defer_unless_done(context, hook, spec)
-        return self._finish(context, hook, spec)
+        return self._finish(context, hook, spec, self._follower(hook, self.job_id, found))
 
     def _narrow_to_failed_indices(self, context: Context, say: bool = True) -> None:
         """A retry of an array whose last try ended with failed tasks runs only those (array_retry.py).
@@ -311,12 +317,37 @@ class MaxwellSubmitJobOperator(BaseOperator):
             deadline=time.time() + self.timeout if self.timeout else None,
         )
 
-    def _finish(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
+    def _follower(self, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> OutputFollower | None:
+        """What follows the job's output file while it runs (None: off, an array, or a job that ended)."""
+        if self.live_output_lines <= 0 or self.array or self.job_fields.get("array"):
+            return None
+        from airflow_provider_maxwell.exceptions import MaxwellError
+        from airflow_provider_maxwell.live_output import OutputFollower
+
+        if known is None or known.source != "slurmctld":  # slurmctld's record always names the file
+            try:
+                known = hook.get_job(job_id)
+            except MaxwellError as error:  # the wait itself will say what is wrong
+                self.log.info("Not following the output of Slurm job %s: %s", job_id, error)
+                return None
+        path = known.output_path()
+        if known.is_terminal or not path:
+            return None
+        return OutputFollower(path, lines_per_read=self.live_output_lines)
+
+    def _log_live_output(self, job_id: int, follower: OutputFollower) -> None:
+        for line in follower.read():
+            self.log.info("Slurm job %s | %s", job_id, line)
+
+    def _finish(
+        self, context: Context, hook: MaxwellHook, spec: WatchSpec, follower: OutputFollower | None = None
+    ) -> int:
         from airflow_provider_maxwell.outcome import judge
         from airflow_provider_maxwell.watch import WatchDeadlineExceeded
 
         try:
-            jobs = hook.wait_for_job(spec)
+            between = (lambda: self._log_live_output(spec.job_id, follower)) if follower is not None else None
+            jobs = hook.wait_for_job(spec, between)
         except WatchDeadlineExceeded as error:
             from airflow.sdk.exceptions import AirflowException
 
@@ -340,8 +371,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
             return self._finish(context, hook, spec)
         # The trigger mostly reads accounting, where a reused id has older records: pin the job now.
         spec = spec.pinned_to(current)
+        follower = self._follower(hook, spec.job_id, current)
         self.defer(
-            trigger=MaxwellJobTrigger(maxwell_conn_id=self.maxwell_conn_id, spec=spec.to_kwargs()),
+            trigger=MaxwellJobTrigger(
+                maxwell_conn_id=self.maxwell_conn_id,
+                spec=spec.to_kwargs(),
+                live_output=follower.to_kwargs() if follower is not None else None,
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60) if self.timeout else None,
         )
@@ -370,6 +406,10 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self._record_array_try(context, outcome)
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))
+        if "usage" in outcome.summary:
+            from airflow_provider_maxwell.efficiency import usage_line
+
+            self.log.info("%s", usage_line(int(outcome.summary["job_id"]), outcome.summary["usage"]))
         if outcome.succeeded:
             self.log.info("%s", outcome.message)
             # Downstream DAGs scheduled on this task's assets learn which job produced them.

@@ -62,7 +62,7 @@ class MaxwellJobSensor(BaseSensorOperator):
 
         return MaxwellHook(self.maxwell_conn_id)
 
-    def _check(self, hook: MaxwellHook) -> tuple[bool, JobWatch]:
+    def _check(self, hook: MaxwellHook, context: Context | None = None) -> tuple[bool, JobWatch]:
         """One look through the same JobWatch the operator and the trigger use: done once accounting has
         the job's final record (raises if it did not succeed); the watch is kept for the next poke."""
         from airflow_provider_maxwell.exceptions import MaxwellConfigError, SlurmJobNotFound
@@ -97,11 +97,19 @@ class MaxwellJobSensor(BaseSensorOperator):
             self.log.info("%s", note)
         if final is None:
             return False, job_watch
-        self._raise_unless(judge(job_watch.spec.job_id, final, self.success_states))
+        self._raise_unless(judge(job_watch.spec.job_id, final, self.success_states), context)
         return True, job_watch
 
-    def _raise_unless(self, outcome: Outcome) -> None:
+    def _raise_unless(self, outcome: Outcome, context: Context | None = None) -> None:
         from airflow_provider_maxwell.compat import AirflowFailException, AirflowSkipException
+        from airflow_provider_maxwell.efficiency import usage_line
+        from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
+
+        ti = context.get("ti") if context is not None else None
+        if ti is not None:  # the same summary the operator pushes, usage included
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
+        if "usage" in outcome.summary:
+            self.log.info("%s", usage_line(int(outcome.summary["job_id"]), outcome.summary["usage"]))
 
         if outcome.succeeded:
             self.log.info("%s", outcome.message)
@@ -112,7 +120,7 @@ class MaxwellJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         """One look at the job: True once accounting has its final record; raises if it did not succeed."""
-        return self._check(self._hook())[0]
+        return self._check(self._hook(), context)[0]
 
     def execute(self, context: Context) -> Any:
         """Poke, or check once and defer to the triggerer (a job already done never defers)."""
@@ -124,7 +132,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         persist_job_link(context, hook.config, parse_job_id(self.job_id))
         if not self.deferrable:
             return super().execute(context)
-        done, job_watch = self._check(hook)
+        done, job_watch = self._check(hook, context)
         if done:
             return job_watch.spec.job_id
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
@@ -150,7 +158,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         job_event = JobEvent.from_payload(event)
         outcome = job_event.outcome
         if outcome is not None:
-            self._raise_unless(outcome)
+            self._raise_unless(outcome, context)
             return job_event.job_id
         if self.soft_fail:
             raise AirflowSkipException(job_event.message)

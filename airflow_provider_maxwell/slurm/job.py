@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError, MaxwellError
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState
+from airflow_provider_maxwell.slurm.usage import JobUsage, parse_usage
 
 Source = Literal["slurmctld", "slurmdb"]
 
@@ -43,6 +44,8 @@ class SlurmJob:
     standard_error: str | None = None
     array_job_id: int | None = None
     array_task_id: int | None = None
+    #: what the job asked for and used (accounting records only; slurmctld's carry none)
+    usage: JobUsage | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -330,6 +333,7 @@ def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = T
         standard_error=text(doc.get("stderr_expanded")) or text(doc.get("stderr")),
         array_job_id=array_job,
         array_task_id=number(array.get("task_id")) if array_job else None,
+        usage=parse_usage(doc),
     )
 
 

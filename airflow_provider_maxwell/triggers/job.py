@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
 EventStatus = Literal["success", "failed", "timeout", "error"]
+
+# Usage reads at once per triggerer event loop: a wave of jobs ending together queues here rather than
+# as hundreds of requests in httpx's pool (whose queue handling is quadratic, docs/waiting-at-scale.md).
+USAGE_READS_AT_ONCE = 4
+_usage_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _usage_read_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _usage_reads:
+        _usage_reads[loop] = asyncio.Semaphore(USAGE_READS_AT_ONCE)
+    return _usage_reads[loop]
 
 
 @dataclass(frozen=True)
@@ -85,12 +98,14 @@ class MaxwellJobTrigger(BaseTrigger):
         spec: dict[str, Any],
         success_states: list[str] | None = None,
         cancel_on_deadline: bool = True,
+        live_output: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.maxwell_conn_id = maxwell_conn_id
         self.spec = WatchSpec(**spec)
         self.success_states = sorted(success_states or DEFAULT_SUCCESS_STATES)
         self.cancel_on_deadline = cancel_on_deadline
+        self.live_output = live_output  # where the job's output file is, and where the worker left it
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The trigger's class path and kwargs, as stored (in plain text) in Airflow's database: no secrets."""
@@ -101,6 +116,7 @@ class MaxwellJobTrigger(BaseTrigger):
                 "spec": self.spec.to_kwargs(),
                 "success_states": self.success_states,
                 "cancel_on_deadline": self.cancel_on_deadline,
+                "live_output": self.live_output,
             },
         )
 
@@ -126,15 +142,18 @@ class MaxwellJobTrigger(BaseTrigger):
         except MaxwellError as error:
             yield TriggerEvent(JobEvent("error", job_id, str(error)).to_payload())
             return
+        jobs = await self._with_steps(client, jobs)
         outcome = judge(job_id, jobs, frozenset(self.success_states))
         yield TriggerEvent(JobEvent.of(job_id, outcome).to_payload())
 
     async def _wait(self, client: SlurmClient) -> list[SlurmJob]:
         """Feed this job's observations from the shared poller to its own JobWatch until it ends."""
+        from airflow_provider_maxwell.live_output import follower_from_kwargs
         from airflow_provider_maxwell.triggers.poller import JobPoller
 
         poller = JobPoller.for_client(client)
         job_watch = JobWatch(self.spec, url=client.state.config.host)
+        follower = follower_from_kwargs(self.live_output)
         async with poller.subscribe(job_watch) as inbox:
             while True:
                 job_watch.check_deadline(time.time())
@@ -148,6 +167,25 @@ class MaxwellJobTrigger(BaseTrigger):
                     self.log.info("%s", note)
                 if final is not None:
                     return final
+                if follower is not None:  # a file on a slow shared filesystem must not stall the event loop
+                    for line in await asyncio.to_thread(follower.read):
+                        self.log.info("Slurm job %s | %s", self.spec.job_id, line)
+
+    async def _with_steps(self, client: SlurmClient, jobs: list[SlurmJob]) -> list[SlurmJob]:
+        """The final records with their steps (what the job used): the shared listing skips steps, so the
+        job's own accounting record is read once. Usage is a report, not the verdict: a failed read is
+        said and the records stay as they were."""
+        from airflow_provider_maxwell.efficiency import with_measured_usage
+
+        if all(j.usage is not None and j.usage.steps_known for j in jobs):
+            return jobs
+        try:
+            async with _usage_read_slots():
+                detailed = await client.arun(client.ops.accounting_jobs(self.spec.job_id))
+        except MaxwellError as error:
+            self.log.warning("Could not read the resource usage of Slurm job %s: %s", self.spec.job_id, error)
+            return jobs
+        return with_measured_usage(jobs, detailed)
 
     async def _cancel(self) -> bool:
         """Cancel the job; False (and a warning) when Slurm did not."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell.live_output import OutputFollower
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.watch import WatchSpec
@@ -81,6 +82,8 @@ def test_nightly_reduction_renders_the_data_interval_and_updates_its_asset(airfl
     assert re.search(r"reducing data from \d{4}-\d\d-\d\d", out)
     assert "Pausing task as DEFERRED" in out and "ended COMPLETED" in out
     (job_id,) = submitted_ids(out)
+    # What the job used, read by the trigger from the job's own accounting record, in one task-log line.
+    assert re.search(rf"Slurm job {job_id} ran \d+:\d\d:\d\d \(.* of its .* limit\), .*node-hours", out), out[-3000:]
     # The asset event in Airflow's database names the job, for the DAGs scheduled on the asset.
     database = sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db")
     with closing(database):
@@ -98,6 +101,7 @@ def test_gated_analysis_runs_after_the_gating_job_completed(airflow_env, hook, c
     rc, out = dags_test(airflow_env, EXAMPLES, "gated_analysis", {"job_id": job_id})
     assert rc == 0, out[-3000:]
     assert f"Slurm job {job_id} (nightly.reduce) ended COMPLETED" in out
+    assert re.search(rf"Slurm job {job_id} ran \d+:\d\d:\d\d", out), out[-3000:]  # the sensor's usage line
     assert f"analysing the output of job {job_id}" in out
 
 
@@ -174,7 +178,14 @@ def test_trigger_kwargs_carry_no_secret(hook):
     _, kwargs = MaxwellJobTrigger(maxwell_conn_id="maxwell_default", spec=spec.to_kwargs()).serialize()
     text = json.dumps(kwargs)
     assert hook.get_token() not in text and (hook.config.password or "") not in text
-    assert set(kwargs) == {"maxwell_conn_id", "spec", "success_states", "cancel_on_deadline"}
+    assert set(kwargs) == {"maxwell_conn_id", "spec", "success_states", "cancel_on_deadline", "live_output"}
+    # Live output's state is a path, an offset and limits: plain values, nothing of the connection.
+    follower = OutputFollower("/beegfs/me/slurm-1.out")
+    _, kwargs = MaxwellJobTrigger(
+        maxwell_conn_id="maxwell_default", spec=spec.to_kwargs(), live_output=follower.to_kwargs()
+    ).serialize()
+    assert set(kwargs["live_output"]) == set(follower.to_kwargs())
+    assert hook.get_token() not in json.dumps(kwargs)
 
 
 @pytest.mark.parametrize("mode", ["before_save", "after_save"])

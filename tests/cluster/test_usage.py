@@ -1,0 +1,70 @@
+"""What a job used, measured by the real daemons: a job that holds ~300 MB for a few seconds and keeps a CPU
+busy reports about that, on every Slurm release (the local Maxwell gathers with jobacct_gather/linux)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_maxwell.efficiency import usage_line, usage_summary
+from airflow_provider_maxwell.exceptions import MaxwellError
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.watch import WatchSpec
+
+# 300 MiB held by `tail` (it keeps input without a newline in memory) while the pipe stays open 6 s,
+# then 4 s of busy loop: the sampler (every second) sees both.
+HOLD_AND_SPIN = """#!/bin/bash
+(head -c 300M /dev/zero; sleep 6) | tail > /dev/null
+end=$((SECONDS + 4))
+while [ $SECONDS -lt $end ]; do :; done
+echo done
+"""
+
+
+def measures(stack: dict[str, Any]) -> bool:
+    return "jobacct_gather/none" not in Path(stack["slurm_conf"]).read_text()
+
+
+def test_a_job_holding_300_mb_and_spinning_reports_about_that(
+    stack: dict[str, Any], cluster: dict[str, Any], users: list[dict[str, Any]], make_connection, signing_key_b64: str
+):
+    assert measures(stack), (
+        f"stack {stack['name']} still runs jobacct_gather/none: restart the local Maxwell "
+        "(make cluster-down cluster-up) so it picks up devcluster/slurm.conf.in's jobacct_gather/linux"
+    )
+    user = users[0]["name"]
+    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    hook = MaxwellHook(conn_id)
+    submitted = time.time()
+    job_id = hook.submit_job(
+        HOLD_AND_SPIN,
+        name=f"usage-{stack['name']}",
+        partition="maxcpu",
+        time_limit=60,
+        memory_per_node="2G",
+        current_working_directory=cluster["jobs_dir"],
+        standard_output=f"{cluster['jobs_dir']}/%x-%j.out",
+    )
+    try:
+        jobs = hook.wait_for_job(
+            WatchSpec(job_id=job_id, user=user, submitted_after=submitted, poll_interval=2, deadline=time.time() + 180)
+        )
+    finally:
+        with contextlib.suppress(MaxwellError):
+            hook.cancel_job(job_id)  # a no-op once it ended; stops it when the wait failed
+    usage = usage_summary(jobs)
+    assert usage is not None, "accounting recorded no usage"
+    print(usage_line(job_id, usage))
+    assert jobs[0].is_success
+    assert usage["measured"] is True
+    assert 250 <= usage["memory_peak_mib"] <= 600, usage
+    assert usage["memory_requested_mib"] == 2048
+    assert 0.1 <= usage["memory_used"] <= 0.3
+    assert usage["cpu_time_s"] >= 3, usage  # the 4 s busy loop (and head/tail's own work)
+    assert usage["elapsed_s"] >= 9 and usage["time_limit_s"] == 3600  # 6 s held + 4 s spinning, whole seconds
+    assert 0.2 <= usage["cpu_efficiency"] <= 1.0
+    # Under 25 % of its memory and of its hour: both hints, with sizes that fit what it used.
+    assert any("memory_per_node=" in hint for hint in usage["hints"]), usage["hints"]
+    assert any("time_limit=5 (minutes)" in hint for hint in usage["hints"]), usage["hints"]

@@ -1,0 +1,236 @@
+"""Following a running job's output file with real files: partial lines, truncation, replacement, limits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_maxwell.effects import Note, Sleep
+from airflow_provider_maxwell.live_output import OutputFollower, before_each_sleep, follower_from_kwargs
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_complete_lines_appear_and_a_partial_line_waits_for_its_end(tmp_path: Path):
+    out = tmp_path / "slurm-7.out"
+    follower = OutputFollower(str(out))
+    assert follower.read() == []  # not there yet (the job is pending): nothing, no error
+    append(out, b"step 1 done\nstep 2 ha")
+    assert follower.read() == ["step 1 done"]
+    assert follower.read() == []
+    append(out, b"lf done\r\nstep 3")
+    assert follower.read() == ["step 2 half done"]
+    append(out, "\u00fc\n".encode()[:1])  # half of a two-byte character: still the same line
+    assert follower.read() == []
+    append(out, "\u00fc\n".encode()[1:])
+    assert follower.read() == ["step 3\u00fc"]
+
+
+def test_a_truncated_file_is_followed_from_its_start_and_said_so(tmp_path: Path):
+    out = tmp_path / "job.out"
+    out.write_bytes(b"a long first run of output\n")
+    follower = OutputFollower(str(out))
+    assert follower.read() == ["a long first run of output"]
+    out.write_bytes(b"again\n")  # truncated and rewritten (a requeued job)
+    assert follower.read() == ["[the output file was truncated or replaced: following it from its start]", "again"]
+    replacement = tmp_path / "new.out"
+    replacement.write_bytes(b"again\nand more than before, replaced\n")
+    os.replace(replacement, out)  # a new file under the same name
+    assert follower.read() == [
+        "[the output file was truncated or replaced: following it from its start]",
+        "again",
+        "and more than before, replaced",
+    ]
+
+
+def test_lines_per_read_keep_the_newest_and_count_the_skipped(tmp_path: Path):
+    out = tmp_path / "job.out"
+    out.write_bytes(b"".join(b"line %d\n" % i for i in range(50)))
+    follower = OutputFollower(str(out), lines_per_read=3)
+    assert follower.read() == ["[47 lines skipped: at most 3 per poll]", "line 47", "line 48", "line 49"]
+
+
+def test_long_lines_are_cut_and_an_endless_line_does_not_grow_memory(tmp_path: Path):
+    out = tmp_path / "job.out"
+    follower = OutputFollower(str(out), max_line_chars=10)
+    out.write_bytes(b"x" * 25 + b"\nshort\n")
+    assert follower.read() == ["xxxxxxxxxx [...cut]", "short"]
+    append(out, b"\r" * 30 + b"progress 100%")  # a progress bar: no newline for a long time
+    lines = follower.read()
+    assert lines and lines[0].endswith("[...cut]")
+    append(out, b" more of the same line\nnext\n")
+    assert follower.read() == ["next"]  # the rest of the cut line is dropped, not shown as a line
+
+
+def test_a_flood_is_skipped_to_its_newest_bytes(tmp_path: Path):
+    out = tmp_path / "job.out"
+    follower = OutputFollower(str(out), max_read_bytes=100)
+    out.write_bytes(b"".join(b"flood %04d\n" % i for i in range(1000)))  # 11 bytes a line
+    lines = follower.read()
+    assert lines[0] == "[10900 bytes of output skipped: at most 100 per poll]"
+    assert lines[1:] == [f"flood {i:04d}" for i in range(991, 1000)]  # the cut line before is dropped
+
+
+def test_the_total_is_bounded_and_the_end_said(tmp_path: Path):
+    out = tmp_path / "job.out"
+    follower = OutputFollower(str(out), lines_per_read=10, max_total_lines=12)
+    out.write_bytes(b"".join(b"%d\n" % i for i in range(10)))
+    assert len(follower.read()) == 10
+    append(out, b"10\n11\n12\n")
+    assert follower.read() == ["10", "11", "[live output stops after 12 lines; the end-of-job tail follows]"]
+    append(out, b"13\n")
+    assert follower.stopped and follower.read() == []
+
+
+def test_control_characters_cannot_forge_log_lines(tmp_path: Path):
+    out = tmp_path / "job.out"
+    out.write_bytes(b"ok\x1b[31m red\x00 \xff\n")
+    assert OutputFollower(str(out)).read() == ["ok?[31m red? \ufffd"]
+
+
+def test_a_fifo_or_a_directory_in_the_files_place_is_not_read(tmp_path: Path):
+    fifo = tmp_path / "job.out"
+    os.mkfifo(fifo)
+    assert OutputFollower(str(fifo)).read() == []  # would block forever if opened for a blocking read
+    assert OutputFollower(str(tmp_path)).read() == []
+
+
+def test_off_with_zero_lines_and_handed_on_through_plain_kwargs(tmp_path: Path):
+    out = tmp_path / "job.out"
+    out.write_bytes(b"one\ntwo\n")
+    assert OutputFollower(str(out), lines_per_read=0).read() == []
+    worker = OutputFollower(str(out))
+    assert worker.read() == ["one", "two"]
+    append(out, b"three\n")
+    handed = follower_from_kwargs(worker.to_kwargs())  # the trigger goes on where the worker left off
+    assert handed is not None and handed.read() == ["three"]
+    assert follower_from_kwargs(None) is None and follower_from_kwargs({"nonsense": 1}) is None
+
+
+def test_the_action_runs_before_each_pause_and_the_protocol_is_unchanged():
+    seen: list[str] = []
+
+    def protocol():
+        yield Note("polled")
+        yield Sleep(30)
+        yield Note("polled again")
+        yield Sleep(30)
+        return "done"
+
+    wrapped = before_each_sleep(protocol(), lambda: seen.append("read"))
+    effects = []
+    try:
+        effect = next(wrapped)
+        while True:
+            effects.append(effect)
+            seen.append(type(effect).__name__)
+            effect = wrapped.send(None)
+    except StopIteration as stop:
+        assert stop.value == "done"
+    assert seen == ["Note", "read", "Sleep", "Note", "read", "Sleep"]
+    assert effects == [Note("polled"), Sleep(30), Note("polled again"), Sleep(30)]
+
+
+def test_the_trigger_logs_new_lines_while_the_job_runs(fake, tmp_path: Path, capsys):
+    import asyncio
+
+    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+    from airflow_provider_maxwell.watch import WatchSpec
+
+    from .fake_slurm import META
+
+    out = tmp_path / "slurm-7.out"
+    out.write_bytes(b"started\n")
+
+    def listing(state: str) -> tuple[int, dict[str, str], dict]:
+        times = {"submission": 1_700_000_000, "start": 1_700_000_001, "end": 1_700_000_009}
+        doc = {"job_id": 7, "name": "live", "user": "alice", "state": {"current": [state]}, "time": times}
+        return (200, {}, {**META, "jobs": [{**doc, "exit_code": {"return_code": 0}}]})
+
+    fake.script["/slurmdb/v0.0.44/jobs"] = [listing("RUNNING")]
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)
+    trigger = MaxwellJobTrigger(
+        maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs(), live_output=OutputFollower(str(out)).to_kwargs()
+    )
+    assert trigger.serialize()[1]["live_output"]["path"] == str(out)  # plain values in the kwargs
+
+    async def first_event() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    async def main() -> tuple[str, dict]:
+        waiting = asyncio.create_task(first_event())
+        await asyncio.sleep(0.6)
+        append(out, b"half way\n")
+        await asyncio.sleep(0.6)
+        assert not waiting.done()
+        while_running = capsys.readouterr().out
+        fake.script["/slurmdb/v0.0.44/jobs"] = [listing("COMPLETED")]
+        return while_running, await waiting
+
+    while_running, event = asyncio.run(main())
+    assert event["status"] == "success"
+    assert "Slurm job 7 | started" in while_running and "Slurm job 7 | half way" in while_running
+    assert while_running.count("| started") == 1  # each line once
+
+
+@pytest.mark.parametrize("live_output_lines", [20, 0])
+def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
+    fake, tmp_path: Path, capsys, live_output_lines: int
+):
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+
+    from .fake_slurm import META
+
+    out = tmp_path / "slurm-41.out"
+    live = {"job_id": 41, "user_name": "alice", "name": "d.t", "partition": "p", "standard_output": str(out)}
+    fake.script["/slurm/v0.0.44/job/submit"] = [(200, {}, {**META, "job_id": 41})]
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**live, "job_state": ["RUNNING"]}]})]
+    pushed: dict[str, object] = {}
+    ti = SimpleNamespace(
+        dag_id="d",
+        task_id="t",
+        run_id="r",
+        map_index=-1,
+        try_number=1,
+        xcom_push=lambda key, value: pushed.update({key: value}),
+    )
+    task = MaxwellSubmitJobOperator(
+        task_id="t",
+        script="#!/bin/bash\ntrue\n",
+        maxwell_conn_id=fake.conn_id,
+        poll_interval=0.2,
+        deferrable=False,
+        live_output_lines=live_output_lines,
+    )
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(task.execute({"ti": ti})))
+    worker.start()
+    try:
+        time.sleep(0.5)
+        append(out, b"half way\n")
+        time.sleep(0.6)
+        assert worker.is_alive()
+        while_running = capsys.readouterr().out
+    finally:
+        times = {"submission": int(time.time()), "start": int(time.time()), "end": int(time.time()) + 1}
+        final = {"job_id": 41, "name": "d.t", "user": "alice", "state": {"current": ["COMPLETED"]}, "time": times}
+        final["stdout_expanded"] = str(out)
+        fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**live, "job_state": ["COMPLETED"]}]})]
+        fake.script["/slurmdb/v0.0.44/job/41"] = [
+            (200, {}, {**META, "jobs": [{**final, "exit_code": {"return_code": 0}}]})
+        ]
+        worker.join(timeout=30)
+    assert result == [41]
+    assert ("Slurm job 41 | half way" in while_running) is (live_output_lines > 0)  # 0: off
+    assert "Last 1 lines of" in capsys.readouterr().out  # the end-of-job tail stays

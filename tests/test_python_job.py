@@ -82,16 +82,15 @@ def test_an_exception_fails_the_job_with_its_traceback_in_the_output(tmp_path: P
     assert not list(tmp_path.iterdir())  # no value for a failed function
 
 
+def small_run_script(return_folder: str | None) -> str:
+    return job_script(
+        reduce_run, [1, "a"], {"data": {"blob": ""}}, python=sys.executable, setup=[], serializer="pickle",
+        return_folder=return_folder,
+    )  # fmt: skip
+
+
 def test_array_tasks_each_leave_their_value_read_in_index_order(tmp_path: Path):
-    script = job_script(
-        reduce_run,
-        [1, "a"],
-        {"data": {"blob": ""}},
-        python=sys.executable,
-        setup=[],
-        serializer="pickle",
-        return_folder=str(tmp_path),
-    )
+    script = small_run_script(str(tmp_path))
     for task in (10, 2, 0):
         assert run_script(script, tmp_path, 900, task).returncode == 0
     files = array_return_files(str(tmp_path), 900, 3)
@@ -101,15 +100,7 @@ def test_array_tasks_each_leave_their_value_read_in_index_order(tmp_path: Path):
 
 
 def test_no_return_folder_writes_nothing(tmp_path: Path):
-    script = job_script(
-        reduce_run,
-        [1, "a"],
-        {"data": {"blob": ""}},
-        python=sys.executable,
-        setup=[],
-        serializer="pickle",
-        return_folder=None,
-    )
+    script = small_run_script(None)
     assert run_script(script, tmp_path, 6).returncode == 0
     assert not list(tmp_path.iterdir())
 

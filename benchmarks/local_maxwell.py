@@ -15,7 +15,7 @@ os.environ.setdefault("AIRFLOW_HOME", str(PROJECT / ".devcluster" / "airflow-hom
 
 def cluster_info() -> dict[str, Any]:
     """cluster.json as `devcluster/cluster.py up` wrote it; exits with a hint when the cluster is not up."""
-    path = PROJECT / ".devcluster" / "cluster.json"
+    path = Path(os.environ.get("MAXWELL_DEV_STATE", PROJECT / ".devcluster")) / "cluster.json"
     if not path.exists():
         sys.exit("the local Maxwell is not up: run `make cluster-up`")
     return json.loads(path.read_text())

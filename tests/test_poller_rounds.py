@@ -69,16 +69,20 @@ def test_a_round_asks_slurmctld_for_the_waited_ids_and_accounting_by_id_for_what
     assert [c.url.removeprefix("https://rest.example") for c in script.sent] == [STATES, ACCOUNTING]
     assert script.sent[0].params == {"job_id": ["7", "8", "9"]}
     # By id, whenever they ran: no time window, so neither an old wait nor the user's history widens it.
-    assert script.sent[1].params == {"step": ["7", "8", "9"], "skip_steps": "true", "users": "alice"}
-    assert [len(received(s)) for s in (running, ended, purged)] == [1, 1, 1]
+    # The running job is the operator's own (submitted_after): slurmctld's word on it is enough.
+    assert script.sent[1].params == {"step": ["8", "9"], "skip_steps": "true", "users": "alice"}
+    (progress,) = received(running)
+    assert progress.final is None and [j.state.value for j in progress.live or []] == ["RUNNING"]
+    assert [len(received(s)) for s in (ended, purged)] == [1, 1]
 
 
-def test_a_job_slurmctld_shows_unchanged_is_not_asked_of_accounting_again_until_its_state_changes(monkeypatch):
+def test_while_slurmctld_says_a_job_lives_accounting_is_asked_only_for_its_refresh_and_its_end(monkeypatch):
     clock = [10_000.0]
     monkeypatch.setattr(poller_module.time, "time", lambda: clock[0])
-    script = Script({STATES: [states(("7", "PENDING"))], ACCOUNTING: [jobs(record(7, "PENDING"))]})
-    client, waiting = ScriptedClient(script), subscriber(7)
-    poller = JobPoller(client, "key")  # type: ignore[arg-type]
+    script = Script({STATES: [states(("7", "PENDING"))], ACCOUNTING: [jobs(record(7, "RUNNING"))]})
+    waiting = subscriber(7, submitted_after=9_000.0)  # submitted by the operator: the id is its job
+    waiting.refresh_at = clock[0] + poller_module.REFRESH_AFTER
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
 
     def round_() -> list[str]:
         script.sent.clear()
@@ -86,23 +90,27 @@ def test_a_job_slurmctld_shows_unchanged_is_not_asked_of_accounting_again_until_
         asyncio.run(poller._round([waiting]))
         return [c.url.removeprefix("https://rest.example") for c in script.sent]
 
-    assert round_() == [STATES, ACCOUNTING]  # first look: accounting's record
-    assert round_() == [STATES]  # slurmctld: as accounting said; nothing else asked
-    script.replies[STATES] = [states(("7", "RUNNING"))]
-    script.replies[ACCOUNTING] = [jobs(record(7, "PENDING"))]  # accounting lags the start
-    assert round_() == [STATES, ACCOUNTING]
-    assert round_() == [STATES, ACCOUNTING]  # not agreed yet: asked again
-    script.replies[ACCOUNTING] = [jobs(record(7, "RUNNING"))]
-    assert round_() == [STATES, ACCOUNTING]
     assert round_() == [STATES]
+    assert round_() == [STATES]
+    script.replies[STATES] = [states(("7", "RUNNING"))]
+    assert round_() == [STATES]  # it started: progress from slurmctld, not a record from accounting
     clock[0] += poller_module.REFRESH_AFTER * 1.5  # however quiet: read from accounting now and then
     assert round_() == [STATES, ACCOUNTING]
     assert round_() == [STATES]
     script.replies[STATES] = [states(("7", "COMPLETED"))]
     script.replies[ACCOUNTING] = [jobs(record(7, "COMPLETED"))]
-    assert round_() == [STATES, ACCOUNTING]
-    states_seen = [o.final[0].state.value for o in received(waiting) if o.final]
-    assert states_seen == ["PENDING", "PENDING", "PENDING", "RUNNING", "RUNNING", "COMPLETED"]
+    assert round_() == [STATES, ACCOUNTING]  # ended: its final record, once
+    seen = [(o.live and o.live[0].state.value, o.final and o.final[0].state.value) for o in received(waiting)]
+    assert seen == [("PENDING", None), ("RUNNING", None), (None, "RUNNING"), (None, "COMPLETED")]
+
+
+def test_an_id_given_from_outside_is_read_from_accounting_when_first_seen_then_left_to_slurmctld():
+    script = Script({STATES: [states(("8", "RUNNING"))], ACCOUNTING: [jobs(record(8, "RUNNING"))]})
+    sensor = subscriber(8)  # a sensor's job id: whose job it is, only accounting says
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
+    for _ in range(3):
+        asyncio.run(poller._round([sensor]))
+    assert (script.count(STATES), script.count(ACCOUNTING)) == (3, 1)
 
 
 def test_where_a_proxy_blocks_jobs_state_accounting_by_id_serves_every_round():
@@ -140,7 +148,7 @@ def test_a_rounds_answers_follow_the_waited_jobs_not_the_users_history():
     script = Script({STATES: [states(*((str(j), "RUNNING") for j in range(10, 20)))], ACCOUNTING: [jobs()]})
     one_round(ScriptedClient(script), [*fresh, old])
     assert [set(c.params or {}) for c in script.sent[:2]] == [{"job_id"}, {"step", "skip_steps", "users"}]
-    assert script.sent[1].params["step"] == [str(j) for j in [5, *range(10, 20)]]
+    assert script.sent[1].params["step"] == ["5"]  # the running fresh ones: jobs/state's word suffices
 
 
 def test_22_05s_lost_exit_code_comes_from_slurmctld_per_ended_job_a_bounded_number_per_round(monkeypatch):

@@ -187,8 +187,7 @@ def test_while_slurmctld_says_the_jobs_run_as_before_rounds_ask_it_alone_and_acc
         return (200, {}, {**META, "jobs": [{"job_id": str(j), "state": [state]} for j in (7, 8)]})
 
     fake.script[states] = [said("RUNNING")] * 5 + [said("COMPLETED")]
-    running = [accounting_doc(j, "RUNNING") for j in (7, 8)]
-    fake.script[LISTING] = [listing(*running), listing(accounting_doc(7, "COMPLETED"), accounting_doc(8, "FAILED", 2))]
+    fake.script[LISTING] = [listing(accounting_doc(7, "COMPLETED"), accounting_doc(8, "FAILED", 2))]
 
     async def main() -> list[dict[str, Any]]:
         return await asyncio.gather(*(first_event(trigger(fake.conn_id, j)) for j in (7, 8)))
@@ -197,4 +196,4 @@ def test_while_slurmctld_says_the_jobs_run_as_before_rounds_ask_it_alone_and_acc
     assert [(e["job_id"], e["status"]) for e in events] == [(7, "success"), (8, "failed")]
     assert "exit code 2" in events[1]["message"]
     assert fake.count("GET", states) == 6  # one per round
-    assert fake.count("GET", LISTING) == 2  # the first look, and once they ended: not each round
+    assert fake.count("GET", LISTING) == 1  # once they ended: not each round

@@ -279,6 +279,20 @@ class JobStatus:
         """Ended, as `SlurmJob.is_terminal` says."""
         return self.state.is_terminal and "COMPLETING" not in self.flags
 
+    def as_job(self) -> SlurmJob:
+        """slurmctld's word as a job record for progress lines: no user, name or submit time (unknown
+        here, so it neither claims the job for a user nor pins the wait to a submit time)."""
+        return SlurmJob(
+            job_id=self.job_id,
+            name="",
+            user="",
+            partition="",
+            state=self.state,
+            flags=self.flags,
+            source="slurmctld",
+            array_task_id=self.array_task_id,
+        )
+
 
 def parse_job_statuses(docs: Iterable[Any]) -> list[JobStatus]:
     """The entries of a jobs/state answer. Its job_id is text: "2600001", or "2600004_1" for task 1 of

@@ -7,8 +7,9 @@ user's history holds (docs/waiting-at-scale.md):
 
 - slurmctld's jobs/state for the waited ids (v0.0.42 on; ~230 bytes per job): is anything new?
 - accounting by id (`step=`, no time window) only for jobs that ended, that slurmctld no longer holds
-  (purged, or a sensor's old job), whose state changed since accounting last agreed with slurmctld,
-  for array waits, and for each job now and then (`REFRESH_AFTER`: a reused id in the same state).
+  (purged, or a sensor's old job), array waits, a job id given from outside (a sensor's: accounting
+  says whose it is), and each job now and then (`REFRESH_AFTER`: a reused id in the same state).
+  A state slurmctld reports changed (started, requeued) goes to the trigger as its progress.
   Releases without jobs/state (v0.0.38 to v0.0.41), or a proxy that blocks it, ask accounting by id
   for every waited job each round.
 
@@ -31,7 +32,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from airflow_provider_maxwell.client.drivers import SlurmClient
-from airflow_provider_maxwell.client.operations import newest_record
 from airflow_provider_maxwell.exceptions import SlurmTransientError
 from airflow_provider_maxwell.slurm.job import JobStatus, SlurmJob
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec, observe
@@ -55,8 +55,8 @@ class Subscriber:
     inbox: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     registered_at: float = field(default_factory=time.time)
     looked_up_at: float = 0.0
-    agreed: Said | None = None  # what slurmctld said when accounting last agreed: unchanged, not asked again
-    refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed
+    last_said: Said = ()  # what slurmctld's jobs/state said of the job last round
+    refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
 
     @property
     def spec(self) -> WatchSpec:
@@ -154,7 +154,15 @@ class JobPoller:
             statuses = await client.arun(ops.job_statuses(plain))
             self.statuses_unavailable = statuses is None
         said = _said_by_job(statuses or [])
-        due = [s for s in subscribers if statuses is None or _needs_accounting(s, said.get(s.spec.job_id, ()), now)]
+        due = []
+        for subscriber in subscribers:
+            subscriber.refresh_at = subscriber.refresh_at or _refresh_time(now)
+            entries = said.get(subscriber.spec.job_id, ())
+            if statuses is None or _needs_accounting(subscriber, entries, now):
+                due.append(subscriber)
+            elif entries != subscriber.last_said:  # started, requeued, suspended: progress, from slurmctld
+                subscriber.inbox.put_nowait(Observation(live=[e.as_job() for e in entries]))
+            subscriber.last_said = entries
         records = await client.arun(ops.accounting_by_id([s.spec.job_id for s in due])) if due else []
         self.listing_seconds = client.state.server_seconds - server_seconds  # the server's time, not our parsing
         by_job = _by_job(records)
@@ -183,11 +191,7 @@ class JobPoller:
                 except Exception:  # the job's end is known; only its exit code stays unknown
                     live = None
             subscriber.inbox.put_nowait(Observation(live=live, final=final))
-            subscriber.refresh_at = now + REFRESH_AFTER * random.uniform(0.5, 1.5)
-            entries = said.get(job_id, ())
-            newest = newest_record(final, job_id)
-            if entries and newest is not None and {e.state for e in entries} == {newest.state}:
-                subscriber.agreed = entries
+            subscriber.refresh_at = _refresh_time(now)
         unlisted.sort(key=lambda s: s.looked_up_at)
         for subscriber in unlisted[:LOOKUPS_PER_ROUND]:
             subscriber.looked_up_at = now
@@ -209,15 +213,22 @@ def _said_by_job(statuses: list[JobStatus]) -> dict[int, Said]:
 
 
 def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
-    """Whether this round asks accounting about the job: not while slurmctld says it is as it was when
-    accounting last agreed (its refresh aside)."""
+    """Whether this round asks accounting about the job: not while slurmctld says it still lives (its
+    state changes come from slurmctld), unless it is due a refresh."""
     if subscriber.spec.expected_tasks > 1:
         return True  # an array's tasks have ids of their own: jobs/state cannot say which array they belong to
     if not said:
         return True  # slurmctld does not hold it (purged, ended long ago, or never ours): accounting knows
     if any(e.is_terminal for e in said):
         return True  # ended: its final record
-    return said != subscriber.agreed or now >= subscriber.refresh_at
+    if subscriber.spec.submitted_after is None and not subscriber.last_said:
+        return True  # an id given from outside (a sensor's), first seen: accounting says whose job it is
+    return now >= subscriber.refresh_at
+
+
+def _refresh_time(now: float) -> float:
+    """When a quiet job is next read from accounting: spread, so waits started together do not refresh together."""
+    return now + REFRESH_AFTER * random.uniform(0.5, 1.5)
 
 
 def _by_job(records: list[SlurmJob]) -> dict[int, list[SlurmJob]]:

@@ -86,6 +86,9 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
     quiet = [r for r in steady if all("/slurmdb/" not in c.url for c in r["calls"])]
     assert quiet, f"no round asked slurmctld alone while the jobs ran: {report}"
     assert all(r["bytes"] <= waited * 1_000 for r in quiet), report  # jobs/state: ~230 B per job
+    # Accounting once per ended job (and again only while it lags behind slurmctld's end).
+    accounting = [c for c in calls if "/slurmdb/" in c.url]
+    assert len(accounting) <= waited + 3, report
 
 
 async def _wait(conn_id: str, user: str, specs: dict[int, tuple[int, float]]) -> tuple[list[dict[str, Any]], list]:

@@ -101,7 +101,7 @@ def test_while_slurmctld_says_a_job_lives_accounting_is_asked_only_for_its_refre
     script.replies[ACCOUNTING] = [jobs(record(7, "COMPLETED"))]
     assert round_() == [STATES, ACCOUNTING]  # ended: its final record, once
     seen = [(o.live and o.live[0].state.value, o.final and o.final[0].state.value) for o in received(waiting)]
-    assert seen == [("PENDING", None), ("RUNNING", None), (None, "RUNNING"), (None, "COMPLETED")]
+    assert seen == [("PENDING", None), ("RUNNING", None), ("RUNNING", "RUNNING"), ("COMPLETED", "COMPLETED")]
 
 
 def test_an_id_given_from_outside_is_read_from_accounting_when_first_seen_then_left_to_slurmctld():
@@ -175,7 +175,7 @@ def test_22_05s_lost_exit_code_comes_from_slurmctld_per_ended_job_a_bounded_numb
 
 
 def test_newer_releases_ask_slurmctld_nothing_but_jobs_state_when_a_job_ends():
-    script = Script({STATES: [states(("7", "FAILED"))], ACCOUNTING: [jobs(record(7, "FAILED", code=3))]})
+    script = Script({STATES: [states()], ACCOUNTING: [jobs(record(7, "FAILED", code=3))]})
     ended = subscriber(7)
     one_round(ScriptedClient(script), [ended])
     (seen,) = received(ended)

@@ -175,7 +175,8 @@ class JobPoller:
             if final is None:
                 unlisted.append(subscriber)  # accounting lags a submission by seconds; held jobs are not in it
                 continue
-            live = None
+            # slurmctld's current word too: accounting may lag behind it, and progress lines show the newer.
+            live = [e.as_job() for e in said.get(job_id, ())] or None
             if not reliable_exit_codes and all(j.is_terminal for j in final):
                 # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge (300 s by
                 # default): read each ended job there, a bounded number per round, the rest next round.

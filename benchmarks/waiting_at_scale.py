@@ -13,7 +13,8 @@ its event. The child reports:
   and accounting's answer bytes per job waited on;
 - token mints (the portal exchange) during the wait;
 - CPU seconds (user + system) and peak RSS added over the process's RSS before the triggers started;
-- delay from each job's end (accounting's end time, whole seconds) to its trigger's event.
+- delay from each job's end (accounting's end time, whole seconds; the triggers' start for a job that
+  ended before them) to its trigger's event.
 
 `--stack s24 --old-wait` runs it on a stack `devcluster/cluster.py load s24` made busy, with one of
 the waits declared a day before the others (a sensor's case).
@@ -142,10 +143,13 @@ def child(
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     state = connection_state(MaxwellHook(CONN_ID).config)
     delays = []
+    ended_before = 0  # jobs that ended before the triggers started (slow submission): no poller delay
     for job_id, at in received.items():
         end = (summaries[job_id].get("summary") or {}).get("end")
         if end:
-            delays.append(at - datetime.fromisoformat(end).timestamp())
+            ended = datetime.fromisoformat(end).timestamp()
+            ended_before += ended < began
+            delays.append(at - max(ended, began))
     statuses: dict[str, int] = {}
     for payload in summaries.values():
         statuses[payload["status"]] = statuses.get(payload["status"], 0) + 1
@@ -165,6 +169,7 @@ def child(
         "delay_median_s": statistics.median(delays) if delays else None,
         "delay_max_s": max(delays) if delays else None,
         "statuses": statuses,
+        "ended_before_wait": ended_before,
     }
 
 

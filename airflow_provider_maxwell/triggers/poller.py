@@ -220,8 +220,9 @@ def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
         return True  # an array's tasks have ids of their own: jobs/state cannot say which array they belong to
     if not said:
         return True  # slurmctld does not hold it (purged, ended long ago, or never ours): accounting knows
-    if any(e.is_terminal for e in said):
-        return True  # ended: its final record
+    if any(e.state.is_terminal or "COMPLETING" in e.flags for e in said):
+        # Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record.
+        return True
     if subscriber.spec.submitted_after is None and not subscriber.last_said:
         return True  # an id given from outside (a sensor's), first seen: accounting says whose job it is
     return now >= subscriber.refresh_at

@@ -9,9 +9,15 @@ that runs N MaxwellJobTriggers in one asyncio loop, as the triggerer does, until
 its event. The child reports:
 
 - requests to slurmrestd per poll interval (all its requests to the REST API / (wait time / interval));
+- answer bytes and answer time (request sent to body read, on 127.0.0.1 the server's time) per interval,
+  and accounting's answer bytes per job waited on;
 - token mints (the portal exchange) during the wait;
 - CPU seconds (user + system) and peak RSS added over the process's RSS before the triggers started;
-- delay from each job's end (accounting's end time, whole seconds) to its trigger's event.
+- delay from each job's end (accounting's end time, whole seconds; the triggers' start for a job that
+  ended before them) to its trigger's event.
+
+`--stack s24 --old-wait` runs it on a stack `devcluster/cluster.py load s24` made busy, with one of
+the waits declared a day before the others (a sensor's case).
 
 "per-job" is what the trigger did before the shared poller: each trigger polls /slurm/vX/job/{id}
 on its own and asks accounting once that says the job ended. Then the import cost of the DAG-facing
@@ -39,13 +45,13 @@ CONN_ID = "maxwell_bench_wait"
 WAVES = 5
 
 
-def define_connection(info: dict[str, Any]) -> None:
-    """A portal connection (mxuser1) to Slurm 26.05: its token comes from the portal emulator."""
+def define_connection(info: dict[str, Any], stack: str) -> None:
+    """A portal connection (mxuser1) to the stack's Slurm: its token comes from the portal emulator."""
     user = users(info)[0]
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
         {
             "conn_type": "maxwell",
-            "host": info["stacks"]["s26"]["rest_url"],
+            "host": info["stacks"][stack]["rest_url"],
             "login": user["name"],
             "password": portal_token(info, user),
             "extra": {"auth_method": "portal", "portal_url": info["portal_url"]},
@@ -56,7 +62,9 @@ def define_connection(info: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- child
 
 
-def child(mode: str, job_ids: list[int], submitted_after: float, interval: float, budget: float) -> dict[str, Any]:
+def child(
+    mode: str, job_ids: list[int], submitted_after: float, interval: float, budget: float, old_wait: bool = False
+) -> dict[str, Any]:
     """Wait on `job_ids` with N triggers in one event loop; measure what it cost."""
     import asyncio
 
@@ -73,15 +81,23 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
             return await client.arun(watch(client.ops, self.spec))
 
     rest_requests = 0
+    answer_bytes = accounting_bytes = 0
+    answer_seconds = 0.0
     send = SlurmClient._asend
     connection = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
     host, user = connection["host"], connection["login"]
 
     async def counting_send(self: SlurmClient, call: Any) -> Any:
-        nonlocal rest_requests
+        nonlocal rest_requests, answer_bytes, accounting_bytes, answer_seconds
+        began = time.monotonic()
+        result = await send(self, call)
         if call.url.startswith(host):
             rest_requests += 1
-        return await send(self, call)
+            answer_seconds += time.monotonic() - began
+            size = len(getattr(result, "body", b"") or b"")
+            answer_bytes += size
+            accounting_bytes += size if "/slurmdb/" in call.url else 0
+        return result
 
     SlurmClient._asend = counting_send  # type: ignore[method-assign]
     trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
@@ -98,9 +114,14 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
         triggers = [
             trigger_class(
                 maxwell_conn_id=CONN_ID,
-                spec=WatchSpec(job_id, user, submitted_after=submitted_after, poll_interval=interval).to_kwargs(),
+                spec=WatchSpec(
+                    job_id,
+                    user,
+                    submitted_after=submitted_after - (86400 if old_wait and i == 0 else 0),
+                    poll_interval=interval,
+                ).to_kwargs(),
             )
-            for job_id in job_ids
+            for i, job_id in enumerate(job_ids)
         ]
         waits = [asyncio.ensure_future(wait(t)) for t in triggers]
         _, unfinished = await asyncio.wait(waits, timeout=budget)
@@ -122,10 +143,13 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     state = connection_state(MaxwellHook(CONN_ID).config)
     delays = []
+    ended_before = 0  # jobs that ended before the triggers started (slow submission): no poller delay
     for job_id, at in received.items():
         end = (summaries[job_id].get("summary") or {}).get("end")
         if end:
-            delays.append(at - datetime.fromisoformat(end).timestamp())
+            ended = datetime.fromisoformat(end).timestamp()
+            ended_before += ended < began
+            delays.append(at - max(ended, began))
     statuses: dict[str, int] = {}
     for payload in summaries.values():
         statuses[payload["status"]] = statuses.get(payload["status"], 0) + 1
@@ -136,12 +160,16 @@ def child(mode: str, job_ids: list[int], submitted_after: float, interval: float
         "waited_s": waited,
         "requests": rest_requests,
         "requests_per_interval": rest_requests / (waited / interval),
+        "kb_per_interval": answer_bytes / 1000 / (waited / interval),
+        "answer_ms_per_interval": answer_seconds * 1000 / (waited / interval),
+        "accounting_kb_per_job": accounting_bytes / 1000 / len(job_ids),
         "mints": state.tokens.mints,
         "cpu_s": cpu,
         "added_rss_mb": max(peak_kib - rss_before_kib, 0) / 1024,
         "delay_median_s": statistics.median(delays) if delays else None,
         "delay_max_s": max(delays) if delays else None,
         "statuses": statuses,
+        "ended_before_wait": ended_before,
     }
 
 
@@ -160,8 +188,8 @@ def _cpu_seconds() -> float:
 # ---------------------------------------------------------------------------------------------- parent
 
 
-def submit_jobs(info: dict[str, Any], n: int) -> tuple[list[int], float]:
-    """N jobs that start in WAVES waves (begin times 15 s apart) and end at once (`true`)."""
+def submit_jobs(info: dict[str, Any], n: int, runtime: int = 0) -> tuple[list[int], float]:
+    """N jobs that start in WAVES waves (begin times 15 s apart) and run `runtime` seconds (`true` at 0)."""
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
     hook = MaxwellHook(CONN_ID)
@@ -172,7 +200,7 @@ def submit_jobs(info: dict[str, Any], n: int) -> tuple[list[int], float]:
     def submit(i: int) -> int:
         begin = first_begin + 15 * (i * WAVES // n)
         return hook.submit_job(
-            "#!/bin/bash\ntrue\n",
+            f"#!/bin/bash\nsleep {runtime}\n" if runtime else "#!/bin/bash\ntrue\n",
             name=f"bench-wait-{i}",
             partition="maxcpu",
             time_limit=5,
@@ -184,8 +212,11 @@ def submit_jobs(info: dict[str, Any], n: int) -> tuple[list[int], float]:
         return list(pool.map(submit, range(n))), submitted_after
 
 
-def run_child(mode: str, job_ids: list[int], submitted_after: float, interval: float, budget: float) -> dict[str, Any]:
+def run_child(
+    mode: str, job_ids: list[int], submitted_after: float, interval: float, budget: float, old_wait: bool
+) -> dict[str, Any]:
     spec = {
+        "old_wait": old_wait,
         "mode": mode,
         "job_ids": job_ids,
         "submitted_after": submitted_after,
@@ -234,33 +265,48 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="poll interval in seconds (default 10)")
     parser.add_argument("--modes", default="shared,per-job", help="ways of polling to run (default shared,per-job)")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds a run may wait at most (default 600)")
+    parser.add_argument("--stack", default="s26", help="the local Slurm release to wait on (default s26)")
+    parser.add_argument("--old-wait", action="store_true", help="declare one wait a day before the others")
+    parser.add_argument("--runtime", type=int, default=0, help="seconds each job runs (default 0: `true`)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         spec = json.loads(options.child)
         print(
-            json.dumps(child(spec["mode"], spec["job_ids"], spec["submitted_after"], spec["interval"], spec["budget"]))
+            json.dumps(
+                child(
+                    spec["mode"],
+                    spec["job_ids"],
+                    spec["submitted_after"],
+                    spec["interval"],
+                    spec["budget"],
+                    spec.get("old_wait", False),
+                )
+            )
         )
         return 0
 
     info = cluster_info()
-    if "s26" not in info["stacks"]:
-        sys.exit("the benchmark runs against Slurm 26.05 (stack s26), which is not up here")
-    define_connection(info)
+    if options.stack not in info["stacks"]:
+        sys.exit(f"stack {options.stack} is not up here")
+    define_connection(info, options.stack)
     results = []
     for n in (int(x) for x in options.sizes.split(",")):
         for mode in options.modes.split(","):
-            job_ids, submitted_after = submit_jobs(info, n)
+            job_ids, submitted_after = submit_jobs(info, n, options.runtime)
             print(f"N={n} {mode}: {n} jobs submitted, waiting ...", file=sys.stderr, flush=True)
-            results.append(run_child(mode, job_ids, submitted_after, options.interval, options.budget))
+            results.append(
+                run_child(mode, job_ids, submitted_after, options.interval, options.budget, options.old_wait)
+            )
             print(f"  {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     print()
     print(
-        f"Waiting on N jobs in one event loop, poll interval {options.interval:g} s, Slurm 26.05 (local); "
-        f"a run stops after {options.budget:g} s"
+        f"Waiting on N jobs in one event loop, poll interval {options.interval:g} s, local stack {options.stack}"
+        f"{', one wait declared a day early' if options.old_wait else ''}; a run stops after {options.budget:g} s"
     )
     header = (
         f"| {'N':>5} | {'polling':8} | {'events':>13} | {'REST requests / interval':>24} "
+        f"| {'KB / interval':>13} | {'answer ms / interval':>20} | {'accounting KB / job':>19} "
         f"| {'token mints':>11} | {'CPU s':>6} "
         f"| {'added RSS MB':>12} | {'delay median s':>14} | {'delay max s':>11} | {'wait s':>6} |"
     )
@@ -269,7 +315,8 @@ def main() -> int:
     for r in results:
         print(
             f"| {r['n']:>5} | {r['mode']:8} | {r['events']:>5} / {r['n']:<5} "
-            f"| {r['requests_per_interval']:>24.1f} | {r['mints']:>11} "
+            f"| {r['requests_per_interval']:>24.1f} | {r['kb_per_interval']:>13.1f} "
+            f"| {r['answer_ms_per_interval']:>20.1f} | {r['accounting_kb_per_job']:>19.1f} | {r['mints']:>11} "
             f"| {r['cpu_s']:>6.2f} | {r['added_rss_mb']:>12.1f} | {_num(r['delay_median_s']):>14} "
             f"| {_num(r['delay_max_s']):>11} | {r['waited_s']:>6.0f} |"
         )

@@ -13,6 +13,11 @@ stand-in and an nginx front door, all on 127.0.0.1. Standard library only; run a
     python3 devcluster/cluster.py reset-jobs STACK FIRST_JOB_ID|next
                                            a Slurm state reset: job ids start again (`next`:
                                            after the highest id accounting knows)
+    python3 devcluster/cluster.py load STACK   a busy Maxwell: 10,000 finished accounting records of
+                                           mxuser1 over the last 3 days (written into slurmdbd's
+                                           MariaDB tables: seconds, not hours of jobs) and 2,000
+                                           queued (held) array tasks of mxuser2; idempotent
+    python3 devcluster/cluster.py unload STACK the same removed: the queued jobs cancelled, the records deleted
 
 State lives in .devcluster/ (PIDs, logs, keys, configs, `connections.env`, `cluster.json`);
 caches (Debian roots for 24.11 and 26.05, the IdP's virtual environment) in .cache/.
@@ -937,6 +942,121 @@ def slurmctld_has_rate_limit(stack: Stack) -> bool:
     return any(line.startswith("SlurmctldParameters") and "rl_enable" in line for line in config.splitlines())
 
 
+LOAD_FIRST_ID = 1_000_000  # the loaded records' job ids: below every stack's first real id (2200000), never handed out
+LOAD_RECORDS = 10_000
+LOAD_DAYS = 3
+LOAD_QUEUED = 2_000  # held array tasks of another user
+LOAD_ARRAY = 1_000  # tasks per array: MaxArraySize defaults to 1001
+LOAD_NAME = "maxwell-load"
+
+
+def mariadb(database: str, sql: str) -> str:
+    """Run SQL against the local MariaDB as root (its socket), tab-separated output without headers."""
+    return run(["mariadb", f"--socket={STATE / 'mariadb' / 'mysqld.sock'}", "-N", "-B", database, "-e", sql]).stdout
+
+
+def as_user(stack: Stack, user: dict, *args: str) -> list[str]:
+    """A command of `stack`'s release run as one of the job users."""
+    if stack.root:
+        return ["chroot", f"--userspec={user['uid']}:{user['uid']}", str(stack.root), *args]
+    return ["setpriv", f"--reuid={user['uid']}", f"--regid={user['uid']}", "--clear-groups", *args]
+
+
+def load_records(stack: Stack) -> int:
+    """LOAD_RECORDS finished jobs of the first user, copied from one real record of theirs with new ids,
+    names and times spread over LOAD_DAYS: what a beamline account leaves in accounting."""
+    database, table = f"slurm_acct_{stack.name}", f"{stack.cluster}_job_table"
+    user = USERS[0]
+    last = LOAD_FIRST_ID + LOAD_RECORDS - 1
+    have = int(mariadb(database, f"SELECT COUNT(*) FROM {table} WHERE id_job BETWEEN {LOAD_FIRST_ID} AND {last}"))
+    if have == LOAD_RECORDS:
+        return 0
+    template = mariadb(
+        database,
+        f"SELECT job_db_inx FROM {table} WHERE id_user = {user['uid']} AND state = 3 AND id_array_job = 0 "
+        "ORDER BY job_db_inx DESC LIMIT 1",
+    ).strip()
+    if not template:
+        raise SystemExit(f"cluster: load needs one completed job of {user['name']} on {stack.name} to copy: run one")
+    columns = mariadb(
+        "information_schema",
+        f"SELECT column_name FROM columns WHERE table_schema = '{database}' AND table_name = '{table}' "
+        "ORDER BY ordinal_position",
+    ).split()
+    now, span = int(time.time()), LOAD_DAYS * 86400
+    submit = f"({now} - s.seq * {span} DIV {LOAD_RECORDS})"
+    overrides = {
+        "job_db_inx": "NULL",
+        "id_job": f"{LOAD_FIRST_ID - 1} + s.seq",
+        "job_name": f"CONCAT('{LOAD_NAME}-', s.seq)",
+        "time_submit": submit,
+        "time_eligible": submit,
+        "time_start": f"{submit} + 5",
+        "time_end": f"{submit} + 65",
+        "mod_time": str(now),
+    }
+    values = ", ".join(overrides.get(c, f"t.`{c}`") for c in columns)  # `partition` is a reserved word
+    mariadb(
+        database,
+        f"DELETE FROM {table} WHERE id_job BETWEEN {LOAD_FIRST_ID} AND {last}; "
+        f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SELECT {values} FROM {table} t "
+        f"JOIN seq_1_to_{LOAD_RECORDS} s WHERE t.job_db_inx = {template}",
+    )
+    return LOAD_RECORDS
+
+
+def queued_tasks(stack: Stack) -> int:
+    """How many of the loaded held array tasks slurmctld holds."""
+    listed = run(stack.cmd("squeue", "-h", "-r", "-n", f"{LOAD_NAME}-queued", "-o", "%i"), env=stack.env()).stdout
+    return len(listed.split())
+
+
+def load_command(name: str) -> int:
+    stack = next((s for s in STACKS if s.name == name), None)
+    if stack is None or not running_pid(f"{name}-slurmctld"):
+        print(f"cluster: load needs a running stack ({', '.join(s.name for s in STACKS)})")
+        return 2
+    added = load_records(stack)
+    log(f"{name}: {LOAD_RECORDS} accounting records of {USERS[0]['name']} over {LOAD_DAYS} days ({added} added)")
+    other = USERS[1]
+    queued = queued_tasks(stack)
+    while queued < LOAD_QUEUED:
+        run(
+            as_user(
+                stack,
+                other,
+                "sbatch",
+                "--hold",
+                f"--array=0-{LOAD_ARRAY - 1}",
+                "-p",
+                "maxcpu",
+                "-J",
+                f"{LOAD_NAME}-queued",
+                "-o",
+                "/dev/null",
+                f"--chdir=/home/{other['name']}",
+                "--wrap=true",
+            ),
+            env=stack.env(),
+        )
+        queued += LOAD_ARRAY
+    log(f"{name}: {queued_tasks(stack)} held array tasks of {other['name']} queued")
+    return 0
+
+
+def unload_command(name: str) -> int:
+    stack = next((s for s in STACKS if s.name == name), None)
+    if stack is None or not running_pid(f"{name}-slurmctld"):
+        print(f"cluster: unload needs a running stack ({', '.join(s.name for s in STACKS)})")
+        return 2
+    run(stack.cmd("scancel", f"--user={USERS[1]['name']}", f"--name={LOAD_NAME}-queued"), env=stack.env(), check=False)
+    database, table = f"slurm_acct_{stack.name}", f"{stack.cluster}_job_table"
+    last = LOAD_FIRST_ID + LOAD_RECORDS - 1
+    mariadb(database, f"DELETE FROM {table} WHERE id_job BETWEEN {LOAD_FIRST_ID} AND {last}")
+    log(f"{name}: loaded records deleted, queued jobs cancelled")
+    return 0
+
+
 def main() -> int:
     commands = {
         "up": up,
@@ -947,10 +1067,12 @@ def main() -> int:
         "verify-down": verify_down,
     }
     args = sys.argv[1:]
+    loads = {"load": load_command, "unload": unload_command}
     known = (
         (len(args) == 1 and args[0] in commands)
         or args == ["up", "--rate-limit"]
         or (len(args) == 3 and args[0] in ("reset-jobs", "rate-limit"))
+        or (len(args) == 2 and args[0] in loads)
     )
     if not known:
         print(__doc__)
@@ -964,6 +1086,8 @@ def main() -> int:
         return rate_limit_command(args[1], args[2])
     if args == ["up", "--rate-limit"]:
         return up(rate_limit=True)
+    if args[0] in loads:
+        return loads[args[0]](args[1])
     return commands[args[0]]()
 
 

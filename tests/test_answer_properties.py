@@ -267,7 +267,7 @@ def test_an_accounting_listing_gives_every_record_it_can_read(records, errors) -
     document = {**META, "errors": errors, "jobs": records}
     script = Script({listing: [slurm_answer(200, document)]})
     try:
-        jobs = script.run(ops_for(state_with()).accounting_listing([7], since=0))
+        jobs = script.run(ops_for(state_with()).accounting_by_id([7]))
     except (SlurmApiError, MaxwellAuthError) as error:
         assert_quotes_no_token(str(error))
         assert any(e.code not in (None, answers.NOTHING_FOUND) for e in answers.parse_errors(document))

@@ -5,7 +5,6 @@ test pins behaviour mutation testing found unasserted)."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -127,20 +126,32 @@ def test_22_05s_accounting_exit_code_is_not_trusted():
     assert (old[0].exit_code, new[0].exit_code) == (None, 0)
 
 
-def test_the_pollers_listing_asks_for_the_users_jobs_up_to_a_year_ahead(monkeypatch):
-    monkeypatch.setattr(time, "time", lambda: 10_000.0)
+def test_the_pollers_accounting_asks_for_the_waited_ids_of_the_user_with_no_time_window():
     script = Script({LISTING: [jobs(record(7, "COMPLETED"), record(8, "RUNNING"))]})
-    found = script.run(ops_for(state_with()).accounting_listing([7, 8], since=5000.0))
+    found = script.run(ops_for(state_with()).accounting_by_id([8, 7, 8]))
     assert [j.job_id for j in found] == [7, 8]
     (call,) = script.sent
-    assert call.params == {
-        "users": "alice",
-        "start_time": "5000",
-        "end_time": str(10_000 + 366 * 86400),
-        "skip_steps": "true",
-    }
-    error = failure_of(Script({LISTING: [slurm_error(500, 2)]}), ops_for(state_with()).accounting_listing([7], 0))
-    assert str(error).startswith(f"Could not list accounting records of 1 jobs: HTTP 500 from {HOST}{LISTING}")
+    assert call.params == {"step": ["7", "8"], "skip_steps": "true", "users": "alice"}
+    error = failure_of(Script({LISTING: [slurm_error(500, 2)]}), ops_for(state_with()).accounting_by_id([7]))
+    assert str(error).startswith(f"Could not read accounting records of 1 jobs: HTTP 500 from {HOST}{LISTING}")
+
+
+def test_job_statuses_ask_jobs_state_per_id_and_read_text_ids_of_jobs_and_array_tasks():
+    route = "/slurm/v0.0.45/jobs/state"
+    answer = {"jobs": [{"job_id": "7", "state": ["RUNNING"]}, {"job_id": "9_1", "state": ["COMPLETED"]}, {}]}
+    script = Script({route: [ok({**META, **answer})]})
+    found = script.run(ops_for(state_with()).job_statuses([7, 8]))
+    assert [(s.job_id, s.array_task_id, s.state.value, s.is_terminal) for s in found] == [
+        (7, None, "RUNNING", False),
+        (9, 1, "COMPLETED", True),
+    ]
+    assert script.sent[0].params == {"job_id": ["7", "8"]}
+    assert Script({}).run(ops_for(state_with("v0.0.41")).job_statuses([7])) is None  # no jobs/state before 42
+    for status in (403, 404, 405):  # a proxy in front blocks the path: the caller falls back to accounting
+        blocked = Script({route: [HttpResult(status, b"<html>blocked</html>", {})]})
+        assert blocked.run(ops_for(state_with()).job_statuses([7])) is None
+    unknown = Script({route: [slurm_error(404, 2017)]})  # Slurm's own "no such job": none of them held
+    assert unknown.run(ops_for(state_with()).job_statuses([7])) == []
 
 
 def test_the_newest_record_of_the_job_itself_is_the_jobs_record():
@@ -261,5 +272,3 @@ def test_accounting_times_are_sent_as_each_version_parses_them():
     assert DIALECTS["v0.0.38"].accounting_time(1796170179.7) == "uts1796170179"
     for version in SUPPORTED_VERSIONS[1:]:
         assert DIALECTS[version].accounting_time(1796170179.7) == "1796170179"
-    (listing,) = DIALECTS["v0.0.45"].accounting_listing("alice", 1000.0, 2000.0, [7])
-    assert (listing["start_time"], listing["end_time"]) == ("1000", "2000")

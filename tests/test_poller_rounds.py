@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.exceptions import SlurmTransientError
+from airflow_provider_maxwell.effects import HttpResult
+from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.triggers import poller as poller_module
 from airflow_provider_maxwell.triggers.poller import JobPoller, Subscriber
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec
@@ -47,50 +48,158 @@ def received(s: Subscriber) -> list[Observation]:
 # ---------------------------------------------------------------- one round
 
 
-def test_the_listing_reaches_back_to_the_oldest_job_or_a_day_before_an_undated_one_registered():
-    listing = "/slurmdb/v0.0.45/jobs"
-    dated = subscriber(7, submitted_after=50_000.0)
-    undated = subscriber(8)
-    undated.registered_at = 100_000.0
+STATES = "/slurm/v0.0.45/jobs/state"
+ACCOUNTING = "/slurmdb/v0.0.45/jobs"
+
+
+def states(*entries: tuple[str, str]) -> Any:
+    """A jobs/state answer: job_id as text ("7", or "9_1" for task 1 whose own id is 9), one state each."""
+    return ok({**META, "jobs": [{"job_id": job_id, "state": [state]} for job_id, state in entries]})
+
+
+def test_a_round_asks_slurmctld_for_the_waited_ids_and_accounting_by_id_for_what_slurmctld_does_not_vouch_for():
+    script = Script(
+        {
+            STATES: [states(("7", "RUNNING"), ("8", "COMPLETED"))],
+            ACCOUNTING: [jobs(record(7, "RUNNING"), record(8, "COMPLETED"), record(9, "COMPLETED"))],
+        }
+    )
+    running, ended, purged = subscriber(7, submitted_after=50_000.0), subscriber(8), subscriber(9)
+    one_round(ScriptedClient(script), [running, ended, purged])
+    assert [c.url.removeprefix("https://rest.example") for c in script.sent] == [STATES, ACCOUNTING]
+    assert script.sent[0].params == {"job_id": ["7", "8", "9"]}
+    # By id, whenever they ran: no time window, so neither an old wait nor the user's history widens it.
+    # The running job is the operator's own (submitted_after): slurmctld's word on it is enough.
+    assert script.sent[1].params == {"step": ["8", "9"], "skip_steps": "true", "users": "alice"}
+    (progress,) = received(running)
+    assert progress.final is None and [j.state.value for j in progress.live or []] == ["RUNNING"]
+    assert [len(received(s)) for s in (ended, purged)] == [1, 1]
+
+
+def test_while_slurmctld_says_a_job_lives_accounting_is_asked_only_for_its_refresh_and_its_end(monkeypatch):
+    clock = [10_000.0]
+    monkeypatch.setattr(poller_module.time, "time", lambda: clock[0])
+    script = Script({STATES: [states(("7", "PENDING"))], ACCOUNTING: [jobs(record(7, "RUNNING"))]})
+    waiting = subscriber(7, submitted_after=9_000.0)  # submitted by the operator: the id is its job
+    waiting.refresh_at = clock[0] + poller_module.REFRESH_AFTER
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
+
+    def round_() -> list[str]:
+        script.sent.clear()
+        clock[0] += 10
+        asyncio.run(poller._round([waiting]))
+        return [c.url.removeprefix("https://rest.example") for c in script.sent]
+
+    assert round_() == [STATES]
+    assert round_() == [STATES]
+    script.replies[STATES] = [states(("7", "RUNNING"))]
+    assert round_() == [STATES]  # it started: progress from slurmctld, not a record from accounting
+    clock[0] += poller_module.REFRESH_AFTER * 1.5  # however quiet: read from accounting now and then
+    assert round_() == [STATES, ACCOUNTING]
+    assert round_() == [STATES]
+    script.replies[STATES] = [states(("7", "COMPLETED"))]
+    script.replies[ACCOUNTING] = [jobs(record(7, "COMPLETED"))]
+    assert round_() == [STATES, ACCOUNTING]  # ended: its final record, once
+    seen = [(o.live and o.live[0].state.value, o.final and o.final[0].state.value) for o in received(waiting)]
+    assert seen == [("PENDING", None), ("RUNNING", None), ("RUNNING", "RUNNING"), ("COMPLETED", "COMPLETED")]
+
+
+def test_a_job_slurmctld_shows_completing_is_asked_of_accounting_at_once():
+    # The epilog still runs, but accounting may already hold the end: waiting for slurmctld to drop
+    # the flag would cost an interval (measured: 23.8 s worst delay at 10 s with 1000 waits).
+    completing = ok({**META, "jobs": [{"job_id": "7", "state": ["COMPLETED", "COMPLETING"]}]})
+    script = Script({STATES: [completing], ACCOUNTING: [jobs(record(7, "COMPLETED"))]})
+    ending = subscriber(7, submitted_after=9_000.0)
+    one_round(ScriptedClient(script), [ending])
+    assert script.count(ACCOUNTING) == 1
+    (seen,) = received(ending)
+    assert seen.final is not None and seen.final[0].state.value == "COMPLETED"
+
+
+def test_an_id_given_from_outside_is_read_from_accounting_when_first_seen_then_left_to_slurmctld():
+    script = Script({STATES: [states(("8", "RUNNING"))], ACCOUNTING: [jobs(record(8, "RUNNING"))]})
+    sensor = subscriber(8)  # a sensor's job id: whose job it is, only accounting says
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
+    for _ in range(3):
+        asyncio.run(poller._round([sensor]))
+    assert (script.count(STATES), script.count(ACCOUNTING)) == (3, 1)
+
+
+def test_where_a_proxy_blocks_jobs_state_accounting_by_id_serves_every_round():
+    blocked = HttpResult(404, b"<html>404 Not Found</html>", {})
+    script = Script({STATES: [blocked], ACCOUNTING: [jobs(record(7, "RUNNING"))]})
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
+    waiting = subscriber(7)
+    for _ in range(3):
+        asyncio.run(poller._round([waiting]))
+    assert script.count(STATES) == 1 and script.count(ACCOUNTING) == 3  # asked once, then not again
+    assert len(received(waiting)) == 3
+
+
+def test_a_slurm_error_from_jobs_state_fails_the_round_with_slurms_message():
+    script = Script({STATES: [slurm_error(500, 1)], ACCOUNTING: [jobs()]})
+    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
+    with pytest.raises(SlurmApiError, match=r"state of 1 Slurm jobs.*HTTP 500.*jobs/state"):
+        asyncio.run(poller._round([subscriber(7)]))
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41"])
+def test_releases_without_jobs_state_ask_accounting_by_id_each_round(version):
+    listing = f"/slurmdb/{version}/jobs"
     script = Script({listing: [jobs(record(7, "RUNNING"), record(8, "RUNNING"))]})
-    one_round(ScriptedClient(script), [dated, undated])
-    assert script.sent[0].params["start_time"] == str(100_000 - 86400 - 60)
-    script = Script({listing: [jobs(record(7, "RUNNING"))]})
-    one_round(ScriptedClient(script), [dated])
-    assert script.sent[0].params["start_time"] == str(50_000 - 60)
+    one_round(ScriptedClient(script, version), [subscriber(7), subscriber(8)])
+    assert [c.url for c in script.sent] == [f"https://rest.example{listing}"]
+    assert script.sent[0].params == {"step": ["7", "8"], "skip_steps": "true", "users": "alice"}
 
 
-def test_22_05s_lost_exit_code_comes_from_one_slurmctld_listing_once_a_job_ended():
+def test_a_rounds_answers_follow_the_waited_jobs_not_the_users_history():
+    # What a round sends depends on the waited ids only: a wait declared a day earlier adds one id,
+    # never a day of the user's records (the old listing asked for start_time = oldest wait).
+    fresh = [subscriber(j, submitted_after=200_000.0) for j in range(10, 20)]
+    old = subscriber(5, submitted_after=200_000.0 - 86400)
+    script = Script({STATES: [states(*((str(j), "RUNNING") for j in range(10, 20)))], ACCOUNTING: [jobs()]})
+    one_round(ScriptedClient(script), [*fresh, old])
+    assert [set(c.params or {}) for c in script.sent[:2]] == [{"job_id"}, {"step", "skip_steps", "users"}]
+    assert script.sent[1].params["step"] == ["5"]  # the running fresh ones: jobs/state's word suffices
+
+
+def test_22_05s_lost_exit_code_comes_from_slurmctld_per_ended_job_a_bounded_number_per_round(monkeypatch):
+    monkeypatch.setattr(poller_module, "EXIT_CODE_LOOKUPS", 1)
     accounting = "/slurmdb/v0.0.38/jobs"
     script = Script(
         {
-            accounting: [jobs(record(7, "FAILED", code=0), record(8, "RUNNING"))],
-            "/slurm/v0.0.38/jobs": [jobs(job_doc(7, "FAILED", exit_code=768), job_doc(8, "RUNNING"))],
+            accounting: [jobs(record(7, "FAILED", code=0), record(8, "RUNNING"), record(9, "FAILED", code=0))],
+            "/slurm/v0.0.38/job/7": [jobs(job_doc(7, "FAILED", exit_code=768))],
+            "/slurm/v0.0.38/job/9": [jobs(job_doc(9, "FAILED", exit_code=512))],
         }
     )
-    ended, running = subscriber(7), subscriber(8)
-    one_round(ScriptedClient(script, "v0.0.38"), [ended, running])
+    ended, running, later = subscriber(7), subscriber(8), subscriber(9)
+    poller = one_round(ScriptedClient(script, "v0.0.38"), [ended, running, later])
     (seen,) = received(ended)
     assert seen.final is not None and seen.final[0].exit_code is None  # 22.05's accounting: unknown
     assert seen.live is not None and seen.live[0].exit_code == 3  # slurmctld's wait status: exit 3
-    assert script.sent[0].params == {"step": "7,8", "skip_steps": "true"}
-    assert script.count("/slurm/v0.0.38/jobs") == 1
+    assert script.sent[0].params == {"step": "7,8,9", "skip_steps": "true"}
+    assert received(later) == []  # over this round's bound: next round, with its exit code
+    assert not [c for c in script.sent if c.url.endswith("/slurm/v0.0.38/jobs")]  # never the whole queue
+    asyncio.run(poller._round([later]))
+    (seen,) = received(later)
+    assert seen.live is not None and seen.live[0].exit_code == 2
 
 
-def test_newer_releases_ask_slurmctld_nothing_when_a_job_ends():
-    script = Script({"/slurmdb/v0.0.45/jobs": [jobs(record(7, "FAILED", code=3))]})
+def test_newer_releases_ask_slurmctld_nothing_but_jobs_state_when_a_job_ends():
+    script = Script({STATES: [states()], ACCOUNTING: [jobs(record(7, "FAILED", code=3))]})
     ended = subscriber(7)
     one_round(ScriptedClient(script), [ended])
     (seen,) = received(ended)
     assert seen.live is None and seen.final is not None and seen.final[0].exit_code == 3
-    assert len(script.sent) == 1
+    assert len(script.sent) == 2
 
 
 def test_a_trigger_on_an_array_gets_every_tasks_record_and_a_task_only_its_own():
     task = {**record(101, "COMPLETED"), "array": {"job_id": 100, "task_id": 1}}
     plain = record(102, "COMPLETED")
-    script = Script({"/slurmdb/v0.0.45/jobs": [jobs(task, plain)]})
-    array, one_task, other = subscriber(100), subscriber(101), subscriber(102)
+    script = Script({STATES: [states(("102", "COMPLETED"))], ACCOUNTING: [jobs(task, plain)]})
+    array, one_task, other = subscriber(100, expected_tasks=2), subscriber(101), subscriber(102)
     one_round(ScriptedClient(script), [array, one_task, other])
     assert [j.job_id for j in received(array)[0].final or []] == [101]
     assert [j.job_id for j in received(one_task)[0].final or []] == [101]
@@ -102,6 +211,7 @@ def test_unlisted_jobs_are_looked_up_oldest_lookup_first_and_an_error_stays_with
     monkeypatch.setattr(poller_module.time, "time", lambda: 5000.0)
     script = Script(
         {
+            STATES: [states(("8", "RUNNING"), ("9", "RUNNING"))],
             "/slurmdb/v0.0.45/jobs": [jobs()],
             "/slurm/v0.0.45/job/7": [slurm_error(400, 2)],
             "/slurm/v0.0.45/job/8": [jobs(job_doc(8, "RUNNING"))],
@@ -194,7 +304,7 @@ def test_a_poller_made_by_hand_stops_without_a_registry_entry():
 
 def test_the_last_trigger_out_cancels_the_poller_at_once(monkeypatch):
     async def main() -> None:
-        client = ScriptedClient(Script({"/slurmdb/v0.0.45/jobs": [ok({**META, "jobs": []})]}))
+        client = ScriptedClient(Script({STATES: [states()], "/slurmdb/v0.0.45/jobs": [ok({**META, "jobs": []})]}))
         poller = JobPoller.for_client(client)  # type: ignore[arg-type]
         assert JobPoller.for_client(client) is poller  # type: ignore[arg-type]
         async with poller.subscribe(JobWatch(WatchSpec(job_id=7, user="alice", poll_interval=3600))):

@@ -179,3 +179,22 @@ def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypa
     first, within, later = asyncio.run(scenario())
     assert first == ["alice"] and within == ["alice"] and later == ["bob"]
     assert lookups == [fake.conn_id, fake.conn_id]
+
+
+def test_while_slurmctld_says_the_jobs_run_as_before_rounds_ask_it_alone_and_accounting_when_they_end(fake):
+    states = "/slurm/v0.0.44/jobs/state"
+
+    def said(state: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        return (200, {}, {**META, "jobs": [{"job_id": str(j), "state": [state]} for j in (7, 8)]})
+
+    fake.script[states] = [said("RUNNING")] * 5 + [said("COMPLETED")]
+    fake.script[LISTING] = [listing(accounting_doc(7, "COMPLETED"), accounting_doc(8, "FAILED", 2))]
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(first_event(trigger(fake.conn_id, j)) for j in (7, 8)))
+
+    events = asyncio.run(main())
+    assert [(e["job_id"], e["status"]) for e in events] == [(7, "success"), (8, "failed")]
+    assert "exit code 2" in events[1]["message"]
+    assert fake.count("GET", states) == 6  # one per round
+    assert fake.count("GET", LISTING) == 1  # once they ended: not each round

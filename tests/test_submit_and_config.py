@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jsonschema
 import pytest
@@ -242,9 +243,14 @@ def test_invalid_connections_name_the_connection_the_field_and_the_fix(kw, named
     assert problem and len(fix) > 10  # a problem, then a fix
 
 
-def test_the_pollers_listing_is_one_query_by_user_or_id_chunks_on_v0_0_38():
-    (by_user,) = DIALECTS["v0.0.45"].accounting_listing("alice", 1000.9, 5000.2, range(1, 1201))
-    assert by_user == {"users": "alice", "start_time": "1000", "end_time": "5000", "skip_steps": "true"}
-    chunks = DIALECTS["v0.0.38"].accounting_listing("alice", 1000, 5000, [*range(1, 1201), 5, 5])
+def test_the_pollers_queries_ask_by_id_in_chunks_that_keep_urls_under_8_kb():
+    chunks = DIALECTS["v0.0.38"].accounting_by_id("alice", [*range(1, 1201), 5, 5])
     assert [len(c["step"].split(",")) for c in chunks] == [500, 500, 200]  # deduplicated, bounded URLs
-    assert all(c["skip_steps"] == "true" and "users" not in c for c in chunks)
+    assert all(c["skip_steps"] == "true" and "users" not in c for c in chunks)  # 22.05 cannot filter by user
+    (by_user,) = DIALECTS["v0.0.40"].accounting_by_id("alice", [3, 1, 2])  # 24.11 refuses "1,2,3" (422)
+    assert by_user == {"step": ["1", "2", "3"], "skip_steps": "true", "users": "alice"}
+    ids = range(10_000_000, 10_001_000)  # 8-digit ids as on Maxwell
+    queries = DIALECTS["v0.0.42"].job_state_queries([*ids, 10_000_000])
+    assert [i for q in queries for i in q["job_id"]] == [str(i) for i in ids]
+    assert all(len(urlencode(q, doseq=True)) < 6100 for q in queries) and len(queries) == 3
+    assert not DIALECTS["v0.0.41"].controller_states_by_id and DIALECTS["v0.0.42"].controller_states_by_id

@@ -152,7 +152,7 @@ class SlurmClient:
             return TransportFailure(self._failure_text(error), before_send=refused)
         except (requests.exceptions.RequestException, ValueError) as error:  # after sending: maybe arrived
             return TransportFailure(self._failure_text(error), before_send=False)
-        self.state.last_response_seconds = response.elapsed.total_seconds()
+        self._count(response.elapsed.total_seconds(), len(body))
         return HttpResult(response.status_code, body, dict(response.headers))
 
     @staticmethod
@@ -165,6 +165,12 @@ class SlurmClient:
             if time.monotonic() > deadline:
                 return None
         return b"".join(chunks)
+
+    def _count(self, seconds: float, size: int) -> None:
+        """The server's answer time and body size of one answered request, for the slow-server rule and costs."""
+        self.state.last_response_seconds = seconds
+        self.state.server_seconds += seconds
+        self.state.bytes_received += size
 
     def _failure_text(self, error: BaseException | None, what: str = "") -> str:
         """A transport failure as one line, with the connection's secrets and anything token-shaped removed
@@ -218,7 +224,7 @@ class SlurmClient:
             return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
         except httpx.HTTPError as error:
             return TransportFailure(self._failure_text(error), before_send=False)
-        self.state.last_response_seconds = response.elapsed.total_seconds()
+        self._count(response.elapsed.total_seconds(), len(response.content))
         return HttpResult(response.status_code, response.content, dict(response.headers))
 
     def _async_client(self) -> httpx.AsyncClient:

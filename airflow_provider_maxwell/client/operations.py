@@ -18,6 +18,7 @@ from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
 from airflow_provider_maxwell.client.state import ConnectionState
 from airflow_provider_maxwell.effects import GetToken, Note, Protocol, Sleep
 from airflow_provider_maxwell.exceptions import (
+    MaxwellAuthError,
     SlurmAccountingUnavailable,
     SlurmApiError,
     SlurmJobNotFound,
@@ -28,13 +29,16 @@ from airflow_provider_maxwell.slurm.answers import Answer
 from airflow_provider_maxwell.slurm.dialects import ApiDialect, Route
 from airflow_provider_maxwell.slurm.job import (
     MAX_JOB_ID,
+    JobStatus,
     SlurmJob,
     parse_accounting_jobs,
     parse_controller_jobs,
+    parse_job_statuses,
 )
 from airflow_provider_maxwell.slurm.submit import build_submit_body
 
-LISTING_HORIZON = 366 * 86400.0  # seconds ahead: jobs waiting for a begin time count as eligible only before it
+BLOCKED_BY_PROXY = (403, 404, 405, 501)  # a proxy's answers to a path it does not pass on
+NOT_IMPLEMENTED = 501
 SUBMIT_TIMEOUT = 120.0  # seconds at least for a submission's answer (slurmrestd may wait out a rate limit)
 # Pauses before each look for a job whose submission's answer was lost: accounting may lag behind
 # slurmctld, and slurmrestd may still be holding the request.
@@ -189,15 +193,49 @@ class SlurmOperations:
         what = f"Could not read accounting for Slurm job {job_id}"
         return (yield from self._accounting_query(dialect.accounting_job(job_id), what, missing_ok=True))
 
-    def accounting_listing(self, job_ids: list[int], since: float) -> Protocol[list[SlurmJob]]:
-        """Accounting records of many jobs of the connection's user at once (the shared poller's one call)."""
+    def accounting_by_id(self, job_ids: list[int]) -> Protocol[list[SlurmJob]]:
+        """Accounting records of the given jobs (an array's id: every task), whenever they ran, in as few
+        requests as the URL length allows: the answer grows with these jobs, not with the user's history."""
         dialect = yield from self.dialect()
         records: list[SlurmJob] = []
-        until = time.time() + LISTING_HORIZON
-        for params in dialect.accounting_listing(self.state.config.login, since, until, job_ids):
-            what = f"Could not list accounting records of {len(job_ids)} jobs"
+        for params in dialect.accounting_by_id(self.state.config.login, job_ids):
+            what = f"Could not read accounting records of {len(job_ids)} jobs"
             records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
         return records
+
+    def job_statuses(self, job_ids: list[int]) -> Protocol[list[JobStatus] | None]:
+        """slurmctld's state of the given jobs (~230 bytes each; ids it does not hold are left out), or
+        None where it cannot say: a release without jobs/state (before v0.0.42), or a proxy that blocks
+        the path (HTTP 403/404/405/501 not from Slurm). An array's id lists every task."""
+        dialect = yield from self.dialect()
+        if not dialect.controller_states_by_id:
+            return None
+        route = dialect.job_states()
+        statuses: list[JobStatus] = []
+        for params in dialect.job_state_queries(job_ids):
+            try:
+                answer = yield from self._call("GET", route, params=params)
+            except MaxwellAuthError:
+                # A proxy refusing this one path looks like a refused token; if the token is the
+                # problem, the accounting request that follows says so.
+                return None
+            except SlurmTransientError as error:
+                if error.status == NOT_IMPLEMENTED:  # retried as a server fault first, then given up
+                    return None
+                raise
+            if answers.is_unknown_job(answer):
+                continue  # none of these ids is known to slurmctld
+            if answer.status in BLOCKED_BY_PROXY and not answer.is_slurm:
+                return None
+            if answers.is_error(answer):
+                raise SlurmApiError(
+                    f"Could not read the state of {len(job_ids)} Slurm jobs",
+                    status=answer.status,
+                    url=self.url(route),
+                    errors=answer.errors,
+                )
+            statuses += parse_job_statuses(job_documents(answer))
+        return statuses
 
     def accounting_job(self, job_id: int) -> Protocol[SlurmJob | None]:
         """The newest accounting record under `job_id` (None while there is none yet)."""

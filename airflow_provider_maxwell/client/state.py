@@ -23,6 +23,8 @@ class ConnectionState:
     release: str | None = None
     requests_sent: int = 0
     last_response_seconds: float = 0.0  # how long the server took to answer the last request
+    bytes_received: int = 0  # answer bodies, all requests: what polling costs the network (benchmarks, tests)
+    server_seconds: float = 0.0  # the server's answer times summed over all requests
 
 
 _STATES: dict[str, ConnectionState] = {}

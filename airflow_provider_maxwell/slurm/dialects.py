@@ -13,7 +13,11 @@ from typing import Any
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 
-LISTING_CHUNK = 500  # job ids per accounting query: ~4 KB of URL, under nginx's default 8 KB line
+LISTING_CHUNK = 500  # job ids per accounting query: ~4.5 KB of URL, under nginx's default 8 KB line
+# jobs/state and (v0.0.40 on) accounting take each id as its own `job_id=`/`step=` (a comma list is
+# refused with 422, measured on 24.11 and 26.05): ~14-17 characters per id, so a query is cut at this
+# many characters to stay under nginx's 8 KB request line.
+ID_QUERY_CHARS = 6000
 _VERSION_PATH = re.compile(r"^/slurm(db)?/(v0\.0\.\d+)/")
 OPENAPI_PATHS = ("/openapi/v3", "/openapi.json", "/openapi")  # newest first: where servers publish it
 
@@ -71,6 +75,11 @@ class ApiDialect:
     #: (v0.0.38: plain seconds are HTTP 500 "Unable to parse time format", measured on 22.05; v0.0.40
     #: on take both).
     accounting_time_needs_uts: bool
+    #: GET /slurm/vX/jobs/state?job_id=..&job_id=.. answers the state of just those jobs (v0.0.42 on).
+    controller_states_by_id: bool
+    #: /slurmdb/vX/jobs takes several ids as repeated `step=` and refuses a comma list with 422 (v0.0.40
+    #: on); v0.0.38 takes `step=1,2,3` and reads only the last of repeated ones (measured on 22.05-26.05).
+    accounting_ids_repeated: bool
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -94,6 +103,10 @@ class ApiDialect:
     def jobs(self) -> Route:
         """GET: every job slurmctld holds."""
         return self._slurm("jobs")
+
+    def job_states(self) -> Route:
+        """GET: slurmctld's state of the jobs named by `job_id` parameters (only on `controller_states_by_id`)."""
+        return self._slurm("jobs/state")
 
     def accounting_job(self, job_id: int) -> Route:
         """GET: accounting's records of a job."""
@@ -122,27 +135,24 @@ class ApiDialect:
         """A moment as accounting's start_time/end_time query parameters take it."""
         return f"uts{int(seconds)}" if self.accounting_time_needs_uts else str(int(seconds))
 
-    def accounting_listing(self, user: str, since: float, until: float, job_ids: Iterable[int]) -> list[dict[str, str]]:
-        """Query parameters of /slurmdb/vX/jobs that list all of `job_ids` in as few requests as can be.
+    def job_state_queries(self, job_ids: Iterable[int]) -> list[dict[str, list[str]]]:
+        """Query parameters of jobs/state for `job_ids`: one `job_id` per id (an array's id lists its
+        tasks), cut so each URL stays under proxies' 8 KB line."""
+        return [{"job_id": chunk} for chunk in _repeated(job_ids, "job_id")]
 
-        Where accounting filters by user: one query, the user's jobs eligible before `until` and not
-        ended before `since` (measured on 24.11 and 26.05: running, ended and waiting-for-begin-time
-        jobs are listed; held jobs, never eligible, are not). v0.0.38 cannot filter by user, so it asks
-        for the ids themselves (`step=1,2,3`), in chunks that keep the URL under proxies' limits.
+    def accounting_by_id(self, user: str, job_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Query parameters of /slurmdb/vX/jobs for the records of `job_ids` (`step=`, no time window:
+        measured on 22.05, 24.11 and 26.05, an id's records whenever it ran; an array's id gives every
+        task), in chunks that keep the URL under proxies' limits. Where accounting filters by user the
+        query names the user too: another user's job under a reused id is not even sent.
         """
         # Steps are not needed to judge a job and make up ~40 % of each record (measured on 24.11).
-        if self.accounting_filters_by_user:
-            return [
-                {
-                    "users": user,
-                    "start_time": self.accounting_time(since),
-                    "end_time": self.accounting_time(until),
-                    "skip_steps": "true",
-                }
-            ]
+        by_user = {"users": user} if self.accounting_filters_by_user else {}
+        if self.accounting_ids_repeated:
+            return [{"step": chunk, "skip_steps": "true", **by_user} for chunk in _repeated(job_ids, "step")]
         ids = sorted(set(job_ids))
         return [
-            {"step": ",".join(map(str, ids[i : i + LISTING_CHUNK])), "skip_steps": "true"}
+            {"step": ",".join(map(str, ids[i : i + LISTING_CHUNK])), "skip_steps": "true", **by_user}
             for i in range(0, len(ids), LISTING_CHUNK)
         ]
 
@@ -161,6 +171,20 @@ class ApiDialect:
         return [low, high]
 
 
+def _repeated(job_ids: Iterable[int], key: str) -> list[list[str]]:
+    """Distinct ids in ascending order, cut into lists that make at most ID_QUERY_CHARS of `key=id&` each."""
+    chunks: list[list[str]] = []
+    chars = ID_QUERY_CHARS
+    for job_id in sorted(set(job_ids)):
+        text = str(job_id)
+        if chars + len(key) + len(text) + 2 > ID_QUERY_CHARS:
+            chunks.append([])
+            chars = 0
+        chunks[-1].append(text)
+        chars += len(key) + len(text) + 2  # "=" and "&"
+    return chunks
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """'v0.0.42' -> (0, 0, 42)."""
     return tuple(int(part) for part in version.lstrip("v").split("."))
@@ -177,6 +201,8 @@ def _dialect(minor: int) -> ApiDialect:
         accounting_filters_by_user=minor >= 40,
         cancel_reports_failures=minor == 38 or minor >= 42,
         accounting_time_needs_uts=minor == 38,
+        controller_states_by_id=minor >= 42,
+        accounting_ids_repeated=minor >= 40,
     )
 
 

@@ -84,8 +84,9 @@ class JobEvent:
 class MaxwellJobTrigger(BaseTrigger):
     """Fires one event when the job (every task of an array) has ended, as accounting records it.
 
-    All triggers of one connection in a triggerer share one poller (triggers/poller.py): one
-    accounting request per interval for all their jobs, one token, one connection pool.
+    All triggers of one connection in a triggerer share one poller (triggers/poller.py): per
+    interval one slurmctld request for the state of all their jobs, accounting by id for those that
+    ended or changed; one token, one connection pool.
 
     Its kwargs are stored in plain text in Airflow's database: they hold the connection id, the job
     and timing values, never a token. Credentials are fetched inside the triggerer.

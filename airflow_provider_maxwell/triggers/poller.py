@@ -2,12 +2,19 @@
 connection's jobs.
 
 Polling each job on its own costs slurmrestd and slurmdbd N requests per interval; HPC admins cut
-off clients that do that. The poller asks accounting once per interval for all waiting jobs of the
-connection's user (`JobPoller._round`), then hands each trigger the records of its own job. Each
-trigger keeps its own `JobWatch` and yields its own event; the poller only fetches.
+off clients that do that. A round (`JobPoller._round`) costs what the waited jobs need, not what the
+user's history holds (docs/waiting-at-scale.md):
 
-Jobs the listing does not show (accounting lags a few seconds behind a submission; a sensor may wait
-on a job that ended before the listing's window) are looked up one by one, at most
+- slurmctld's jobs/state for the waited ids (v0.0.42 on; ~230 bytes per job): is anything new?
+- accounting by id (`step=`, no time window) only for jobs that ended, that slurmctld no longer holds
+  (purged, or a sensor's old job), array waits, a job id given from outside (a sensor's: accounting
+  says whose it is), and each job now and then (`REFRESH_AFTER`: a reused id in the same state).
+  A state slurmctld reports changed (started, requeued) goes to the trigger as its progress.
+  Releases without jobs/state (v0.0.38 to v0.0.41), or a proxy that blocks it, ask accounting by id
+  for every waited job each round.
+
+Each trigger gets the accounting records of its own job. Jobs accounting does not show yet (it lags
+a submission by seconds; held jobs are never in it) are looked up one by one, at most
 `LOOKUPS_PER_ROUND` per round, so the cost per interval stays bounded whatever N is.
 
 State lives only in this process (several triggerers each run their own): a registry keyed by event
@@ -26,14 +33,18 @@ from dataclasses import dataclass, field
 
 from airflow_provider_maxwell.client.drivers import SlurmClient
 from airflow_provider_maxwell.exceptions import SlurmTransientError
-from airflow_provider_maxwell.slurm.job import SlurmJob
-from airflow_provider_maxwell.watch import SUBMIT_CLOCK_SLACK, JobWatch, Observation, WatchSpec, observe
+from airflow_provider_maxwell.slurm.job import JobStatus, SlurmJob
+from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec, observe
 
-LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs the listing missed, per round
+LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs accounting did not show, per round
+EXIT_CODE_LOOKUPS = 20  # 22.05: ended jobs read from slurmctld per round (its accounting loses exit codes)
+REFRESH_AFTER = 600.0  # seconds (+-50 %, spread): a quiet job is read from accounting at least this often
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
-BUSY_RATIO = 5  # pause at least 5x the listing's answer time: a slow server gets fewer requests
-UNDATED_WINDOW = 86400.0  # a job without a known submit time: list a day back, else look it up
+BUSY_RATIO = 5  # pause at least 5x the round's server answer time: a slow server gets fewer requests
+
+#: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
+Said = tuple[JobStatus, ...]
 
 
 @dataclass(eq=False)
@@ -44,6 +55,8 @@ class Subscriber:
     inbox: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     registered_at: float = field(default_factory=time.time)
     looked_up_at: float = 0.0
+    last_said: Said = ()  # what slurmctld's jobs/state said of the job last round
+    refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
 
     @property
     def spec(self) -> WatchSpec:
@@ -62,7 +75,8 @@ class JobPoller:
         self.subscribers: set[Subscriber] = set()
         self.rounds = 0
         self.failures = 0  # consecutive failed rounds, for the backoff
-        self.listing_seconds = 0.0  # how long the server took to answer the last listing
+        self.listing_seconds = 0.0  # how long the server took to answer the last round's requests
+        self.statuses_unavailable = False  # no jobs/state (older release, or a proxy blocks it): accounting only
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -129,29 +143,56 @@ class JobPoller:
         return max(base * random.uniform(1 - JITTER, 1 + JITTER), at_least)
 
     async def _round(self, subscribers: list[Subscriber]) -> None:
-        """One accounting listing for all, then a few one-by-one lookups of jobs it did not show."""
+        """slurmctld's state of the waited jobs, accounting by id for those that need it, then a few
+        one-by-one lookups of jobs accounting did not show."""
         client, ops = self.client, self.client.ops
         now = time.time()
-        since = (
-            min((s.spec.submitted_after or s.registered_at - UNDATED_WINDOW) for s in subscribers) - SUBMIT_CLOCK_SLACK
-        )
-        records = await client.arun(ops.accounting_listing([s.spec.job_id for s in subscribers], since))
-        self.listing_seconds = client.state.last_response_seconds  # the server's time, not our parsing
-        by_job = _by_job(records)
-        found = {s: by_job[s.spec.job_id] for s in subscribers if s.spec.job_id in by_job}
-        live_by_job: dict[int, list[SlurmJob]] = {}
-        some_ended = any(all(j.is_terminal for j in jobs) for jobs in found.values())
-        if some_ended and not (await client.arun(ops.dialect())).accounting_exit_code_reliable:
-            # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge
-            # (300 s by default): one listing of its jobs for all that just ended.
-            live_by_job = _by_job(await client.arun(ops.controller_listing()))
-        unlisted = []
+        server_seconds = client.state.server_seconds
+        statuses: list[JobStatus] | None = None
+        plain = [s.spec.job_id for s in subscribers if s.spec.expected_tasks <= 1]
+        if plain and not self.statuses_unavailable:
+            statuses = await client.arun(ops.job_statuses(plain))
+            self.statuses_unavailable = statuses is None
+        said = _said_by_job(statuses or [])
+        due = []
         for subscriber in subscribers:
-            if subscriber in found:
-                live = live_by_job.get(subscriber.spec.job_id)
-                subscriber.inbox.put_nowait(Observation(live=live, final=found[subscriber]))
-            else:
-                unlisted.append(subscriber)  # accounting lags a submission by seconds; or an old job
+            subscriber.refresh_at = subscriber.refresh_at or _refresh_time(now)
+            entries = said.get(subscriber.spec.job_id, ())
+            if statuses is None or _needs_accounting(subscriber, entries, now):
+                due.append(subscriber)
+            elif entries != subscriber.last_said:  # started, requeued, suspended: progress, from slurmctld
+                subscriber.inbox.put_nowait(Observation(live=[e.as_job() for e in entries]))
+            subscriber.last_said = entries
+        records = await client.arun(ops.accounting_by_id([s.spec.job_id for s in due])) if due else []
+        self.listing_seconds = client.state.server_seconds - server_seconds  # the server's time, not our parsing
+        by_job = _by_job(records)
+        reliable_exit_codes = (await client.arun(ops.dialect())).accounting_exit_code_reliable
+        exit_code_reads = 0
+        unlisted = []
+        for subscriber in due:
+            job_id = subscriber.spec.job_id
+            final = by_job.get(job_id)
+            if final is None:
+                unlisted.append(subscriber)  # accounting lags a submission by seconds; held jobs are not in it
+                continue
+            # slurmctld's current word too: accounting may lag behind it, and progress lines show the newer.
+            live = [e.as_job() for e in said.get(job_id, ())] or None
+            if not reliable_exit_codes and all(j.is_terminal for j in final):
+                # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge (300 s by
+                # default): read each ended job there, a bounded number per round, the rest next round.
+                if exit_code_reads >= EXIT_CODE_LOOKUPS:
+                    continue
+                exit_code_reads += 1
+                try:
+                    live = await client.arun(ops.controller_jobs(job_id))
+                except asyncio.CancelledError:
+                    raise
+                except SlurmTransientError:
+                    continue  # next round
+                except Exception:  # the job's end is known; only its exit code stays unknown
+                    live = None
+            subscriber.inbox.put_nowait(Observation(live=live, final=final))
+            subscriber.refresh_at = _refresh_time(now)
         unlisted.sort(key=lambda s: s.looked_up_at)
         for subscriber in unlisted[:LOOKUPS_PER_ROUND]:
             subscriber.looked_up_at = now
@@ -162,6 +203,34 @@ class JobPoller:
             except Exception as error:  # one job's error is that trigger's, not everyone's
                 seen = Observation(error=error)
             subscriber.inbox.put_nowait(seen)
+
+
+def _said_by_job(statuses: list[JobStatus]) -> dict[int, Said]:
+    """jobs/state's entries under each job's own id, in a comparable order."""
+    said: dict[int, list[JobStatus]] = {}
+    for status in statuses:
+        said.setdefault(status.job_id, []).append(status)
+    return {job_id: tuple(sorted(entries, key=lambda e: e.array_task_id or 0)) for job_id, entries in said.items()}
+
+
+def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
+    """Whether this round asks accounting about the job: not while slurmctld says it still lives (its
+    state changes come from slurmctld), unless it is due a refresh."""
+    if subscriber.spec.expected_tasks > 1:
+        return True  # an array's tasks have ids of their own: jobs/state cannot say which array they belong to
+    if not said:
+        return True  # slurmctld does not hold it (purged, ended long ago, or never ours): accounting knows
+    if any(e.state.is_terminal or "COMPLETING" in e.flags for e in said):
+        # Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record.
+        return True
+    if subscriber.spec.submitted_after is None and not subscriber.last_said:
+        return True  # an id given from outside (a sensor's), first seen: accounting says whose job it is
+    return now >= subscriber.refresh_at
+
+
+def _refresh_time(now: float) -> float:
+    """When a quiet job is next read from accounting: spread, so waits started together do not refresh together."""
+    return now + REFRESH_AFTER * random.uniform(0.5, 1.5)
 
 
 def _by_job(records: list[SlurmJob]) -> dict[int, list[SlurmJob]]:

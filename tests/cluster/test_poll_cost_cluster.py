@@ -1,0 +1,129 @@
+"""What the shared poller's rounds cost on the real slurmrestd, slurmctld and slurmdbd (24.11, 26.05):
+a handful of waits plus one declared a day earlier (a sensor's case). Per round: slurmctld's jobs/state
+for the waited ids, accounting by id only for jobs that changed or ended; never a listing of the user's
+history or of the cluster's queue. The jobs' final states and exit codes come out right."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.client.drivers import SlurmClient
+from airflow_provider_maxwell.effects import HttpCall
+from airflow_provider_maxwell.exceptions import MaxwellError
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.slurm.dialects import Route, Service
+from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+from airflow_provider_maxwell.triggers.poller import JobPoller
+from airflow_provider_maxwell.watch import WatchSpec
+
+POLL = 2.0
+EXITS = (0, 1, 2, 0, 3)  # five fresh waits; a sixth is declared a day old
+RECORD_BUDGET = 8_000  # bytes: one accounting record without steps is ~2-5 KB; a jobs/state entry ~230 B
+
+
+@pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
+def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
+    stack, cluster, users, make_connection, signing_key_b64
+):
+    user = users[0]["name"]
+    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    hook = MaxwellHook(conn_id)
+    client = hook.client
+    dialect = client.run(client.ops.dialect())
+    # What the old round asked each interval once a wait was a day old: the user's day of records.
+    before = client.state.bytes_received
+    history = client.run(
+        client.ops._call(
+            "GET",
+            Route(Service.SLURMDB, f"/slurmdb/{dialect.version}/jobs", dialect.version),
+            params={"users": user, "start_time": str(int(time.time() - 86400)), "skip_steps": "true"},
+        )
+    )
+    history_bytes = client.state.bytes_received - before
+    history_records = len((history.document or {}).get("jobs", []))
+    now = time.time()
+    specs: dict[int, tuple[int, float]] = {}
+    try:
+        for i, code in enumerate((*EXITS, 0)):
+            job_id = hook.submit_job(
+                f"#!/bin/bash\nsleep {8 + 2 * i}\nexit {code}\n",
+                name=f"poll-cost-{i}",
+                partition="maxcpu",
+                time_limit=5,
+                current_working_directory=cluster["jobs_dir"],
+            )
+            specs[job_id] = (code, now - 86400 if i == len(EXITS) else now)
+        events, rounds = asyncio.run(_wait(conn_id, user, specs))
+    finally:
+        for job_id in specs:
+            with contextlib.suppress(MaxwellError):  # the cancel is a safety net: most have ended
+                hook.cancel_job(job_id)
+    for event in events:
+        code = specs[event["job_id"]][0]
+        assert event["status"] == ("success" if code == 0 else "failed"), event
+        assert event["summary"]["exit_code"] == code, event
+    calls = [call for round_ in rounds for call in round_["calls"]]
+    assert not [c for c in calls if "start_time" in (c.params or {})], "a round asked a time window"
+    assert not [c for c in calls if c.url.endswith(("/jobs", "/jobs/")) and "/slurm/" in c.url], "the whole queue"
+    waited = len(specs)
+    steady = rounds[2:-1] or rounds  # after accounting caught up with the submissions
+    per_round = [len(r["calls"]) for r in steady]
+    bytes_ = [r["bytes"] for r in rounds]
+    report = (
+        f"{stack['name']}: {len(rounds)} rounds, requests/round {per_round}, bytes/round {bytes_}, "
+        f"server ms/round {[round(r['seconds'] * 1000) for r in rounds]}; "
+        f"the old round's listing: {history_records} records, {history_bytes} B"
+    )
+    print(report)
+    assert statistics.median(per_round) <= 2, report
+    assert max(bytes_) <= waited * RECORD_BUDGET, report
+    quiet = [r for r in steady if all("/slurmdb/" not in c.url for c in r["calls"])]
+    assert quiet, f"no round asked slurmctld alone while the jobs ran: {report}"
+    assert all(r["bytes"] <= waited * 1_000 for r in quiet), report  # jobs/state: ~230 B per job
+    # Accounting once per ended job (and again only while it lags behind slurmctld's end).
+    accounting = [c for c in calls if "/slurmdb/" in c.url]
+    assert len(accounting) <= waited + 3, report
+
+
+async def _wait(conn_id: str, user: str, specs: dict[int, tuple[int, float]]) -> tuple[list[dict[str, Any]], list]:
+    client: SlurmClient = await MaxwellHook(conn_id).aclient()
+    poller = JobPoller.for_client(client)
+    rounds: list[dict[str, Any]] = []
+    send, round_ = client._asend, poller._round
+
+    async def counted_send(call: HttpCall) -> Any:
+        rounds[-1]["calls"].append(call)
+        return await send(call)
+
+    async def counted_round(subscribers: Any) -> None:
+        before = (client.state.bytes_received, client.state.server_seconds)
+        rounds.append({"calls": []})
+        try:
+            await round_(subscribers)
+        finally:
+            rounds[-1]["bytes"] = client.state.bytes_received - before[0]
+            rounds[-1]["seconds"] = client.state.server_seconds - before[1]
+
+    client._asend = counted_send  # type: ignore[method-assign]
+    poller._round = counted_round  # type: ignore[method-assign]
+    triggers = [
+        MaxwellJobTrigger(
+            maxwell_conn_id=conn_id,
+            spec=WatchSpec(job_id, user, submitted_after=after, poll_interval=POLL).to_kwargs(),
+        )
+        for job_id, (_, after) in specs.items()
+    ]
+
+    async def first(t: MaxwellJobTrigger) -> dict[str, Any]:
+        async for event in t.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    events = await asyncio.wait_for(asyncio.gather(*(first(t) for t in triggers)), timeout=240)
+    return events, rounds

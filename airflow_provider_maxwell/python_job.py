@@ -22,6 +22,7 @@ from typing import Any
 from airflow_provider_maxwell.exceptions import MaxwellConfigError, MaxwellError
 
 SERIALIZERS = ("pickle", "dill", "cloudpickle")  # as Airflow's virtualenv decorator offers them
+MAX_SCRIPT_BYTES = 4_000_000  # Slurm's default max_script_size (SchedulerParameters): larger scripts are refused
 PICKLE_PROTOCOL = 4  # readable by every Python from 3.4 on: Maxwell's interpreter may be older than the worker's
 
 
@@ -134,7 +135,13 @@ _os.replace(_path + "." + str(_os.getpid()), _path)  # whole or absent: the work
         f"{write_back}"
     )
     lines = ["#!/bin/bash", "set -e", *setup, f"{python} - <<'{end}'", program.rstrip("\n"), end, ""]
-    return "\n".join(lines)
+    script = "\n".join(lines)
+    if len(script.encode()) > MAX_SCRIPT_BYTES:
+        raise MaxwellConfigError(
+            f"the arguments of {function.__name__!r} make a job script of {len(script.encode()):,} bytes, more than "
+            f"Slurm takes by default ({MAX_SCRIPT_BYTES:,}): pass large data as a path on the shared file system"
+        )
+    return script
 
 
 def read_return_value(path: str, serializer: str) -> Any:

@@ -52,9 +52,9 @@ with DAG(
         }
 
     @task
-    def summarize(reductions: list[dict]) -> dict:
+    def summarize(reductions: list[dict]) -> list[float]:
         by_run = {r["run"]: r["mean"] for r in reductions}
         print(f"reduced {len(by_run)} runs on Maxwell: {by_run}")
-        return by_run
+        return [by_run[run] for run in sorted(by_run)]
 
     summarize(reduce_run.expand(run=list_runs()))

@@ -52,7 +52,7 @@ def run_script(script: str, folder: Path, job_id: int, task: int | None = None) 
 
 
 def test_the_function_runs_with_its_arguments_and_its_value_comes_back(tmp_path: Path):
-    blob = "ßπ漢" * 700_000  # non-ASCII, a few MB
+    blob = "ßπ漢" * 300_000  # non-ASCII, 2.4 MB in UTF-8
     script = job_script(
         reduce_run,
         [7, "tür"],
@@ -123,3 +123,8 @@ def test_what_cannot_travel_is_refused_before_anything_is_sent(tmp_path: Path):
         function_source(lambda: 1)
     with pytest.raises(MaxwellConfigError, match="python must be"):
         job_script(fails, [], {}, python="python3\nrm -rf ~", setup=[], serializer="pickle", return_folder=None)
+
+
+def test_arguments_too_large_for_slurm_are_refused_before_sending():
+    with pytest.raises(MaxwellConfigError, match=r"more than Slurm takes by default .*shared file system"):
+        job_script(fails, ["x" * 5_000_000], {}, python="python3", setup=[], serializer="pickle", return_folder=None)

@@ -74,6 +74,17 @@ def test_a_measured_job_reports_peak_memory_cpu_efficiency_and_right_sizing(path
     json.dumps(usage)  # XCom takes plain JSON
 
 
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.parent.name + "-" + p.parent.parent.name)
+def test_cpu_time_comes_from_the_steps_when_the_jobs_own_total_is_zero(path: Path):
+    # Measured on 26.05 with jobacct_gather/linux: the job's time.total stays 0 s, its batch step holds
+    # the 3.9 s a busy loop used (microseconds may exceed a second there).
+    doc = measured(recorded(path), peak_mib=300, cpu_s=0.0, elapsed=10, limit_min=60)
+    doc["steps"][0]["time"] = {**doc["steps"][0]["time"], "total": {"seconds": 2, "microseconds": 1905875}}
+    job = parse_accounting_job(doc)
+    usage = judge(job.job_id, [job]).summary["usage"]
+    assert usage["cpu_time_s"] == 3.9 and usage["cpu_efficiency"] == 0.391
+
+
 def test_no_hint_for_a_job_that_used_what_it_asked_for_or_failed():
     doc = measured(recorded(RECORDED[-1]), peak_mib=1800, cpu_s=50, elapsed=55 * 60, limit_min=60)
     assert usage_summary([parse_accounting_job(doc)])["hints"] == []  # type: ignore[index]

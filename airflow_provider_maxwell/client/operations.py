@@ -133,8 +133,14 @@ class SlurmOperations:
         """The job id a submission's answer gives, or the error it holds."""
         job_id = (answer.document or {}).get("job_id")
         if answers.is_error(answer) and not (answers.only_held(answer) and is_job_id(job_id)):
+            too_large = (
+                " (the request is larger than the server or a proxy in front of it accepts: make the script "
+                "smaller, e.g. pass large data through files on the shared file system)"
+                if answer.status == 413
+                else ""
+            )
             raise SlurmApiError(
-                "Slurm refused the job", status=answer.status, url=self.url(route), errors=answer.errors
+                f"Slurm refused the job{too_large}", status=answer.status, url=self.url(route), errors=answer.errors
             )
         if not is_job_id(job_id):
             raise SlurmApiError(

@@ -74,6 +74,17 @@ def _seconds(value: Any) -> float | None:
     return seconds + (micro or 0) / 1e6
 
 
+def _cpu_time(times: Any) -> float | None:
+    """User + system CPU time of a job's or step's `time` object (its `total`, else the two summed)."""
+    if not isinstance(times, Mapping):
+        return None
+    total = _seconds(times.get("total"))
+    if total is not None:
+        return total
+    user, system = _seconds(times.get("user")), _seconds(times.get("system"))
+    return None if user is None and system is None else (user or 0.0) + (system or 0.0)
+
+
 def _peak_memory(steps: list[Any]) -> int | None:
     peaks = []
     for step in steps:
@@ -104,11 +115,13 @@ def parse_usage(doc: Mapping[str, Any]) -> JobUsage | None:
         return found if found is not None else _tres(requested, kind, name)
 
     limit = _count(times.get("limit"))
-    cpu_time = _seconds(times.get("total"))
-    if cpu_time is None:
-        user, system = _seconds(times.get("user")), _seconds(times.get("system"))
-        cpu_time = None if user is None and system is None else (user or 0.0) + (system or 0.0)
+    cpu_time = _cpu_time(times)
     steps = doc.get("steps")
+    if isinstance(steps, list):
+        # The job's own totals stay 0 on 26.05 while its steps hold what was measured (batch step included).
+        in_steps = [t for t in (_cpu_time(s.get("time")) for s in steps if isinstance(s, Mapping)) if t is not None]
+        if in_steps and sum(in_steps) > (cpu_time or 0.0):
+            cpu_time = sum(in_steps)
     nodes = _tres(allocated, "node")
     if nodes is None:
         nodes = _count(doc.get("allocation_nodes"))

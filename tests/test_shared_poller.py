@@ -90,7 +90,12 @@ def test_a_cancelled_trigger_leaves_the_others_waiting_and_the_last_stops_the_po
         loop = asyncio.get_running_loop()
         doomed = asyncio.create_task(first_event(trigger(fake.conn_id, 7)))
         survivor = asyncio.create_task(first_event(trigger(fake.conn_id, 8)))
-        await asyncio.sleep(0.3)
+        # Both subscribed (after their token and version): waited for, not guessed (a loaded machine is slow).
+        for _ in range(200):
+            pollers = list(JobPoller._pollers.get(loop, {}).values())
+            if pollers and len(pollers[0].subscribers) == 2:
+                break
+            await asyncio.sleep(0.05)
         (poller,) = JobPoller._pollers[loop].values()
         assert len(poller.subscribers) == 2
         doomed.cancel()  # the user marked the task failed; the triggerer cancels its trigger

@@ -2,16 +2,18 @@
 
 The host (Debian 12) has only Python 3.11. Newer CPythons come from Debian roots built once with
 mmdebstrap and cached under .cache/python-roots/ (trixie: 3.13; sid: whatever python3.X-venv it
-offers). In each root, one venv per Python holds the project (editable) and Airflow; it is rebuilt
-only when pyproject.toml or the Airflow version changes. The tests run inside the root through
-chroot, in fresh mount and PID namespaces (unshare): the project and ../shared are bind-mounted read
-only there, and the mounts and every process of the run end with the namespace, so nothing is left
-mounted or running even when a run fails or is interrupted. The one process started here is stopped
-by its PID.
+offers). In each root, one venv per Python holds Airflow and the project's dependencies (the project
+installed from a copy, for its entry point; the tests import the mounted tree); it is rebuilt only
+when pyproject.toml or the Airflow version changes. `--rebuild` builds the roots anew. The tests
+run inside the root through chroot, in fresh mount and PID namespaces (unshare): the project and
+../shared are bind-mounted read only there, and the mounts and every process of the run end with the
+namespace, so nothing is left mounted or running even when a run fails or is interrupted. The one
+process started here (unshare) is stopped by its PID.
 
     python3 tools/unit_pythons.py                 # every Python, printing a summary line for each
     python3 tools/unit_pythons.py --suites trixie # only the trixie root
     python3 tools/unit_pythons.py -- -x -k token  # extra pytest arguments
+    python3 tools/unit_pythons.py --rebuild       # fresh roots (sid moves on; a cached root does not)
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ class Result:
     airflow: str = "?"
     summary: str = ""
     counts: dict[str, int] | None = None
-    seconds_setup: float = 0.0
+    seconds_root: float = 0.0  # building the Debian root (0 when cached)
+    seconds_setup: float = 0.0  # making the venv (0 when cached)
     seconds_tests: float = 0.0
     returncode: int | None = None
+    unsupported: bool = False  # Airflow does not install on this Python
     note: str = ""
 
 
@@ -74,13 +78,19 @@ def log(message: str) -> None:
     print(f"unit-pythons: {message}", flush=True)
 
 
+def isolated(argv: list[str]) -> list[str]:
+    """argv in its own mount and PID namespaces: whatever it mounts (mmdebstrap mounts /proc, /dev
+    in the root it builds) or starts goes with it, even when it is killed before its own clean-up."""
+    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", *argv]
+
+
 def run_host(argv: list[str], log_file: Path | None = None) -> None:
     """A command on the host; its output goes to log_file (shown on failure) or through."""
     if log_file is None:
-        subprocess.run(argv, check=True)
+        subprocess.run(isolated(argv), check=True)
         return
     with log_file.open("ab") as out:
-        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(isolated(argv), stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = log_file.read_text(errors="replace").splitlines()[-30:]
         raise SystemExit(f"unit-pythons: {argv[0]} failed ({proc.returncode}), see {log_file}:\n" + "\n".join(tail))
@@ -115,15 +125,16 @@ def build_root(suite: str) -> Path:
     )  # fmt: skip
     # Every other CPython the suite offers (sid may carry the next one beside its default).
     listed = subprocess.run(
-        ["chroot", str(partial), "apt-cache", "search", "--names-only", r"^python3\.[0-9]+-venv$"],
+        isolated(["chroot", str(partial), "apt-cache", "search", "--names-only", r"^python3\.[0-9]+-venv$"]),
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     venv_packages = sorted(line.split()[0] for line in listed.splitlines() if line.strip())
     if venv_packages:
+        install = ["chroot", str(partial), "apt-get", "install", "-y", "-q", "--no-install-recommends", *venv_packages]
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         with log_file.open("ab") as out:
             proc = subprocess.run(
-                ["chroot", str(partial), "apt-get", "install", "-y", "-q", "--no-install-recommends", *venv_packages],
+                isolated(install),
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         if proc.returncode != 0:
@@ -171,8 +182,7 @@ def in_root(root: Path, script: str, env: dict[str, str], log_file: Path | None 
         mounts += [f"mount --bind {SHARED} {inner_shared}", f"mount -o remount,bind,ro {inner_shared}"]
     setup = " && ".join(mounts)
     outer = f'set -e; {setup}; exec chroot {root} /bin/sh -c "$INNER_SCRIPT"'
-    argv = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--",
-            "/bin/sh", "-c", outer]  # fmt: skip
+    argv = isolated(["/bin/sh", "-c", outer])
     clean_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                  "LANG": "C.UTF-8", "INNER_SCRIPT": script, **env}  # fmt: skip
     out = log_file.open("ab") if log_file else subprocess.PIPE
@@ -180,13 +190,10 @@ def in_root(root: Path, script: str, env: dict[str, str], log_file: Path | None 
     try:
         stdout, _ = proc.communicate()
     except BaseException:
-        # unshare --kill-child takes the namespace's init, and with it every process and mount of the run.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # unshare ignores SIGTERM while it waits; killed, it takes the namespace's init with it
+        # (--kill-child), and with that every process and mount of the run.
+        proc.kill()
+        proc.wait()
         raise
     finally:
         if log_file:
@@ -235,7 +242,15 @@ def ensure_venv(root: Path, result: Result) -> bool:
     )
     proc = in_root(root, script, pip_env(), log_file=log_file)
     if proc.returncode != 0:
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+        text = log_file.read_text(errors="replace")
+        if "requires a different Python" in text or "Requires-Python" in text:
+            # A Python newer than any Airflow release takes (3.3.x: >=3.10, !=3.15): said, not failed.
+            result.unsupported = True
+            result.note = (
+                f"Airflow {AIRFLOW_VERSION} does not install on Python {result.python}: not tested ({log_file})"
+            )
+            return False
+        tail = "\n".join(text.splitlines()[-15:])
         result.note = f"install failed (see {log_file}):\n{tail}"
         return False
     stamp.write_text(want + "\n")
@@ -296,14 +311,21 @@ def run_tests(root: Path, result: Result, pytest_args: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suites", default=",".join(SUITES), help="Debian suites to take Pythons from")
+    parser.add_argument("--rebuild", action="store_true", help="build the roots anew (sid moves on)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     options = parser.parse_args()
+    # A stop (make's or CI's SIGTERM) unwinds like Ctrl-C: the running namespace is ended by its PID.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if os.geteuid() != 0:
         raise SystemExit("unit-pythons: needs root (mmdebstrap --mode=root, chroot, mount namespaces)")
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
     tested = {host}  # the host's own Python runs the unit tests in `make unit`
     results: list[Result] = []
     for suite in options.suites.split(","):
+        if suite not in SUITES:
+            raise SystemExit(f"unit-pythons: --suites takes {', '.join(SUITES)}, not {suite!r}")
+        if options.rebuild:
+            shutil.rmtree(root_dir(suite), ignore_errors=True)
         began = time.monotonic()
         root = build_root(suite)
         root_seconds = time.monotonic() - began
@@ -316,8 +338,8 @@ def main() -> int:
             results.append(result)
             began = time.monotonic()
             installed = ensure_venv(root, result)
-            result.seconds_setup = time.monotonic() - began + root_seconds
-            root_seconds = 0.0
+            result.seconds_setup = time.monotonic() - began
+            result.seconds_root, root_seconds = root_seconds, 0.0
             if installed:
                 run_tests(root, result, options.pytest_args)
     print()
@@ -327,14 +349,14 @@ def main() -> int:
         figures = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("passed", "failed", "skipped"))
         if counts.get("error") or counts.get("errors"):
             figures += f", {counts.get('error', 0) + counts.get('errors', 0)} errors"
-        status = "ok" if r.returncode == 0 else "FAILED"
+        status = "ok" if r.returncode == 0 else "unsupported by Airflow" if r.unsupported else "FAILED"
         print(
             f"  Python {r.full_version} ({r.suite} root), Airflow {r.airflow}: {figures if r.counts else 'not run'}"
-            f" [{status}; setup {r.seconds_setup:.0f} s, tests {r.seconds_tests:.0f} s]"
+            f" [{status}; root {r.seconds_root:.0f} s, venv {r.seconds_setup:.0f} s, tests {r.seconds_tests:.0f} s]"
         )
         if r.note:
             print("    " + r.note.replace("\n", "\n    "))
-    return 0 if results and all(r.returncode == 0 for r in results) else 1
+    return 0 if results and all(r.returncode == 0 or r.unsupported for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -116,3 +116,17 @@ def test_events_of_an_older_release_without_retryable_read_as_retryable():
 def test_timeout_and_error_events_have_no_outcome():
     assert JobEvent("timeout", 7, "still RUNNING at the deadline").outcome is None
     assert JobEvent("error", 7, "accounting unavailable").outcome is None
+
+
+def test_the_python_classifiers_name_only_pythons_readme_says_are_tested():
+    # pyproject.toml read as text: tomllib is not in 3.10, which requires-python still admits.
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    classified = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', pyproject)
+    floor = re.search(r'^requires-python = ">=(3\.\d+)"$', pyproject, re.MULTILINE)
+    row = next(line for line in README.splitlines() if line.startswith("| Python |"))
+    declared, tested = (cell.strip() for cell in row.strip("|").split("|")[1:3])
+    assert floor and declared.startswith(f"{floor.group(1)} and newer"), (declared, floor)
+    assert classified, "pyproject.toml names no Python version in its classifiers"
+    for version in classified:
+        said = re.search(rf"{re.escape(version)} \([^)]*\)(?: and [\d.]+ \([^)]*\))?: (?P<what>[^;]*)", tested)
+        assert said and "not run" not in said.group("what"), f"classifier {version}: README does not say it is tested"

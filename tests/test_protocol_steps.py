@@ -418,3 +418,27 @@ def test_22_05s_lost_submission_search_gives_its_window_as_uts_seconds():
         script.run(ops_for(state_with("v0.0.38"), limit=1).submit("#!/bin/bash\ntrue\n", {"name": "reduce"}))
     search = next(c for c in script.sent if c.url.endswith("/slurmdb/v0.0.38/jobs"))
     assert re.fullmatch(r"uts\d{10}", search.params["start_time"]) and search.params["job_name"] == "reduce"
+
+
+def test_a_live_job_read_without_the_mark_is_not_read_again_in_later_looks():
+    now = int(time.time())
+
+    def other_then_ours(sent: list[HttpCall]) -> HttpResult:
+        looks = sum(c.url == HOST + ACCOUNTING_JOBS for c in sent)
+        found = [record(50, "RUNNING", submit=now)] + ([record(51, "PENDING", submit=now)] if looks > 1 else [])
+        return jobs(*found)
+
+    def ours(sent: list[HttpCall]) -> HttpResult:
+        posted = next(call for call in sent if call.method == "POST")
+        return jobs(job_doc(51, "PENDING", comment=mark_of(posted)))
+
+    script = Script(
+        {
+            SUBMIT: [LOST],
+            ACCOUNTING_JOBS: [other_then_ours],
+            "/slurm/v0.0.45/job/50": [jobs(job_doc(50, "RUNNING", comment="someone else's"))],
+            "/slurm/v0.0.45/job/51": [ours],
+        }
+    )
+    assert script.run(ops_for(state_with(), limit=5).submit("#!/bin/bash\ntrue\n", {"name": "reduce"})) == 51
+    assert script.count(ACCOUNTING_JOBS) == 2 and script.count("/slurm/v0.0.45/job/50") == 1

@@ -114,6 +114,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         params = dialect.accounting_search(name, self.state.config.login) if isinstance(name, str) and name else {}
         params |= {"start_time": dialect.accounting_time(since - CLOCK_SKEW), "skip_steps": "true"}
+        read_without_mark: set[int] = set()  # a job's comment does not change: read once per search
         for pause in LOST_ANSWER_LOOKS:
             yield Sleep(pause)
             what = f"Could not look for the job of submission {mark}"
@@ -122,11 +123,12 @@ class SlurmOperations:
             if marked:
                 return min(marked)
             # Nearest to the sending first: in a burst of same-named submissions ours is among them.
-            live = sorted((r for r in records if not r.comment), key=lambda r: abs(r.submitted - since))
-            for record in live[:LIVE_LOOKUPS]:
+            live = [r for r in records if not r.comment and r.job_id not in read_without_mark]
+            for record in sorted(live, key=lambda r: abs(r.submitted - since))[:LIVE_LOOKUPS]:
                 current = yield from self.controller_jobs(record.job_id)
                 if any(carries(job, mark) for job in current or []):
                     return record.job_id
+                read_without_mark.add(record.job_id)
         return None
 
     def _submitted_job_id(self, answer: Answer, route: Route) -> int:

@@ -20,8 +20,6 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from airflow_provider_maxwell.auth.sources import CLI_API
-
 from ..conftest import PROJECT
 from .airflow_cli import AIRFLOW, dags_test, make_airflow_env
 from .conftest import stop_pid
@@ -125,16 +123,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def portal_token(cluster: dict[str, Any], users: list[dict[str, Any]]) -> str:
-    user = users[0]
-    answer = requests.get(
-        f"{cluster['portal_url']}/get_new_token",
-        params={"cli_api": CLI_API},
-        auth=(user["name"], user["password"]),
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return answer.text.strip()
+def portal_token(users: list[dict[str, Any]], emulator: Any) -> str:
+    return emulator.portal_token(users[0])  # the emulator's controls are session-wide
 
 
 def add_connection(page: Any, url: str, conn_id: str, standard: dict[str, str], extra: dict[str, str]) -> Any:

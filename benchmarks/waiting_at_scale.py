@@ -19,6 +19,12 @@ its event. The child reports:
 `--stack s24 --old-wait` runs it on a stack `devcluster/cluster.py load s24` made busy, with one of
 the waits declared a day before the others (a sensor's case).
 
+`--end cancel` is for N = 10,000 (`--sizes 10000 --modes shared --end cancel`): the local node runs
+about 3-4 jobs a second, so 10,000 jobs that run would take most of an hour. Instead the jobs wait
+for a begin time an hour away and the parent cancels them in 5 waves once the triggers have started;
+a cancelled job ends at once (accounting's end time is the cancel), and the delay is measured from
+there as for jobs that ran. slurm.conf's MaxJobCount (devcluster/slurm.conf.in) leaves room for them.
+
 "per-job" is what the trigger did before the shared poller: each trigger polls /slurm/vX/job/{id}
 on its own and asks accounting once that says the job ended. Then the import cost of the DAG-facing
 modules is measured with `python -X importtime`.
@@ -29,10 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -87,19 +95,50 @@ def child(
     connection = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
     host, user = connection["host"], connection["login"]
 
+    by_kind: dict[str, dict[str, float]] = {}  # per endpoint: requests, KB, seconds, slowest answer
+
     async def counting_send(self: SlurmClient, call: Any) -> Any:
         nonlocal rest_requests, answer_bytes, accounting_bytes, answer_seconds
         began = time.monotonic()
         result = await send(self, call)
         if call.url.startswith(host):
+            took = time.monotonic() - began
             rest_requests += 1
-            answer_seconds += time.monotonic() - began
+            answer_seconds += took
             size = len(getattr(result, "body", b"") or b"")
             answer_bytes += size
             accounting_bytes += size if "/slurmdb/" in call.url else 0
+            route = re.search(r"/(slurmdb|slurm)/v[\d.]+/([^?]*)", call.url)
+            kind = re.sub(r"\d+", "{id}", "/".join(route.groups())) if route else "other"
+            figures = by_kind.setdefault(kind, dict(requests=0, kb=0, s=0, max_s=0))
+            figures["requests"] += 1
+            figures["kb"] += size / 1000
+            figures["s"] += took
+            figures["max_s"] = max(figures["max_s"], took)
         return result
 
     SlurmClient._asend = counting_send  # type: ignore[method-assign]
+
+    from airflow_provider_maxwell.triggers.poller import JobPoller
+
+    rounds: list[list[float]] = []  # per round: start (s after the triggers), its length, the pause after it
+    one_round, pause = JobPoller._round, JobPoller.pause
+
+    async def timed_round(self: JobPoller, subscribers: Any) -> None:
+        rounds.append([time.time() - began, 0.0, 0.0, len(subscribers)])
+        try:
+            await one_round(self, subscribers)
+        finally:
+            rounds[-1][1] = time.time() - began - rounds[-1][0]
+
+    def said_pause(self: JobPoller, listing_seconds: float, at_least: float = 0.0) -> float:
+        seconds = pause(self, listing_seconds, at_least)
+        if rounds:
+            rounds[-1][2] = seconds
+        return seconds
+
+    JobPoller._round = timed_round  # type: ignore[method-assign]
+    JobPoller.pause = said_pause  # type: ignore[method-assign]
     trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
     received: dict[int, float] = {}
     summaries: dict[int, dict[str, Any]] = {}
@@ -170,6 +209,8 @@ def child(
         "delay_max_s": max(delays) if delays else None,
         "statuses": statuses,
         "ended_before_wait": ended_before,
+        "rounds": [[round(x, 1) for x in r] for r in rounds],
+        "by_endpoint": {kind: {k: round(v, 2) for k, v in f.items()} for kind, f in by_kind.items()},
     }
 
 
@@ -188,8 +229,9 @@ def _cpu_seconds() -> float:
 # ---------------------------------------------------------------------------------------------- parent
 
 
-def submit_jobs(info: dict[str, Any], n: int, runtime: int = 0) -> tuple[list[int], float]:
-    """N jobs that start in WAVES waves (begin times 15 s apart) and run `runtime` seconds (`true` at 0)."""
+def submit_jobs(info: dict[str, Any], n: int, runtime: int = 0, end: str = "run") -> tuple[list[int], float]:
+    """N jobs that start in WAVES waves (begin times 15 s apart) and run `runtime` seconds (`true` at 0);
+    with end="cancel", jobs that wait for a begin time an hour away (`cancel_in_waves` ends them)."""
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
     hook = MaxwellHook(CONN_ID)
@@ -198,7 +240,7 @@ def submit_jobs(info: dict[str, Any], n: int, runtime: int = 0) -> tuple[list[in
     first_begin = int(submitted_after + 20 + n * 0.01)
 
     def submit(i: int) -> int:
-        begin = first_begin + 15 * (i * WAVES // n)
+        begin = first_begin + 15 * (i * WAVES // n) if end == "run" else int(submitted_after + 3600)
         return hook.submit_job(
             f"#!/bin/bash\nsleep {runtime}\n" if runtime else "#!/bin/bash\ntrue\n",
             name=f"bench-wait-{i}",
@@ -212,8 +254,28 @@ def submit_jobs(info: dict[str, Any], n: int, runtime: int = 0) -> tuple[list[in
         return list(pool.map(submit, range(n))), submitted_after
 
 
+def cancel_in_waves(job_ids: list[int], first_after: float, gap: float = 15.0) -> None:
+    """Cancel `job_ids` in WAVES waves, the first `first_after` seconds from now, then every `gap` s."""
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    hook = MaxwellHook(CONN_ID)
+    size = -(-len(job_ids) // WAVES)
+    start = time.time() + first_after
+    with ThreadPoolExecutor(8) as pool:
+        for wave in range(WAVES):
+            time.sleep(max(0.0, start + wave * gap - time.time()))
+            list(pool.map(lambda job_id: cancel_quietly(hook, job_id), job_ids[wave * size : (wave + 1) * size]))
+            print(f"  wave {wave + 1}: {min(len(job_ids), (wave + 1) * size)} cancelled", file=sys.stderr, flush=True)
+
+
 def run_child(
-    mode: str, job_ids: list[int], submitted_after: float, interval: float, budget: float, old_wait: bool
+    mode: str,
+    job_ids: list[int],
+    submitted_after: float,
+    interval: float,
+    budget: float,
+    old_wait: bool,
+    end: str = "run",
 ) -> dict[str, Any]:
     spec = {
         "old_wait": old_wait,
@@ -224,12 +286,25 @@ def run_child(
         "budget": budget,
     }
     args = json.dumps(spec)
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", args], capture_output=True, text=True, env=os.environ, check=False
-    )
-    if done.returncode != 0:
-        sys.exit(f"benchmark child ({mode}) failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # The child's output goes to files, not pipes: while the parent cancels, nobody would read a pipe,
+    # and the child's triggers would block on their log lines once its buffer is full.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with subprocess.Popen(
+            [sys.executable, __file__, "--child", args], stdout=out, stderr=err, text=True, env=os.environ
+        ) as process:
+            try:
+                if end == "cancel":  # the triggers start and claim their jobs first (a few rounds)
+                    cancel_in_waves(job_ids, first_after=3 * interval + len(job_ids) / 1000)
+                process.wait()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        sys.exit(f"benchmark child ({mode}) failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def import_cost(runs: int = 7) -> tuple[float, float]:
@@ -268,6 +343,9 @@ def main() -> int:
     parser.add_argument("--stack", default="s26", help="the local Slurm release to wait on (default s26)")
     parser.add_argument("--old-wait", action="store_true", help="declare one wait a day before the others")
     parser.add_argument("--runtime", type=int, default=0, help="seconds each job runs (default 0: `true`)")
+    parser.add_argument(
+        "--end", choices=("run", "cancel"), default="run", help="jobs run (default), or are cancelled in waves"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -293,11 +371,18 @@ def main() -> int:
     results = []
     for n in (int(x) for x in options.sizes.split(",")):
         for mode in options.modes.split(","):
-            job_ids, submitted_after = submit_jobs(info, n, options.runtime)
-            print(f"N={n} {mode}: {n} jobs submitted, waiting ...", file=sys.stderr, flush=True)
-            results.append(
-                run_child(mode, job_ids, submitted_after, options.interval, options.budget, options.old_wait)
-            )
+            began = time.time()
+            job_ids, submitted_after = submit_jobs(info, n, options.runtime, options.end)
+            print(f"N={n} {mode}: {n} jobs submitted in {time.time() - began:.0f} s, waiting ...", file=sys.stderr)
+            try:
+                results.append(
+                    run_child(
+                        mode, job_ids, submitted_after, options.interval, options.budget, options.old_wait, options.end
+                    )
+                )
+            finally:
+                if options.end == "cancel":  # whatever a failed run left waiting for its begin time
+                    cancel_leftovers(job_ids)
             print(f"  {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     print()
     print(
@@ -327,6 +412,25 @@ def main() -> int:
     print(f"Import added after `import airflow.sdk` (median of 7, -X importtime): operators.job {operator_ms:.1f} ms, ")
     print(f"operators.job + sensors.job {both_ms:.1f} ms")
     return 0
+
+
+def cancel_leftovers(job_ids: list[int]) -> None:
+    """Cancel every job of the run again (a run that failed leaves them waiting for their begin time)."""
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    hook = MaxwellHook(CONN_ID)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda job_id: cancel_quietly(hook, job_id), job_ids))
+
+
+def cancel_quietly(hook: Any, job_id: int) -> None:
+    """Cancel; an id slurmctld already forgot (ended, purged after MinJobAge) is not this run's problem."""
+    from airflow_provider_maxwell.exceptions import MaxwellError
+
+    try:
+        hook.cancel_job(job_id)
+    except MaxwellError as error:
+        print(f"  cancel {job_id}: {error}", file=sys.stderr, flush=True)
 
 
 def _num(value: float | None) -> str:

@@ -288,7 +288,8 @@ def test_the_loop_counts_rounds_resets_the_backoff_and_waits_out_slow_listings_a
     monkeypatch.setattr(asyncio, "sleep", sleep)
     (waiting,) = poller.subscribers
     asyncio.run(poller._loop())
-    assert pauses == [0.4, 7.0, 5.0, 0.2]  # backoff; Retry-After; 5x a 1 s listing; the interval again
+    # backoff; Retry-After; 5x a 1 s listing; the interval again (rounds here take no time)
+    assert pauses == pytest.approx([0.4, 7.0, 5.0, 0.2], abs=0.05)
     assert poller.rounds == 4 and poller.failures == 0
     assert [type(o.error).__name__ for o in received(waiting)] == ["SlurmTransientError"] * 2
 
@@ -315,3 +316,31 @@ def test_the_last_trigger_out_cancels_the_poller_at_once(monkeypatch):
         assert task.cancelled() and JobPoller.for_client(client) is not poller  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+@pytest.mark.usefixtures("no_jitter")
+def test_the_interval_runs_from_round_start_to_round_start_and_the_server_still_rests(monkeypatch):
+    """A round of 10,000 waits with a wave of ended jobs takes seconds: the next starts one interval after
+    this one started, not an interval after it ended; a slow server still gets 5x its time of rest."""
+    poller = poller_with(10.0)
+    now = [100.0]
+    poller.clock = lambda: now[0]
+    rounds: list[tuple[float, float]] = [(4.0, 0.5), (4.0, 1.6), (12.0, 0.1), (0.0, 0.0)]  # (length, server time)
+    pauses: list[float] = []
+
+    async def round_(subscribers: object) -> None:
+        length, server = rounds.pop(0)
+        now[0] += length
+        poller.listing_seconds = server
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+        if not rounds:
+            poller.subscribers.clear()
+
+    monkeypatch.setattr(poller, "_round", round_)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(poller._loop())
+    # 10 s - 4 s; 5 x 1.6 s of server time; a round longer than the interval: only the rest; the interval
+    assert pauses == pytest.approx([6.0, 8.0, 0.5, 10.0])

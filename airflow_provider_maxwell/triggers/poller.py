@@ -77,6 +77,7 @@ class JobPoller:
         self.failures = 0  # consecutive failed rounds, for the backoff
         self.listing_seconds = 0.0  # how long the server took to answer the last round's requests
         self.statuses_unavailable = False  # no jobs/state (older release, or a proxy blocks it): accounting only
+        self.clock = time.monotonic  # how long a round took (tests step it)
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -119,6 +120,7 @@ class JobPoller:
     async def _loop(self) -> None:
         while self.subscribers:
             pause_at_least = 0.0
+            began = self.clock()
             try:
                 await self._round(list(self.subscribers))
                 self.failures = 0
@@ -131,11 +133,16 @@ class JobPoller:
                 if isinstance(error, SlurmTransientError) and error.retry_after:
                     pause_at_least = error.retry_after
             self.rounds += 1
-            await asyncio.sleep(self.pause(self.listing_seconds, pause_at_least))
+            # The interval runs from one round's start to the next: a long round (thousands of waits, a
+            # wave of ended jobs read from accounting) must not push every later event back by its length.
+            # The server still gets its 5x rest and its Retry-After after the round, whatever it took.
+            took = self.clock() - began
+            pause = self.pause(self.listing_seconds, pause_at_least)
+            await asyncio.sleep(max(pause - took, BUSY_RATIO * self.listing_seconds, pause_at_least))
 
     def pause(self, listing_seconds: float, at_least: float = 0.0) -> float:
-        """Seconds until the next round: the interval with jitter, longer after failures or when the
-        listing was slow to answer, never shorter than a server's Retry-After."""
+        """Seconds from one round's start to the next's: the interval with jitter, longer after failures
+        or when the listing was slow to answer, never shorter than a server's Retry-After."""
         base = self.interval()
         if self.failures:
             base = min(base * 2 ** min(self.failures, 10), MAX_BACKOFF)

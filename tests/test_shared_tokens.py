@@ -210,6 +210,38 @@ def test_an_adopted_token_is_handed_to_the_masker_like_a_minted_one():
     assert len(masked) == 1  # told once per token, not per request
 
 
+def test_threads_sharing_a_hook_tell_the_masker_about_a_token_once():
+    # Seen in a benchmark: 8 threads cancelling through one hook logged "Minted a Slurm token" 3 times for
+    # one token, because each had checked before the first one had said so.
+    import threading
+
+    from airflow_provider_maxwell.auth.sources import token_source
+    from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.client.exchange import RetryPolicy
+
+    cfg = config()
+    shared = SharedTokenFile.for_connection(cfg)
+    assert shared is not None
+    shared.save(token("minted-by-another-process-" + "z" * 30))
+    told: list[str] = []
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def slow_masker(_state: object, minted: MintedToken) -> None:
+        told.append(minted.value)
+        first_inside.set()
+        second_done.wait(5)  # the first thread is still telling when the second one asks
+
+    state = ConnectionState(cfg, token_source(cfg), TokenCache(shared))
+    client = SlurmClient(state, RetryPolicy(), note=lambda _: None, minted=slow_masker)
+    first = threading.Thread(target=lambda: client.run(client.ops.token()))
+    first.start()
+    assert first_inside.wait(5)
+    assert client.run(client.ops.token()).value == "minted-by-another-process-" + "z" * 30
+    second_done.set()
+    first.join(5)
+    assert told == ["minted-by-another-process-" + "z" * 30]
+
+
 def test_the_file_name_costs_the_slow_derivation(shared_folder: Path, monkeypatch: pytest.MonkeyPatch):
     # Anyone who can list the folder sees the names: if a name came from a fast hash of the settings
     # (secret included), a portal token could be guessed offline at sha256 speed. Without scrypt, no name.

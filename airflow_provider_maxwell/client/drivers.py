@@ -62,6 +62,7 @@ class SlurmClient:
         self._note = note
         self._minted = minted
         self._announced: MintedToken | None = None
+        self._announcing = threading.Lock()  # threads of one task share a hook: each token is told once
 
     # ------------------------------------------------------------------ sync (workers)
 
@@ -96,9 +97,11 @@ class SlurmClient:
     def _announce(self, token: MintedToken) -> MintedToken:
         """Hand every token this client has not used before to `minted` (the hook masks it), whether this
         process minted it or adopted it from another process of the host."""
-        if token is not self._announced:
-            self._minted(self.state, token)
+        with self._announcing:
+            if token is self._announced:
+                return token
             self._announced = token
+        self._minted(self.state, token)
         return token
 
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:

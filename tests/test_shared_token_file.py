@@ -3,7 +3,9 @@ old files of connections no longer used, which go when a token is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -67,3 +69,19 @@ def test_files_untouched_for_two_days_go_when_a_token_is_stored(shared_folder: P
     shared = stored_file()
     shared.save(MintedToken("slurm-token-" + "x" * 40, now, now + 3600, "alice"))
     assert sorted(p.name for p in shared_folder.iterdir()) == sorted([recent.name, shared.path.name])
+
+
+def test_a_vanished_folder_leaves_the_process_its_token_in_memory(shared_folder: Path):
+    # /run/user/<uid> goes at the user's last logout: a running worker goes on minting for itself.
+    shared = stored_file()
+    shared.path  # noqa: B018 - named (and its folder made) while the folder was there
+    shutil.rmtree(shared_folder)
+    cache, now = TokenCache(shared), time.time()
+    minted = cache.get(lambda: MintedToken("slurm-token-" + "m" * 40, now, now + 3600, "alice"))
+    assert minted.value == "slurm-token-" + "m" * 40
+    assert cache.get(lambda: MintedToken("another", now, now + 3600, "alice")) is minted and cache.mints == 1
+
+    async def amint() -> MintedToken:
+        return MintedToken("slurm-token-" + "a" * 40, now, now + 3600, "alice")
+
+    assert asyncio.run(TokenCache(shared).aget(amint)).value == "slurm-token-" + "a" * 40

@@ -381,3 +381,13 @@ def test_an_unusable_keycloak_access_token_and_one_of_another_user_read_in_full(
     )
     error = refused(token_source(config("keycloak", password="pw")), keycloak_answer(slurm_jwt("bob")))
     assert str(error).startswith("Keycloak's access token (claim sun) for connection 'conn1' belongs to user 'bob'")
+
+
+def test_a_refresh_token_with_exactly_five_seconds_left_is_not_used(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    source = token_source(config("keycloak", password="pw"))
+    mint(source, keycloak_answer(slurm_jwt(), refresh_in=1800))
+    clock[0] = 1000 + 1800 - 5  # it may expire while the request travels: the password instead
+    _, (call,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert call.form["grant_type"] == "password"

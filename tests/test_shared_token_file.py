@@ -85,3 +85,19 @@ def test_a_vanished_folder_leaves_the_process_its_token_in_memory(shared_folder:
         return MintedToken("slurm-token-" + "a" * 40, now, now + 3600, "alice")
 
     assert asyncio.run(TokenCache(shared).aget(amint)).value == "slurm-token-" + "a" * 40
+
+
+def test_a_process_counts_each_token_it_adopts_and_each_it_mints():
+    # The cluster tests read these counts to tell a host's one mint from every process minting.
+    now = time.time()
+    values = iter(f"slurm-token-{n}-" + "x" * 40 for n in range(1, 10))
+
+    def mint() -> MintedToken:
+        return MintedToken(next(values), now, now + 3600, "alice")
+
+    first, second = TokenCache(stored_file()), TokenCache(stored_file())
+    refused = first.get(mint).value
+    second.get(mint)
+    replaced = first.get(mint, stale=refused)  # Slurm refused it: the first process mints its successor
+    assert second.get(mint, stale=refused) == replaced  # and the second adopts that one too
+    assert (first.mints, first.adopted, second.mints, second.adopted) == (2, 0, 0, 2)

@@ -194,3 +194,19 @@ def test_a_process_that_waited_says_another_process_chose():
     assert later_script.notes == [
         "Maxwell connection steps: Slurm 26.05.5, REST API v0.0.44 (chosen by another process of this host just now)"
     ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[]", b'"v0.0.42"', b'{"host": "https://rest.example", "version": "v0.0.42"}', b"\xff\xfe"],
+    ids=["a list", "a string", "no time", "not text"],
+)
+def test_a_kept_choice_of_another_shape_is_probed_anew(shared_folder: Path, content: bytes):
+    state = state_with(dialect=None)
+    discovery.remember(state.config, DIALECTS["v0.0.42"], None)
+    (kept,) = shared_folder.glob("api-*.json")
+    kept.write_bytes(content)
+    assert discovery.recall(state.config) is None
+    script = pings({"v0.0.45"})
+    assert script.run(ops_for(state).dialect()).version == "v0.0.45"
+    assert discovery.recall(state.config) == (DIALECTS["v0.0.45"], "26.05.5")  # the file replaced

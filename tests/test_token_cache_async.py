@@ -90,14 +90,15 @@ def test_a_task_adopts_what_another_process_stored_instead_of_minting():
 
 
 def test_without_the_hosts_lock_in_time_the_task_mints_for_itself(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(cache_module, "LOCK_WAIT", 0.0)  # another process holds the lock past the wait
+    monkeypatch.setattr(cache_module, "LOCK_WAIT", 0.0)  # the lock is held past the wait
     shared, minter = shared_file(), AsyncMinter()
-    hung = shared_file()
-    assert hung.lock.acquire(0)
+    assert shared.lock.acquire(0)  # held by another thread of this process, minting through the sync path
     try:
         cache = TokenCache(shared)
         minted = asyncio.run(cache.aget(minter))
         assert minted.value == minter.values[0] and cache.mints == 1
+        assert shared.load() == minted  # stored all the same, for the processes that come later
+        # It did not let go of the lock it never got: the other thread still holds it.
+        assert not shared_file().lock.acquire(0)
     finally:
-        hung.lock.release()
-    assert shared.load() == minted  # stored all the same, for the processes that come later
+        shared.lock.release()

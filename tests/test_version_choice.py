@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_maxwell.client import discovery
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.effects import HttpResult, Send, Sleep
+from airflow_provider_maxwell.effects import HttpResult, Send, Sleep, TransportFailure
 from airflow_provider_maxwell.exceptions import MaxwellConfigError, SlurmApiError
 from airflow_provider_maxwell.host_files import LOCK_POLL
 from airflow_provider_maxwell.slurm.dialects import DIALECTS, SUPPORTED_VERSIONS
@@ -210,3 +210,40 @@ def test_a_kept_choice_of_another_shape_is_probed_anew(shared_folder: Path, cont
     script = pings({"v0.0.45"})
     assert script.run(ops_for(state).dialect()).version == "v0.0.45"
     assert discovery.recall(state.config) == (DIALECTS["v0.0.45"], "26.05.5")  # the file replaced
+
+
+def test_a_ping_without_answer_is_retried_under_the_connections_policy():
+    script = pings({"v0.0.45"})
+    script.replies["/slurm/v0.0.45/ping"].insert(0, TransportFailure("connection refused", before_send=True))
+    assert script.run(ops_for(state_with(dialect=None), limit=3).dialect()).version == "v0.0.45"
+    assert paths_sent(script) == ["/slurm/v0.0.45/ping"] * 2 and len(script.sleeps) == 1
+    assert "retry 1 of 2" in script.notes[0]
+
+
+def test_a_choice_saved_while_this_process_waited_for_the_lock_is_used(monkeypatch: pytest.MonkeyPatch):
+    # This process looked (nothing kept), then another saved its choice and let go of the lock just
+    # before this one took it: it looks again under the lock instead of probing a second time.
+    state = state_with(dialect=None)
+    discovery.remember(state.config, DIALECTS["v0.0.44"], "25.11.1")
+    real_recall, looks = discovery.recall, []
+
+    def looked_too_early(config: MaxwellConnectionConfig, now: float | None = None) -> Any:
+        looks.append(config)
+        return None if len(looks) == 1 else real_recall(config, now)
+
+    monkeypatch.setattr(discovery, "recall", looked_too_early)
+    script = Script({})  # any request would fail
+    assert script.run(ops_for(state).dialect()) == DIALECTS["v0.0.44"] and script.sent == []
+    assert state.release == "25.11.1"
+    assert script.notes == [
+        "Maxwell connection steps: Slurm 25.11.1, REST API v0.0.44 (chosen by another process of this host just now)"
+    ]
+
+
+def test_the_host_lock_is_let_go_after_a_probe(shared_folder: Path):
+    pings({"v0.0.45"}).run(ops_for(state_with(dialect=None)).dialect())
+    (kept,) = shared_folder.glob("api-*.json")
+    kept.unlink()  # the choice is gone (expired, say): the next process probes at once, without waiting
+    script = pings({"v0.0.45"})
+    assert script.run(ops_for(state_with(dialect=None)).dialect()).version == "v0.0.45"
+    assert script.sleeps == [] and paths_sent(script) == ["/slurm/v0.0.45/ping"]

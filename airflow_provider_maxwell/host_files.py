@@ -91,8 +91,12 @@ class HostLock:
         self._descriptor: int | None = None
 
     def acquire(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the lock; False if another process still holds it then."""
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        """Wait up to `timeout` seconds for the lock; False if another process still holds it then, or if
+        the lock file cannot be opened (its folder vanished, e.g. /run/user/<uid> at the last logout)."""
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return False
         deadline = time.monotonic() + timeout
         while True:
             try:

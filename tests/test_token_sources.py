@@ -381,3 +381,25 @@ def test_an_unusable_keycloak_access_token_and_one_of_another_user_read_in_full(
     )
     error = refused(token_source(config("keycloak", password="pw")), keycloak_answer(slurm_jwt("bob")))
     assert str(error).startswith("Keycloak's access token (claim sun) for connection 'conn1' belongs to user 'bob'")
+
+
+def test_a_refresh_token_with_exactly_five_seconds_left_is_not_used(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    source = token_source(config("keycloak", password="pw"))
+    mint(source, keycloak_answer(slurm_jwt(), refresh_in=1800))
+    clock[0] = 1000 + 1800 - 5  # it may expire while the request travels: the password instead
+    _, (call,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert call.form["grant_type"] == "password"
+
+
+def test_a_keycloak_lifetime_of_zero_is_a_lifetime_and_a_refresh_token_that_is_no_text_is_not_kept(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    source = token_source(config("keycloak", password="pw"))
+    token, _ = mint(
+        source,
+        answer(200, {"access_token": "opaque", "expires_in": 0, "refresh_token": 12345, "refresh_expires_in": 0}),
+    )
+    assert (token.issued_at, token.expires_at) == (5000.0, 5000.0) and source.secrets(token) == ["opaque"]
+    _, (call,) = mint(source, keycloak_answer(slurm_jwt()))
+    assert call.form["grant_type"] == "password"

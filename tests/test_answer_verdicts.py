@@ -1,0 +1,75 @@
+"""What an answer of slurmrestd means for the task, at the edges of each verdict: a held submission is a
+success only when the answer is no HTTP error, a cancel of several jobs reports every job's failure wherever
+it stands in the list, and each of Slurm's error fields is read under every name a release uses (issue 18)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow_provider_maxwell.exceptions import SlurmError
+from airflow_provider_maxwell.slurm.answers import Answer, only_held, parse_errors, read_answer, signal_failures
+
+
+def answer(status: int, document: dict[str, Any]) -> Answer:
+    return read_answer(status, json.dumps(document).encode())
+
+
+HELD = {"error_code": 2042, "error": "Job is in held state, pending scheduler release"}
+
+
+def test_a_held_submission_is_a_success_only_below_http_400():
+    assert only_held(answer(200, {"errors": [HELD], "job_id": 5}))
+    assert only_held(answer(399, {"errors": [HELD], "job_id": 5}))
+    assert not only_held(answer(400, {"errors": [HELD], "job_id": 5}))
+    assert not only_held(answer(500, {"errors": [HELD]}))
+
+
+def test_a_held_submission_is_a_success_only_when_held_is_its_only_error():
+    assert not only_held(answer(200, {"errors": [], "job_id": 5}))
+    assert not only_held(answer(200, {"errors": [HELD, {"error_code": 2, "error": "no"}], "job_id": 5}))
+
+
+def test_a_cancel_reports_failures_listed_after_an_ended_job_or_an_entry_without_error():
+    failures = signal_failures(
+        answer(
+            200,
+            {
+                "status": [
+                    {"job_id": 1, "error": {"code": 2021, "message": "already done"}},
+                    {"job_id": 2, "error": {"code": 0}},
+                    {"job_id": 3},
+                    "junk",
+                    {"job_id": 4, "error": "not a mapping"},
+                    {"job_id": 6, "error": {"code": 2002, "message": "Access denied", "string": "Access denied"}},
+                ]
+            },
+        )
+    )
+    assert failures == [SlurmError(code=2002, message="Access denied", description="Access denied")]
+
+
+def test_a_cancel_failure_without_message_quotes_slurms_error_string():
+    failures = signal_failures(answer(200, {"status": [{"error": {"code": 2017, "string": "Invalid job id"}}]}))
+    assert failures == [SlurmError(code=2017, message="Invalid job id", description="Invalid job id")]
+    assert signal_failures(answer(200, {"status": {"error": {"code": 2017}}})) == []  # not a list: nothing known
+
+
+def test_each_error_field_is_read_under_every_name_slurm_gives_it():
+    assert parse_errors({"errors": [{"error_number": 2017}]})[0].code == 2017
+    assert parse_errors({"errors": [{"error_code": 1007}]})[0].code == 1007
+    assert parse_errors({"errors": [{"errno": 5005}]})[0].code == 5005
+    # error_number wins over error_code, which wins over errno
+    assert parse_errors({"errors": [{"error_number": 1, "error_code": 2, "errno": 3}]})[0].code == 1
+    assert parse_errors({"errors": [{"error_code": 2, "errno": 3}]})[0].code == 2
+
+
+def test_an_errors_message_description_and_source_are_slurms_texts_on_one_line():
+    (error,) = parse_errors(
+        {"errors": [{"error": "Invalid\n job id", "description": "no such\tjob", "source": " slurmctld\n"}]}
+    )
+    assert error == SlurmError(code=None, message="Invalid job id", description="no such job", source="slurmctld")
+    (only_description,) = parse_errors({"errors": [{"description": "Unable to connect to database"}]})
+    assert only_description.message == only_description.description == "Unable to connect to database"
+    (nothing,) = parse_errors({"errors": [{"error": 5, "description": None, "source": ["x"]}]})
+    assert (nothing.message, nothing.description, nothing.source) == ("", "", "")

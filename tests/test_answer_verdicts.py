@@ -73,3 +73,17 @@ def test_an_errors_message_description_and_source_are_slurms_texts_on_one_line()
     assert only_description.message == only_description.description == "Unable to connect to database"
     (nothing,) = parse_errors({"errors": [{"error": 5, "description": None, "source": ["x"]}]})
     assert (nothing.message, nothing.description, nothing.source) == ("", "", "")
+
+
+def test_slurms_error_numbers_are_read_across_their_32_bit_range_and_no_further():
+    def code(value: Any) -> int | None:
+        (error,) = parse_errors({"errors": [{"error_number": value, "error": "x"}]})
+        return error.code
+
+    assert code(-(2**31)) == -(2**31) and code("-2147483648") == -(2**31)
+    assert code(2**32 - 1) == 2**32 - 1 and code("4294967295") == 2**32 - 1
+    assert code(-(2**31) - 1) is None and code("-2147483649") is None
+    assert code(2**32) is None and code("4294967296") is None
+    assert code(-63) == -63  # a negative code other than Slurm's generic -1
+    assert code("9" * 5000) is None  # too long for int(): no code, not Python's ValueError
+    assert code("\u00b2") is None and code(True) is None and code(2.0) is None

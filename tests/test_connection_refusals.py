@@ -246,3 +246,7 @@ def test_the_job_link_fills_in_the_job_id_and_the_user():
 def test_the_portal_url_keeps_the_hosts_port_unless_given():
     assert read(host="https://rest.example:8443/sapi").portal_url == "https://rest.example:8443/reservation"
     assert read(portal_url="https://p.example:8443/").portal_url == "https://p.example:8443"
+
+
+def test_a_login_is_taken_as_slurm_knows_it_capitals_digits_dots_dashes_and_underscores_included():
+    assert read(login=" X.Ray-2_b ").login == "X.Ray-2_b"

@@ -8,7 +8,15 @@ import json
 from typing import Any
 
 from airflow_provider_maxwell.exceptions import SlurmError
-from airflow_provider_maxwell.slurm.answers import Answer, only_held, parse_errors, read_answer, signal_failures
+from airflow_provider_maxwell.slurm.answers import (
+    Answer,
+    is_rate_limited,
+    is_transient,
+    only_held,
+    parse_errors,
+    read_answer,
+    signal_failures,
+)
 
 
 def answer(status: int, document: dict[str, Any]) -> Answer:
@@ -87,3 +95,18 @@ def test_slurms_error_numbers_are_read_across_their_32_bit_range_and_no_further(
     assert code(-63) == -63  # a negative code other than Slurm's generic -1
     assert code("9" * 5000) is None  # too long for int(): no code, not Python's ValueError
     assert code("\u00b2") is None and code(True) is None and code(2.0) is None
+
+
+def test_slurm_saying_rate_limit_or_back_off_in_any_case_means_retry_later():
+    def told(**error: Any) -> Answer:
+        return answer(500, {"meta": {}, "errors": [{"error_number": -1, **error}]})
+
+    for busy in (
+        told(error="Rate Limit exceeded"),
+        told(error="Unspecified error", description="slurmctld asked us to Back Off"),
+        told(error_number=1804),
+        answer(502, {"meta": {}, "errors": [{"error_number": 1805}]}),
+    ):
+        assert is_rate_limited(busy) and is_transient(busy)
+    plain = told(error="Unspecified error", description="Invalid job id")
+    assert not is_rate_limited(plain) and not is_transient(plain)

@@ -10,6 +10,7 @@ from typing import Any
 from airflow_provider_maxwell.exceptions import SlurmError
 from airflow_provider_maxwell.slurm.answers import (
     Answer,
+    is_auth_failure,
     is_rate_limited,
     is_transient,
     only_held,
@@ -110,3 +111,12 @@ def test_slurm_saying_rate_limit_or_back_off_in_any_case_means_retry_later():
         assert is_rate_limited(busy) and is_transient(busy)
     plain = told(error="Unspecified error", description="Invalid job id")
     assert not is_rate_limited(plain) and not is_transient(plain)
+
+
+def test_a_refused_token_is_http_401_403_or_511_or_slurms_auth_error_codes():
+    for status in (401, 403, 511):
+        assert is_auth_failure(read_answer(status, b""))
+    assert is_auth_failure(answer(500, {"meta": {}, "errors": [{"error_number": 1007}]}))
+    assert is_auth_failure(answer(200, {"meta": {}, "errors": [{"error_number": 5005}]}))
+    for status in (400, 404, 500, 510, 512):
+        assert not is_auth_failure(read_answer(status, b'{"meta": {}, "errors": [{"error_number": -1}]}'))

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.triggers import poller as poller_module
 from airflow_provider_maxwell.triggers.poller import JobPoller
 
 from .test_poller_rounds import ACCOUNTING, STATES, ScriptedClient, poller_with, received, states, subscriber
-from .test_protocol_steps import Script, jobs, record
+from .test_protocol_steps import Script, job_doc, jobs, record
 
 
 def test_each_connection_in_a_loop_gets_a_poller_of_its_own():
@@ -110,3 +111,22 @@ def test_an_array_wait_reads_accounting_every_round_even_when_slurmctld_reports_
         {"job_id": ["100"]},
         {"step": ["100", "200"], "skip_steps": "true", "users": "alice"},  # the sensor's id: slurmctld's word
     ]
+
+
+def test_22_05s_exit_codes_are_read_for_twenty_ended_jobs_a_round_and_a_busy_slurmctld_delays_only_its_job():
+    accounting = "/slurmdb/v0.0.38/jobs"
+    ids = list(range(101, 123))  # 22 jobs ended at once
+    replies: dict[str, list[Any]] = {accounting: [jobs(*(record(i, "FAILED", code=0) for i in ids))]}
+    for i in ids:
+        replies[f"/slurm/v0.0.38/job/{i}"] = [jobs(job_doc(i, "FAILED", exit_code=768))]
+    replies["/slurm/v0.0.38/job/101"] = [HttpResult(503, b"<html>busy</html>", {})]  # still busy after retries
+    script = Script(replies)
+    waiting = [subscriber(i) for i in ids]
+    poller = JobPoller(ScriptedClient(script, "v0.0.38"), "key")  # type: ignore[arg-type]
+    asyncio.run(poller._round(waiting))
+    served = [s.spec.job_id for s in waiting if not s.inbox.empty()]
+    assert served == ids[1:20]  # 20 reads this round; the busy one and the last two come next round
+    assert all(received(s)[0].live[0].exit_code == 3 for s in waiting if s.spec.job_id in served)  # type: ignore[index]
+    script.replies["/slurm/v0.0.38/job/101"] = [jobs(job_doc(101, "FAILED", exit_code=512))]
+    asyncio.run(poller._round([waiting[0], *waiting[20:]]))
+    assert [received(s)[0].live[0].exit_code for s in (waiting[0], *waiting[20:])] == [2, 3, 3]  # type: ignore[index]

@@ -4,11 +4,17 @@ behaves at its edges (issue 18: each test pins behaviour mutation testing found 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
+
+from airflow_provider_maxwell import watch as watch_module
+from airflow_provider_maxwell.effects import Sleep
 from airflow_provider_maxwell.slurm.states import JobState
-from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec
+from airflow_provider_maxwell.watch import JobWatch, Observation, WatchDeadlineExceeded, WatchSpec
 
 from .factories import T0, slurm_job
+from .test_protocol_steps import ACCOUNTING_JOB, JOB, Script, job_doc, jobs, ops_for, record, state_with
 
 
 def test_a_sensors_wait_is_pinned_to_a_record_that_names_no_user():
@@ -25,3 +31,41 @@ def test_another_users_record_is_claimed_but_never_pins_the_wait():
     bobs = slurm_job(JobState.RUNNING, None, user="bob", submit_time=T0 + timedelta(minutes=5))
     assert watch.claim(Observation(final=[slurm_job(JobState.COMPLETED), bobs])) is bobs
     assert watch.spec.submitted_after is None  # bob's job says nothing about when alice's was submitted
+
+
+def drive(protocol: Any, script: Script, clock: list[float], step: float) -> Any:
+    """Run the worker's wait: answers from `script`, each Sleep moves the injected clock by `step`."""
+    result: Any = None
+    while True:
+        effect = protocol.send(result)
+        if isinstance(effect, Sleep):
+            clock[0] += step
+        result = script.answer(effect)
+
+
+def test_the_workers_wait_ends_at_its_deadline_saying_what_the_job_was_doing(monkeypatch):
+    clock = [1_000.0]
+    monkeypatch.setattr(watch_module, "_now", lambda: clock[0])
+    script = Script({JOB: [jobs(job_doc(7, "RUNNING", nodes="max-wn01"))]})
+    spec = WatchSpec(job_id=7, user="alice", deadline=1_025.0, poll_interval=10.0)
+    with pytest.raises(WatchDeadlineExceeded, match=r"^Slurm job 7 still RUNNING on max-wn01 at the deadline$"):
+        drive(watch_module.watch(ops_for(state_with()), spec), script, clock, 10.0)
+    assert clock[0] == 1_030.0  # the first look past the deadline gives up, before asking Slurm again
+    assert script.notes == ["Slurm job 7: RUNNING on max-wn01"]  # noted once, not per poll
+    assert script.sleeps == [10.0, 10.0, 10.0] and script.count(JOB) == 3
+
+
+def test_the_workers_wait_returns_accounting_records_once_the_job_ended(monkeypatch):
+    clock = [1_000.0]
+    monkeypatch.setattr(watch_module, "_now", lambda: clock[0])
+    script = Script({JOB: [jobs(job_doc(7, "RUNNING")), jobs()], ACCOUNTING_JOB: [jobs(record(7, "COMPLETED"))]})
+    final = drive_to_end(watch_module.watch(ops_for(state_with()), WatchSpec(job_id=7, user="alice")), script)
+    assert [(j.job_id, j.state.value, j.source) for j in final] == [(7, "COMPLETED", "slurmdb")]
+    assert script.notes == ["Slurm job 7: RUNNING", "Slurm job 7: COMPLETED (accounting)"]
+
+
+def drive_to_end(protocol: Any, script: Script) -> Any:
+    try:
+        drive(protocol, script, [0.0], 0.0)
+    except StopIteration as done:
+        return done.value

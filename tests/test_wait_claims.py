@@ -69,3 +69,19 @@ def drive_to_end(protocol: Any, script: Script) -> Any:
         drive(protocol, script, [0.0], 0.0)
     except StopIteration as done:
         return done.value
+
+
+def test_an_arrays_wait_keeps_every_task_when_slurmctld_shows_them_submitted_at_different_times():
+    # A requeued task shows a later submit time than its siblings: the wait is narrowed to the oldest
+    # task's, so none of the array's own records are taken for someone else's afterwards.
+    watch = JobWatch(WatchSpec(job_id=7, user="alice", expected_tasks=2))
+    later = T0 + timedelta(minutes=5)
+    live = [
+        slurm_job(JobState.RUNNING, None, task=1, source="slurmctld", submit_time=later),
+        slurm_job(JobState.RUNNING, None, task=0, source="slurmctld"),
+    ]
+    assert watch.step(Observation(live=live), 0.0) == (["Slurm job 7: 2 RUNNING"], None)
+    assert watch.spec.submitted_after == T0.timestamp()
+    final = [slurm_job(JobState.COMPLETED, task=0), slurm_job(JobState.COMPLETED, task=1, submit_time=later)]
+    notes, done = watch.step(Observation(live=[], final=final), 10.0)
+    assert notes == ["Slurm job 7: 2 COMPLETED (accounting)"] and done == final

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_maxwell import watch as watch_module
 from airflow_provider_maxwell.effects import Sleep
+from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmJobNotFound
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchDeadlineExceeded, WatchSpec
 
@@ -85,3 +86,28 @@ def test_an_arrays_wait_keeps_every_task_when_slurmctld_shows_them_submitted_at_
     final = [slurm_job(JobState.COMPLETED, task=0), slurm_job(JobState.COMPLETED, task=1, submit_time=later)]
     notes, done = watch.step(Observation(live=[], final=final), 10.0)
     assert notes == ["Slurm job 7: 2 COMPLETED (accounting)"] and done == final
+
+
+def test_accounting_is_back_is_noted_once_per_outage():
+    down = SlurmAccountingUnavailable("slurmdbd down", status=502, url="u")
+    watch = JobWatch(WatchSpec(job_id=7, user="alice"))
+    running = [slurm_job(JobState.RUNNING, None)]
+    assert watch.step(Observation(error=down), 0.0)[0] == [
+        "Slurm job 7: accounting unavailable, waiting (slurmdbd down: HTTP 502 from u)"
+    ]
+    assert watch.step(Observation(live=[], final=running), 30.0)[0] == [
+        "Slurm job 7: accounting is back",
+        "Slurm job 7: RUNNING",
+    ]
+    assert watch.step(Observation(live=[], final=running), 60.0)[0] == []  # nothing new to say
+
+
+def test_the_vanish_clock_starts_when_the_job_went_missing_not_when_accounting_last_showed_it():
+    watch = JobWatch(WatchSpec(job_id=7, user="alice", vanish_after=120))
+    nothing = Observation(live=[], final=[])
+    watch.step(Observation(live=[], final=[slurm_job(JobState.PENDING, None)]), 1000.0)  # accounting has it
+    watch.step(nothing, 1121.0)  # missing from both since now
+    watch.step(nothing, 1241.0)  # 120 s missing: not yet gone
+    with pytest.raises(SlurmJobNotFound) as failure:
+        watch.step(nothing, 1241.5)
+    assert failure.value.job_id == 7

@@ -111,3 +111,18 @@ def test_the_vanish_clock_starts_when_the_job_went_missing_not_when_accounting_l
     with pytest.raises(SlurmJobNotFound) as failure:
         watch.step(nothing, 1241.5)
     assert failure.value.job_id == 7
+
+
+def test_a_record_submitted_exactly_at_the_clock_slack_is_still_ours():
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=T0.timestamp() + 60.0)  # the worker's clock: 60 s ahead
+    assert spec.belongs(slurm_job(JobState.RUNNING, None))  # exactly SUBMIT_CLOCK_SLACK older: ours
+    assert not spec.belongs(slurm_job(JobState.RUNNING, None, submit_time=T0 - timedelta(seconds=1)))
+
+
+def test_an_arrays_final_records_are_its_tasks_in_index_order_without_the_summary_record():
+    watch = JobWatch(WatchSpec(job_id=7, user="alice", expected_tasks=2))
+    summary = slurm_job(JobState.FAILED, 1, array_job_id=7)  # the array's own record, beside its tasks
+    task0, task1 = slurm_job(JobState.COMPLETED, task=0), slurm_job(JobState.FAILED, 1, task=1)
+    notes, final = watch.step(Observation(live=[], final=[task1, summary, task0]), 0.0)
+    assert final == [task0, task1]
+    assert notes == ["Slurm job 7: 1 COMPLETED, 1 FAILED (accounting)"]

@@ -56,7 +56,7 @@ def test_the_same_figures_from_the_struct_shapes_of_newer_versions():
 
     usage = parse_usage(
         {
-            "tres": {"allocated": tres(cpu=4, mem=2048, node=1)},
+            "tres": {"allocated": tres(cpu=struct(4), mem=2048, node={"number": 1})},  # no "set": a number
             "time": {"limit": struct(15), "elapsed": 61},
         }
     )
@@ -69,6 +69,8 @@ def test_gpus_are_the_gres_named_gpu_of_every_model_and_nothing_else():
     assert usage is not None and usage.gpus == 4  # gpu:a100 + gpu:v100 + gpu, not gpumem
     no_gpu = parse_usage({"tres": {"allocated": tres(cpu=1, gres_gpumem=80)}})
     assert no_gpu is not None and no_gpu.gpus is None
+    zero = parse_usage({"tres": {"allocated": tres(cpu=1, gres_gpu=0)}})
+    assert zero is not None and zero.gpus is None  # no GPU-hours line for a job without GPUs
     requested_only = parse_usage({"tres": {"allocated": tres(cpu=1), "requested": tres(gres_gpu_a100=2)}})
     assert requested_only is not None and requested_only.gpus == 2
 
@@ -102,6 +104,8 @@ def test_cpu_time_of_the_steps_counts_when_the_jobs_own_is_smaller():
     assert bigger is not None and bigger.cpu_time_s == 10.0
     no_own = parse_usage({"time": {}, "steps": steps})
     assert no_own is not None and no_own.cpu_time_s == 3.5
+    short = parse_usage({"time": {}, "steps": [step(total=0.25), step(total=0.5)]})
+    assert short is not None and short.cpu_time_s == 0.75
 
 
 def test_peak_memory_is_the_largest_steps_in_bytes():

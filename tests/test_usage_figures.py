@@ -85,6 +85,8 @@ def test_no_memory_no_limit_and_unmeasured_counts_are_unknown_not_zero():
     )
     assert usage == JobUsage(cpus=1, memory_mib=None, nodes=3, time_limit_s=None, elapsed_s=0)
     assert parse_usage({"time": {"limit": 0}}) == JobUsage(time_limit_s=None)
+    unlimited = {"set": True, "infinite": True, "number": 60}  # infinite whatever number it carries
+    assert parse_usage({"time": {"limit": unlimited}}) == JobUsage(time_limit_s=None)
 
 
 def test_cpu_time_is_the_total_else_user_plus_system():

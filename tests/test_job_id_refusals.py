@@ -25,6 +25,9 @@ def test_a_value_of_up_to_40_characters_is_quoted():
     assert refusal(forty) == f"job_id must be a Slurm job id (a positive whole number), not '{forty}': {FIX}"
     assert refusal(1.5) == f"job_id must be a Slurm job id (a positive whole number), not 1.5: {FIX}"
     assert refusal(None) == f"job_id must be a Slurm job id (a positive whole number), not None: {FIX}"
+    for text in ("X7", "4294967296", "0x1F", "7.0"):  # no letters, no id beyond 32 bits, only decimal digits
+        assert refusal(text) == f"job_id must be a Slurm job id (a positive whole number), not {text!r}: {FIX}"
+    assert parse_job_id("4294967295") == 4294967295 and parse_job_id("007") == 7
     assert refusal(-(2**40)) == f"job_id must be a Slurm job id (a positive whole number), not -1099511627776: {FIX}"
 
 

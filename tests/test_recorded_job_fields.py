@@ -117,3 +117,17 @@ def test_accountings_exit_code_is_trusted_except_on_22_05(folder: Path):
     assert failed.state is JobState.FAILED and failed.end_time is not None
     # 22.05 (v0.0.38) records 0 for a job that exited 3: unknown is the honest answer there.
     assert failed.exit_code == (None if folder.name == "v0.0.38" else 3)
+
+
+@pytest.mark.parametrize("folder", VERSIONS, ids=ids)
+def test_odd_entries_in_an_answer_hide_none_of_the_jobs_after_them(folder: Path):
+    # A listing's odd entry (no record, or a record of no usable job id) is skipped, never the end of it.
+    held = json.loads((folder / "slurm_job_held_pending.json").read_text())["body"]["jobs"][0]
+    running = json.loads((folder / "slurm_job_sleep_running.json").read_text())["body"]["jobs"][0]
+    odd = ["junk", None, {**held, "job_id": 0}, {**held, "job_id": {"set": False, "number": 5}}]
+    assert [j.name for j in parse_controller_jobs([*odd, held, *odd, running])] == ["record-held", "record-sleep"]
+    ended = json.loads((folder / "slurmdb_job_exit0_ended.json").read_text())["body"]["jobs"][0]
+    unset = {**ended, "job_id": None}
+    assert [j.job_id for j in parse_accounting_jobs([unset, 7, ended])] == [ended["job_id"]]
+    # a {number} struct without `set` is a set number
+    assert [j.job_id for j in parse_controller_jobs([{**held, "job_id": {"number": 12}}])] == [12]

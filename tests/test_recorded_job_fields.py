@@ -131,3 +131,14 @@ def test_odd_entries_in_an_answer_hide_none_of_the_jobs_after_them(folder: Path)
     assert [j.job_id for j in parse_accounting_jobs([unset, 7, ended])] == [ended["job_id"]]
     # a {number} struct without `set` is a set number
     assert [j.job_id for j in parse_controller_jobs([{**held, "job_id": {"number": 12}}])] == [12]
+
+
+@pytest.mark.parametrize("folder", [v for v in VERSIONS if v.name != "v0.0.38"], ids=ids)
+def test_accounting_names_the_signal_that_ended_a_job_and_none_while_it_runs(folder: Path):
+    # The recorded jobs ended without a signal: the same records as accounting writes a job killed by SIGKILL.
+    doc = json.loads((folder / "slurmdb_job_cancelled_ended.json").read_text())["body"]["jobs"][0]
+    doc["exit_code"]["signal"] = {"id": {"set": True, "infinite": False, "number": 9}, "name": "KILL"}
+    (killed,) = parse_accounting_jobs([doc])
+    assert (killed.state, killed.exit_code, killed.signal) == (JobState.CANCELLED, 0, 9)
+    (running,) = parse_accounting_jobs([{**doc, "state": {"current": ["RUNNING"], "reason": "None"}}])
+    assert (running.exit_code, running.signal, running.end_time) == (None, None, None)

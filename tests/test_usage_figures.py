@@ -71,8 +71,9 @@ def test_gpus_are_the_gres_named_gpu_of_every_model_and_nothing_else():
     assert no_gpu is not None and no_gpu.gpus is None
     zero = parse_usage({"tres": {"allocated": tres(cpu=1, gres_gpu=0)}})
     assert zero is not None and zero.gpus is None  # no GPU-hours line for a job without GPUs
-    requested_only = parse_usage({"tres": {"allocated": tres(cpu=1), "requested": tres(gres_gpu_a100=2)}})
-    assert requested_only is not None and requested_only.gpus == 2
+    requested = tres(gres_gpumem=80, gres_gpu_a100=2)
+    requested_only = parse_usage({"tres": {"allocated": tres(cpu=1), "requested": requested}})
+    assert requested_only is not None and requested_only.gpus == 2  # what was asked for: still only gpu
 
 
 def test_no_memory_no_limit_and_unmeasured_counts_are_unknown_not_zero():

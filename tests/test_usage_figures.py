@@ -113,10 +113,10 @@ def test_cpu_time_of_the_steps_counts_when_the_jobs_own_is_smaller():
 
 def test_peak_memory_is_the_largest_steps_in_bytes():
     steps = [
+        step(),  # nothing measured (e.g. the extern step): the steps after it still count
+        {"tres": None},
         step(peak_total=300 * MIB),
         step(peak_max=700 * MIB),  # a step with only the per-task maximum
-        step(),  # nothing measured
-        {"tres": None},
     ]
     usage = parse_usage({"time": {}, "steps": steps})
     assert usage is not None and usage.peak_memory_bytes == 700 * MIB and usage.steps_known

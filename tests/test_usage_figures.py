@@ -95,6 +95,7 @@ def test_cpu_time_is_the_total_else_user_plus_system():
     summed = parse_usage({"time": {"user": seconds(3.5), "system": seconds(1.25)}})
     assert summed == JobUsage(cpu_time_s=4.75)
     assert parse_usage({"time": {"system": seconds(2)}}) == JobUsage(cpu_time_s=2.0)
+    assert parse_usage({"time": {"user": seconds(3)}}) == JobUsage(cpu_time_s=3.0)
     assert parse_usage({"time": {"elapsed": 5}}) == JobUsage(elapsed_s=5, cpu_time_s=None)
     assert parse_usage({"time": {"total": {"microseconds": 5}}}) == JobUsage(cpu_time_s=None)  # no seconds
 

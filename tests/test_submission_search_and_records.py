@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_maxwell.client import operations
 from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
+from airflow_provider_maxwell.slurm.dialects import DIALECTS
 
 from .test_protocol_steps import (
     ACCOUNTING_JOB,
@@ -109,3 +110,36 @@ def test_the_name_search_reads_each_live_job_of_the_user_whatever_comes_before_i
     script = Script({LISTING: [jobs(*found_in_accounting)], "/slurm/v0.0.45/job/12": [jobs(*live)]})
     found = script.run(ops_for(state_with()).find_jobs_by_name("reduce"))
     assert [(j.job_id, j.state.value, j.source) for j in found] == [(12, "RUNNING", "slurmctld")]
+
+
+# ---------------------------------------------------------------- slurmctld's states of many jobs
+
+STATES = "/slurm/v0.0.45/jobs/state"
+MANY = list(range(1, 2001))  # more ids than one URL holds: asked in several requests
+REQUESTS = len(DIALECTS["v0.0.45"].job_state_queries(MANY))
+
+
+def states_of(*job_ids: int) -> HttpResult:
+    return ok({**META, "jobs": [{"job_id": str(i), "state": ["RUNNING"]} for i in job_ids]})
+
+
+def test_the_states_of_many_jobs_are_gathered_from_every_request():
+    script = Script({STATES: [states_of(1, 2), states_of(), states_of(1500), states_of(2000)]})
+    found = script.run(ops_for(state_with()).job_statuses(MANY))
+    assert REQUESTS == 4 and script.count(STATES) == REQUESTS
+    assert [s.job_id for s in found] == [1, 2, 1500, 2000]
+
+
+def test_a_request_whose_jobs_slurmctld_forgot_does_not_end_the_gathering():
+    script = Script({STATES: [slurm_error(404, 2017), states_of(1500)]})
+    found = script.run(ops_for(state_with()).job_statuses(MANY))
+    assert [s.job_id for s in found] == [1500] * (REQUESTS - 1)
+
+
+def test_jobs_state_failing_as_unavailable_is_raised_but_not_implemented_means_ask_accounting():
+    unavailable = Script({STATES: [HttpResult(503, b"<html>busy</html>", {})]})
+    with pytest.raises(SlurmTransientError) as failure:
+        unavailable.run(ops_for(state_with(), limit=1).job_statuses([7]))
+    assert failure.value.status == 503
+    not_implemented = Script({STATES: [HttpResult(501, b"<html>Not Implemented</html>", {})]})
+    assert not_implemented.run(ops_for(state_with(), limit=1).job_statuses([7])) is None

@@ -350,7 +350,7 @@ def test_an_effect_no_driver_knows_is_a_type_error_naming_it():
     from airflow_provider_maxwell.effects import unhandled
 
     with pytest.raises(TypeError) as failure:
-        unhandled("Teleport()")  # type: ignore[arg-type]
+        unhandled("Teleport()")
     assert str(failure.value) == "no driver handles the effect 'Teleport()'"
 
 
@@ -429,3 +429,41 @@ def test_a_large_answer_a_proxy_compressed_is_read_whole(mode, hostile_servers, 
     call = HttpCall("GET", f"{server.url}{JOB}")
     result = client._send(call) if mode == "sync" else asyncio.run(client._asend(call))
     assert result.status == 200 and json.loads(result.body) == json.loads(body)
+
+
+def test_a_sync_request_past_its_whole_time_may_have_arrived(client_for, monkeypatch):
+    import threading
+
+    from airflow_provider_maxwell.client import drivers
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://127.0.0.1:9")
+    release = threading.Event()
+
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        release.wait(10)  # a server that never finishes its answer
+        raise requests.exceptions.ReadTimeout("released")
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    monkeypatch.setattr(drivers, "whole_request_seconds", lambda timeout: 0.01)
+    try:
+        failure = client._send(HttpCall("GET", "http://127.0.0.1:9/x"))
+    finally:
+        release.set()
+    assert failure == TransportFailure("no whole answer within the timeout", before_send=False)
+
+
+def test_a_host_name_that_does_not_resolve_is_known_to_have_sent_nothing(client_for, monkeypatch):
+    import urllib3
+
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://slurm.example")
+    cause = urllib3.exceptions.NewConnectionError(None, "Failed to resolve 'slurm.example' (Name or service not known)")
+    error = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", cause))
+    monkeypatch.setattr(requests.Session, "send", failing_send(error))
+    assert client._send(HttpCall("GET", "http://slurm.example/x")) == TransportFailure(
+        'ConnectionError: None: Max retries exceeded with url: /x (Caused by NewConnectionError("None: Failed to '
+        "resolve 'slurm.example' (Name or service not known)\"))",
+        before_send=True,
+    )

@@ -211,3 +211,62 @@ def test_the_rate_limit_is_waited_out_for_ten_minutes_then_counts_as_a_failure()
     with pytest.raises(SlurmTransientError):
         script.run(call_job(limit=1))
     assert script.sleeps == [120.0] * 5 and script.count(JOB) == 6
+
+
+def test_without_retry_after_rate_limit_pauses_follow_the_backoff_up_to_its_fifth_step(jitter_at):
+    jitter_at("high")
+    busy = HttpResult(502, ok({**META, "errors": [{"error_number": 1804}]}).body, {})
+    script = Script({JOB: [busy] * 7 + [jobs(job_doc(7, "RUNNING"))]})
+    assert script.run(call_job(limit=1)).status == 200
+    assert script.sleeps == [1.2, 2.4, 4.8, 9.6, 19.2, 19.2, 19.2]
+
+
+def test_rate_limited_answers_are_not_counted_as_attempts():
+    busy = HttpResult(502, ok({**META, "errors": [{"error_number": 1805}]}).body, {"Retry-After": "1"})
+    gateway = HttpResult(503, b"<html>busy</html>", {"Retry-After": "2"})
+    script = Script({JOB: [busy, busy, gateway, jobs(job_doc(7, "RUNNING"))]})
+    assert script.run(call_job(limit=2)).status == 200  # two attempts: the 503, then the answer
+    assert script.sleeps == [1.0, 1.0, 2.0]
+
+
+def test_a_read_timeout_of_a_call_safe_to_resend_is_retried_but_not_of_one_that_is_not():
+    timed_out = TransportFailure("ReadTimeout: read timed out", before_send=False)
+    script = Script({JOB: [timed_out, jobs(job_doc(7, "RUNNING"))]})
+    assert script.run(call_job()).status == 200 and script.count(JOB) == 2
+    once = Script({JOB: [timed_out]})
+    with pytest.raises(SlurmTransientError) as failure:
+        once.run(call_job(resend_safe=False))
+    assert once.count(JOB) == 1 and failure.value.never_sent is False
+
+
+def test_a_stopped_slurmctld_is_not_asked_again_for_a_call_that_is_not_safe_to_resend():
+    script = Script({JOB: [slurm_error(500, -1)], PING: [DOWN]})
+    with pytest.raises(SlurmTransientError, match="slurmctld is not responding"):
+        script.run(call_job(resend_safe=False))
+    assert script.count(JOB) == 1 and script.sleeps == []
+
+
+def test_accounting_refusing_a_renewed_token_outright_is_an_auth_error_not_slurmdbd_down():
+    script = Script({ACCOUNTING_JOB: [slurm_error(401, 1007)]})
+    with pytest.raises(MaxwellAuthError) as failure:
+        script.run(call_accounting())
+    assert str(failure.value).startswith("Slurm refused a freshly minted token for user 'alice'")
+
+
+def test_the_slurm_release_is_learnt_from_the_first_answer_that_names_it_and_kept():
+    state = state_with()
+    route = DIALECTS["v0.0.45"].job(7)
+    first = Script({JOB: [jobs(job_doc(7, "RUNNING"))]})
+    first.run(exchange(state, RetryPolicy(), "GET", route))
+    assert state.release == "26.05.5"
+    other = ok({"meta": {"slurm": {"release": "25.11.1"}}, "errors": [], "warnings": [], "jobs": []})
+    Script({JOB: [other]}).run(exchange(state, RetryPolicy(), "GET", route))
+    assert state.release == "26.05.5"
+
+
+def test_a_proxy_page_quoting_the_connections_password_never_shows_it():
+    echoed = HttpResult(502, b"<pre>Authorization: Basic portal-token</pre>", {})
+    with pytest.raises(SlurmTransientError) as failure:
+        Script({JOB: [echoed]}).run(call_job(limit=1))
+    assert "portal-token" not in str(failure.value)
+    assert str(failure.value).startswith("Slurm REST API unavailable ('<pre>Authorization: Basic ***</pre>')")

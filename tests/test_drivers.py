@@ -467,3 +467,34 @@ def test_a_host_name_that_does_not_resolve_is_known_to_have_sent_nothing(client_
         "resolve 'slurm.example' (Name or service not known)\"))",
         before_send=True,
     )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_effect_neither_driver_knows_stops_the_protocol_naming_it(client_for, mode):
+    client, _, _ = client_for("http://127.0.0.1:9")
+
+    def protocol() -> Any:
+        yield "Teleport()"
+
+    with pytest.raises(TypeError) as failure:
+        client.run(protocol()) if mode == "sync" else asyncio.run(client.arun(protocol()))
+    assert str(failure.value) == "no driver handles the effect 'Teleport()'"
+
+
+def test_an_answer_cut_off_mid_body_may_have_arrived(client_for, hostile_servers):
+    from .hostile_server import BEHAVIOURS
+
+    server = hostile_servers(BEHAVIOURS["truncated body"])
+    client, _, _ = client_for(server.url)
+    failure = client._send(HttpCall("GET", f"{server.url}{JOB}"))
+    assert failure.before_send is False
+    assert failure.message.startswith("ProtocolError: ('Connection broken: IncompleteRead(")
+
+
+def test_a_body_still_arriving_at_the_whole_requests_deadline_is_not_taken(echo, client_for):
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for(echo.url)
+    past = time.monotonic() - 1.0  # the request thread reads on after its caller stopped waiting
+    failure = client._send_now(HttpCall("GET", f"{echo.url}/slurm/v0.0.44/jobs"), past)
+    assert failure == TransportFailure("no whole answer within the timeout", before_send=False)

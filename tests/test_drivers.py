@@ -350,5 +350,151 @@ def test_an_effect_no_driver_knows_is_a_type_error_naming_it():
     from airflow_provider_maxwell.effects import unhandled
 
     with pytest.raises(TypeError) as failure:
-        unhandled("Teleport()")  # type: ignore[arg-type]
+        unhandled("Teleport()")
     assert str(failure.value) == "no driver handles the effect 'Teleport()'"
+
+
+# ---------------------------------------------------------------- costs, per-call timeouts, compressed answers
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_each_answer_adds_its_body_size_and_the_servers_time_to_the_connections_costs(echo, client_for, mode):
+    client, _, _ = client_for(echo.url)
+    send = client._send if mode == "sync" else (lambda call: asyncio.run(client._asend(call)))
+    first = send(HttpCall("GET", f"{echo.url}/slurm/v0.0.44/jobs"))
+    first_seconds = client.state.last_response_seconds
+    second = send(HttpCall("POST", f"{echo.url}/slurm/v0.0.44/job/submit", json={"job": {"name": "x" * 100}}))
+    assert client.state.requests_sent == 2
+    assert client.state.bytes_received == len(first.body) + len(second.body)
+    assert client.state.server_seconds == pytest.approx(first_seconds + client.state.last_response_seconds)
+    assert 0 < first_seconds < 5
+
+
+def test_a_calls_own_timeout_replaces_the_connections_for_each_read(client_for, monkeypatch):
+    client, _, _ = client_for("http://127.0.0.1:9")  # the connection's timeout: 5 s
+    seen: list[Any] = []
+
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["timeout"])
+        raise requests.exceptions.ConnectTimeout("stop here")
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    client._send(HttpCall("POST", "http://127.0.0.1:9/x", timeout=120.0))
+    client._send(HttpCall("GET", "http://127.0.0.1:9/x"))
+    assert seen == [120.0, 5.0]
+
+
+def test_a_calls_own_timeout_replaces_the_connections_in_the_triggerer(client_for, monkeypatch):
+    import httpx
+
+    client, _, _ = client_for("http://127.0.0.1:9")  # the connection's timeout: 5 s
+    seen: list[Any] = []
+
+    async def request(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["timeout"])
+        raise httpx.ConnectError("stop here")
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", request)
+
+    async def both() -> None:
+        await client._asend(HttpCall("POST", "http://127.0.0.1:9/x", timeout=120.0))
+        await client._asend(HttpCall("GET", "http://127.0.0.1:9/x"))
+
+    asyncio.run(both())
+    assert seen == [httpx.Timeout(120.0), httpx.Timeout(5.0)]
+
+
+def test_an_unexpected_error_while_sending_reaches_the_caller_not_lost_in_the_request_thread(client_for, monkeypatch):
+    client, _, _ = client_for("http://127.0.0.1:9")
+    monkeypatch.setattr(requests.Session, "send", failing_send(RuntimeError("a bug, not the network")))
+    with pytest.raises(RuntimeError, match="a bug, not the network"):
+        client._send(HttpCall("GET", "http://127.0.0.1:9/x"))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_large_answer_a_proxy_compressed_is_read_whole(mode, hostile_servers, client_for):
+    import gzip
+    import json
+
+    from .hostile_server import job_answer, whole
+
+    record = {"job_id": 7, "job_state": ["RUNNING"], "user_name": "alice", "name": "x", "comment": "y" * 300_000}
+    body = job_answer([record])  # several chunks of the body, compressed or not
+
+    def compressed(conn: socket.socket, request: bytes, server: Any) -> None:
+        conn.sendall(whole(gzip.compress(body), Content_Encoding="gzip"))
+
+    server = hostile_servers(compressed)
+    client, _, _ = client_for(server.url)
+    call = HttpCall("GET", f"{server.url}{JOB}")
+    result = client._send(call) if mode == "sync" else asyncio.run(client._asend(call))
+    assert result.status == 200 and json.loads(result.body) == json.loads(body)
+
+
+def test_a_sync_request_past_its_whole_time_may_have_arrived(client_for, monkeypatch):
+    import threading
+
+    from airflow_provider_maxwell.client import drivers
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://127.0.0.1:9")
+    release = threading.Event()
+
+    def send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        release.wait(10)  # a server that never finishes its answer
+        raise requests.exceptions.ReadTimeout("released")
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    monkeypatch.setattr(drivers, "whole_request_seconds", lambda timeout: 0.01)
+    try:
+        failure = client._send(HttpCall("GET", "http://127.0.0.1:9/x"))
+    finally:
+        release.set()
+    assert failure == TransportFailure("no whole answer within the timeout", before_send=False)
+
+
+def test_a_host_name_that_does_not_resolve_is_known_to_have_sent_nothing(client_for, monkeypatch):
+    import urllib3
+
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for("http://slurm.example")
+    cause = urllib3.exceptions.NewConnectionError(None, "Failed to resolve 'slurm.example' (Name or service not known)")
+    error = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", cause))
+    monkeypatch.setattr(requests.Session, "send", failing_send(error))
+    assert client._send(HttpCall("GET", "http://slurm.example/x")) == TransportFailure(
+        'ConnectionError: None: Max retries exceeded with url: /x (Caused by NewConnectionError("None: Failed to '
+        "resolve 'slurm.example' (Name or service not known)\"))",
+        before_send=True,
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_effect_neither_driver_knows_stops_the_protocol_naming_it(client_for, mode):
+    client, _, _ = client_for("http://127.0.0.1:9")
+
+    def protocol() -> Any:
+        yield "Teleport()"
+
+    with pytest.raises(TypeError) as failure:
+        client.run(protocol()) if mode == "sync" else asyncio.run(client.arun(protocol()))
+    assert str(failure.value) == "no driver handles the effect 'Teleport()'"
+
+
+def test_an_answer_cut_off_mid_body_may_have_arrived(client_for, hostile_servers):
+    from .hostile_server import BEHAVIOURS
+
+    server = hostile_servers(BEHAVIOURS["truncated body"])
+    client, _, _ = client_for(server.url)
+    failure = client._send(HttpCall("GET", f"{server.url}{JOB}"))
+    assert failure.before_send is False
+    assert failure.message.startswith("ProtocolError: ('Connection broken: IncompleteRead(")
+
+
+def test_a_body_still_arriving_at_the_whole_requests_deadline_is_not_taken(echo, client_for):
+    from airflow_provider_maxwell.effects import TransportFailure
+
+    client, _, _ = client_for(echo.url)
+    past = time.monotonic() - 1.0  # the request thread reads on after its caller stopped waiting
+    failure = client._send_now(HttpCall("GET", f"{echo.url}/slurm/v0.0.44/jobs"), past)
+    assert failure == TransportFailure("no whole answer within the timeout", before_send=False)

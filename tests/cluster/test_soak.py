@@ -62,8 +62,20 @@ def test_every_wait_ends_with_its_jobs_true_outcome_through_restarts(cluster, tm
     for name, value in connection_env().items():
         monkeypatch.setenv(name, value)
     draw = random.Random(SEED)
+    # Faults spread over the time the jobs take (8 run at once, 5-24 s each, plus task start-up).
+    span = 30 + JOBS * 15 / 8
+    moments = sorted(draw.uniform(10, span) for _ in range(RESTARTS))
+    faults = [FAULTS[i % len(FAULTS)] if i < 2 else draw.choice(FAULTS) for i in range(RESTARTS)]
+    # The last job lasts past the last planned fault (each takes up to 10 s of outage and ~15 s to come
+    # back), so every fault happens while a wait is in flight even when the other jobs end early (the
+    # smoke's 6 jobs once all ended before its second fault). Under the jobs' 5-minute time limit.
+    hold = min(int(moments[-1] + 25 * RESTARTS), 240) if moments else 0
     home = tmp_path / "airflow"
-    env = {**standalone_env(cluster, home, SOAK_DAGS, parallelism=8), "MAXWELL_SOAK_JOBS": str(JOBS)}
+    env = {
+        **standalone_env(cluster, home, SOAK_DAGS, parallelism=8),
+        "MAXWELL_SOAK_JOBS": str(JOBS),
+        "MAXWELL_SOAK_HOLD": str(hold),
+    }
     log_path = tmp_path / "standalone.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
@@ -83,10 +95,6 @@ def test_every_wait_ends_with_its_jobs_true_outcome_through_restarts(cluster, tm
         for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID]):
             subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
         triggered = time.time()
-        # Faults spread over the time the jobs take (8 run at once, 5-24 s each, plus task start-up).
-        span = 30 + JOBS * 15 / 8
-        moments = sorted(draw.uniform(10, span) for _ in range(RESTARTS))
-        faults = [FAULTS[i % len(FAULTS)] if i < 2 else draw.choice(FAULTS) for i in range(RESTARTS)]
         started = time.monotonic()
         deadline = started + 600 + JOBS * 10
         states: dict[int, str] = {}

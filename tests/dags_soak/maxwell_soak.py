@@ -12,12 +12,16 @@ from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
 
 JOBS = int(os.environ.get("MAXWELL_SOAK_JOBS", "6"))
 CONN = os.environ.get("MAXWELL_SOAK_CONN", "maxwell_s26")
+HOLD = int(os.environ.get("MAXWELL_SOAK_HOLD", "0"))  # the last job sleeps at least this long
 
 
 def script(index: int) -> str:
-    """Sleeps 5-24 s; every fifth job fails with exit code 3."""
+    """Sleeps 5-24 s (the last job at least HOLD s); every fifth job fails with exit code 3."""
     code = 3 if index % 5 == 4 else 0
-    return f"#!/bin/bash\nsleep {5 + (index * 7) % 20}\necho soak job {index}\nexit {code}\n"
+    seconds = 5 + (index * 7) % 20
+    if index == JOBS - 1:
+        seconds = max(seconds, HOLD)
+    return f"#!/bin/bash\nsleep {seconds}\necho soak job {index}\nexit {code}\n"
 
 
 with DAG("maxwell_soak", schedule=None, start_date=datetime(2026, 1, 1), catchup=False, max_active_tasks=64):

@@ -67,6 +67,9 @@ demo: venv
 
 # Figures, not a test: N = 10, 100, 1000 jobs waited on in one event loop, shared poller vs per-job
 # polling (about 15 minutes), and the import cost DAG files pay. BENCH_ARGS="--sizes 10,100" for less.
+# N = 10,000: BENCH_ARGS="--sizes 10000 --modes shared --end cancel" (~3 minutes); every run leaves its
+# jobs' records in the stack's accounting (a day of 60,000 made the cluster tests that list the user's day
+# time out): `devcluster/cluster.py unload s26` deletes them.
 bench: venv
 	devcluster/with-cluster.sh $(BIN)/python benchmarks/waiting_at_scale.py $(BENCH_ARGS)
 

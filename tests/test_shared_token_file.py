@@ -14,48 +14,39 @@ import pytest
 from airflow_provider_maxwell import host_files
 from airflow_provider_maxwell.auth import shared as shared_module
 from airflow_provider_maxwell.auth.cache import TokenCache
-from airflow_provider_maxwell.auth.shared import SharedTokenFile
 from airflow_provider_maxwell.auth.tokens import MintedToken
-from airflow_provider_maxwell.config import MaxwellConnectionConfig
 
-
-def stored_file(password: str = "portal-token-of-alice") -> SharedTokenFile:
-    config = MaxwellConnectionConfig.from_connection(
-        "token-file", host="https://rest.example", login="alice", password=password, extra={}
-    )
-    shared = SharedTokenFile.for_connection(config)
-    assert shared is not None
-    return shared
+from .test_shared_tokens import shared_file
 
 
 @pytest.mark.parametrize("user", ["alice", None])
 def test_a_stored_token_reads_back_with_its_times_and_user(user: str | None):
     token = MintedToken("slurm-token-" + "x" * 40, issued_at=1_700_000_000.25, expires_at=1_700_003_600.5, user=user)
-    stored_file().save(token)
-    assert stored_file().load() == token  # another process, same connection
+    shared_file().save(token)
+    assert shared_file().load() == token  # another process, same connection
 
 
 def test_nothing_stored_yet_reads_as_nothing():
-    assert stored_file().load() is None
+    assert shared_file().load() is None
 
 
 def test_a_file_of_another_format_is_not_read(monkeypatch: pytest.MonkeyPatch):
     # Written by another release of the provider with another layout: mint anew rather than misread it.
     monkeypatch.setattr(shared_module, "FORMAT", 2)
-    stored_file().save(MintedToken("slurm-token-" + "x" * 40, 1.0, 2e9, "alice"))
+    shared_file().save(MintedToken("slurm-token-" + "x" * 40, 1.0, 2e9, "alice"))
     monkeypatch.setattr(shared_module, "FORMAT", 1)
-    assert stored_file().load() is None
+    assert shared_file().load() is None
 
 
 def test_a_damaged_file_is_not_read_and_the_next_mint_replaces_it():
-    shared = stored_file()
+    shared = shared_file()
     shared.folder.mkdir(mode=0o700, exist_ok=True)
     shared.path.write_bytes(b"not what Fernet sealed")
     os.chmod(shared.path, 0o600)
     assert shared.load() is None
     now = time.time()
     minted = TokenCache(shared).get(lambda: MintedToken("slurm-token-" + "z" * 40, now, now + 3600, "alice"))
-    assert stored_file().load() == minted
+    assert shared_file().load() == minted
 
 
 def test_files_untouched_for_two_days_go_when_a_token_is_stored(shared_folder: Path):
@@ -66,14 +57,14 @@ def test_files_untouched_for_two_days_go_when_a_token_is_stored(shared_folder: P
     now = time.time()
     os.utime(old, (now - host_files.PRUNE_AFTER - 60,) * 2)
     os.utime(recent, (now - host_files.PRUNE_AFTER + 60,) * 2)
-    shared = stored_file()
+    shared = shared_file()
     shared.save(MintedToken("slurm-token-" + "x" * 40, now, now + 3600, "alice"))
     assert sorted(p.name for p in shared_folder.iterdir()) == sorted([recent.name, shared.path.name])
 
 
 def test_a_vanished_folder_leaves_the_process_its_token_in_memory(shared_folder: Path):
     # /run/user/<uid> goes at the user's last logout: a running worker goes on minting for itself.
-    shared = stored_file()
+    shared = shared_file()
     shared.path  # noqa: B018 - named (and its folder made) while the folder was there
     shutil.rmtree(shared_folder)
     cache, now = TokenCache(shared), time.time()
@@ -95,7 +86,7 @@ def test_a_process_counts_each_token_it_adopts_and_each_it_mints():
     def mint() -> MintedToken:
         return MintedToken(next(values), now, now + 3600, "alice")
 
-    first, second = TokenCache(stored_file()), TokenCache(stored_file())
+    first, second = TokenCache(shared_file()), TokenCache(shared_file())
     refused = first.get(mint).value
     second.get(mint)
     replaced = first.get(mint, stale=refused)  # Slurm refused it: the first process mints its successor

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +20,9 @@ from airflow_provider_maxwell.auth.shared import SharedTokenFile
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.state import ConnectionState, connection_state
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
+
+if TYPE_CHECKING:
+    from airflow_provider_maxwell.client.drivers import SlurmClient
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +36,25 @@ def config(password: str = "portal-token-of-alice", **extra: object) -> MaxwellC
 def token(value: str, life: float = 3600.0) -> MintedToken:
     now = time.time()
     return MintedToken(value=value, issued_at=now, expires_at=now + life, user="alice")
+
+
+def shared_file(password: str = "portal-token-of-alice") -> SharedTokenFile:
+    """The host's token file of `config(password)`, in the test's own folder (conftest's shared_folder)."""
+    stored = SharedTokenFile.for_connection(config(password))
+    assert stored is not None
+    return stored
+
+
+def client_with_adopted_token(value: str, minted: Callable[[ConnectionState, MintedToken], None]) -> SlurmClient:
+    """A client of `config()` whose token `value` another process of the host minted and stored."""
+    from airflow_provider_maxwell.auth.sources import token_source
+    from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.client.exchange import RetryPolicy
+
+    cfg, shared = config(), shared_file()
+    shared.save(token(value))
+    state = ConnectionState(cfg, token_source(cfg), TokenCache(shared))
+    return SlurmClient(state, RetryPolicy(), note=lambda _: None, minted=minted)
 
 
 class Minter:
@@ -194,17 +218,8 @@ def test_the_async_path_adopts_and_mints_under_the_same_rules():
 
 
 def test_an_adopted_token_is_handed_to_the_masker_like_a_minted_one():
-    from airflow_provider_maxwell.auth.sources import token_source
-    from airflow_provider_maxwell.client.drivers import SlurmClient
-    from airflow_provider_maxwell.client.exchange import RetryPolicy
-
-    cfg = config()
-    shared = SharedTokenFile.for_connection(cfg)
-    assert shared is not None
-    shared.save(token("minted-by-another-process-" + "y" * 30))
     masked: list[str] = []
-    state = ConnectionState(cfg, token_source(cfg), TokenCache(shared))
-    client = SlurmClient(state, RetryPolicy(), note=lambda _: None, minted=lambda _, t: masked.append(t.value))
+    client = client_with_adopted_token("minted-by-another-process-" + "y" * 30, lambda _, t: masked.append(t.value))
     assert client.run(client.ops.token()).value == masked[0] == "minted-by-another-process-" + "y" * 30
     client.run(client.ops.token())
     assert len(masked) == 1  # told once per token, not per request
@@ -215,14 +230,6 @@ def test_threads_sharing_a_hook_tell_the_masker_about_a_token_once():
     # one token, because each had checked before the first one had said so.
     import threading
 
-    from airflow_provider_maxwell.auth.sources import token_source
-    from airflow_provider_maxwell.client.drivers import SlurmClient
-    from airflow_provider_maxwell.client.exchange import RetryPolicy
-
-    cfg = config()
-    shared = SharedTokenFile.for_connection(cfg)
-    assert shared is not None
-    shared.save(token("minted-by-another-process-" + "z" * 30))
     told: list[str] = []
     first_inside, second_done = threading.Event(), threading.Event()
 
@@ -231,8 +238,7 @@ def test_threads_sharing_a_hook_tell_the_masker_about_a_token_once():
         first_inside.set()
         second_done.wait(5)  # the first thread is still telling when the second one asks
 
-    state = ConnectionState(cfg, token_source(cfg), TokenCache(shared))
-    client = SlurmClient(state, RetryPolicy(), note=lambda _: None, minted=slow_masker)
+    client = client_with_adopted_token("minted-by-another-process-" + "z" * 30, slow_masker)
     first = threading.Thread(target=lambda: client.run(client.ops.token()))
     first.start()
     assert first_inside.wait(5)

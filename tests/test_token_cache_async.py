@@ -10,18 +10,9 @@ import pytest
 
 from airflow_provider_maxwell.auth import cache as cache_module
 from airflow_provider_maxwell.auth.cache import TokenCache
-from airflow_provider_maxwell.auth.shared import SharedTokenFile
 from airflow_provider_maxwell.auth.tokens import MintedToken
-from airflow_provider_maxwell.config import MaxwellConnectionConfig
 
-
-def shared_file(password: str = "portal-token-of-alice") -> SharedTokenFile:
-    config = MaxwellConnectionConfig.from_connection(
-        "async-cache", host="https://rest.example", login="alice", password=password, extra={}
-    )
-    shared = SharedTokenFile.for_connection(config)
-    assert shared is not None
-    return shared
+from .test_shared_tokens import shared_file
 
 
 class AsyncMinter:

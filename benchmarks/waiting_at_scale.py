@@ -121,7 +121,7 @@ def child(
 
     from airflow_provider_maxwell.triggers.poller import JobPoller
 
-    rounds: list[list[float]] = []  # per round: start (s after the triggers), its length, the pause after it
+    rounds: list[list[float]] = []  # per round: start (s after the triggers), length, chosen pause, waits
     one_round, pause = JobPoller._round, JobPoller.pause
 
     async def timed_round(self: JobPoller, subscribers: Any) -> None:

@@ -93,26 +93,6 @@ def test_slurmctlds_entries_in_another_order_are_no_news(monkeypatch):
     assert received(rounds.waiting) == []  # the same word: no progress line
 
 
-def test_an_array_wait_reads_accounting_every_round_even_when_slurmctld_reports_its_id(monkeypatch):
-    # A sensor waits on the array's id as one job, the operator on its two tasks: jobs/state is asked
-    # only for the sensor's id (an array's tasks have ids of their own), and the array wait reads its
-    # tasks from accounting each round, whatever slurmctld says of the array's own id.
-    monkeypatch.setattr(poller_module.time, "time", lambda: 10_000.0)
-    script = Script(
-        {STATES: [states(("100", "RUNNING"))], ACCOUNTING: [jobs(record(100, "RUNNING"), record(200, "RUNNING"))]}
-    )
-    array = subscriber(100, expected_tasks=2, submitted_after=9_000.0)
-    sensor, other = subscriber(100), subscriber(200, expected_tasks=2)
-    poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
-    for _ in range(2):
-        script.sent.clear()
-        asyncio.run(poller._round([array, sensor, other]))
-    assert [c.params for c in script.sent] == [
-        {"job_id": ["100"]},
-        {"step": ["100", "200"], "skip_steps": "true", "users": "alice"},  # the sensor's id: slurmctld's word
-    ]
-
-
 def test_22_05s_exit_codes_are_read_for_twenty_ended_jobs_a_round_and_a_busy_slurmctld_delays_only_its_job():
     accounting = "/slurmdb/v0.0.38/jobs"
     ids = list(range(101, 123))  # 22 jobs ended at once

@@ -282,9 +282,10 @@ class JobStatus:
         """Ended, as `SlurmJob.is_terminal` says."""
         return self.state.is_terminal and "COMPLETING" not in self.flags
 
-    def as_job(self) -> SlurmJob:
+    def as_job(self, array_job_id: int | None = None) -> SlurmJob:
         """slurmctld's word as a job record for progress lines: no user, name or submit time (unknown
-        here, so it neither claims the job for a user nor pins the wait to a submit time)."""
+        here, so it neither claims the job for a user nor pins the wait to a submit time). jobs/state
+        does not name a task's array: `array_job_id` is the array that was asked about, where known."""
         return SlurmJob(
             job_id=self.job_id,
             name="",
@@ -294,6 +295,7 @@ class JobStatus:
             flags=self.flags,
             source="slurmctld",
             array_task_id=self.array_task_id,
+            array_job_id=array_job_id,
         )
 
 

@@ -5,10 +5,12 @@ Polling each job on its own costs slurmrestd and slurmdbd N requests per interva
 off clients that do that. A round (`JobPoller._round`) costs what the waited jobs need, not what the
 user's history holds (docs/waiting-at-scale.md):
 
-- slurmctld's jobs/state for the waited ids (v0.0.42 on; ~230 bytes per job): is anything new?
-- accounting by id (`step=`, no time window) only for jobs that ended, that slurmctld no longer holds
-  (purged, or a sensor's old job), array waits, a job id given from outside (a sensor's: accounting
-  says whose it is), and each job now and then (`REFRESH_AFTER`: a reused id in the same state).
+- slurmctld's jobs/state for the waited ids (v0.0.42 on; ~230 bytes per job or task): is anything
+  new? Plain ids share requests; an array is asked on its own (its tasks carry ids of their own).
+- accounting by id (`step=`, no time window) only for jobs that ended (an array: once none of its
+  tasks lives), that slurmctld no longer holds (purged, or a sensor's old job), a job id given from
+  outside (a sensor's: accounting says whose it is), and each job now and then (`REFRESH_AFTER`: a
+  reused id in the same state).
   A state slurmctld reports changed (started, requeued) goes to the trigger as its progress.
   Releases without jobs/state (v0.0.38 to v0.0.41), or a proxy that blocks it, ask accounting by id
   for every waited job each round.
@@ -41,6 +43,7 @@ EXIT_CODE_LOOKUPS = 20  # 22.05: ended jobs read from slurmctld per round (its a
 REFRESH_AFTER = 600.0  # seconds (+-50 %, spread): a quiet job is read from accounting at least this often
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
+ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
 BUSY_RATIO = 5  # pause at least 5x the round's server answer time: a slow server gets fewer requests
 
 #: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
@@ -55,7 +58,8 @@ class Subscriber:
     inbox: asyncio.Queue[Observation] = field(default_factory=asyncio.Queue)
     registered_at: float = field(default_factory=time.time)
     looked_up_at: float = 0.0
-    last_said: Said = ()  # what slurmctld's jobs/state said of the job last round
+    last_said: Said = ()  # what slurmctld's jobs/state said of the job when last asked
+    states_asked_at: float = 0.0  # arrays: when jobs/state was last asked about this array alone
     refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
 
     @property
@@ -155,21 +159,16 @@ class JobPoller:
         client, ops = self.client, self.client.ops
         now = time.time()
         server_seconds = client.state.server_seconds
-        statuses: list[JobStatus] | None = None
-        plain = [s.spec.job_id for s in subscribers if s.spec.expected_tasks <= 1]
-        if plain and not self.statuses_unavailable:
-            statuses = await client.arun(ops.job_statuses(plain))
-            self.statuses_unavailable = statuses is None
-        said = _said_by_job(statuses or [])
+        said = await self._controller_states(subscribers, now)
         due = []
         for subscriber in subscribers:
             subscriber.refresh_at = subscriber.refresh_at or _refresh_time(now)
-            entries = said.get(subscriber.spec.job_id, ())
-            if statuses is None or _needs_accounting(subscriber, entries, now):
+            entries = said.get(subscriber) if said is not None else None
+            if entries is None or _needs_accounting(subscriber, entries, now):
                 due.append(subscriber)
             elif entries != subscriber.last_said:  # started, requeued, suspended: progress, from slurmctld
-                subscriber.inbox.put_nowait(Observation(live=[e.as_job() for e in entries]))
-            subscriber.last_said = entries
+                subscriber.inbox.put_nowait(Observation(live=_as_jobs(subscriber, entries)))
+            subscriber.last_said = entries if entries is not None else subscriber.last_said
         records = await client.arun(ops.accounting_by_id([s.spec.job_id for s in due])) if due else []
         self.listing_seconds = client.state.server_seconds - server_seconds  # the server's time, not our parsing
         by_job = _by_job(records)
@@ -183,7 +182,7 @@ class JobPoller:
                 unlisted.append(subscriber)  # accounting lags a submission by seconds; held jobs are not in it
                 continue
             # slurmctld's current word too: accounting may lag behind it, and progress lines show the newer.
-            live = [e.as_job() for e in said.get(job_id, ())] or None
+            live = _as_jobs(subscriber, (said or {}).get(subscriber, ())) or None
             if not reliable_exit_codes and all(j.is_terminal for j in final):
                 # 22.05's accounting loses exit codes; slurmctld still has them for MinJobAge (300 s by
                 # default): read each ended job there, a bounded number per round, the rest next round.
@@ -211,24 +210,64 @@ class JobPoller:
                 seen = Observation(error=error)
             subscriber.inbox.put_nowait(seen)
 
+    async def _controller_states(self, subscribers: list[Subscriber], now: float) -> dict[Subscriber, Said] | None:
+        """What slurmctld's jobs/state says of each waited job it was asked about this round ((): it
+        holds none of it), or None where jobs/state is unavailable. Plain ids go in as few requests
+        as the URL allows; each array on its own, the least recently asked first, at most
+        `ARRAY_STATE_REQUESTS` a round (the others read accounting, as before): jobs/state names a
+        task by its own id, not its array's, so only an array asked alone can be told apart."""
+        if self.statuses_unavailable:
+            return None
+        client, ops = self.client, self.client.ops
+        plain = [s for s in subscribers if s.spec.expected_tasks <= 1]
+        arrays = sorted((s for s in subscribers if s.spec.expected_tasks > 1), key=lambda s: s.states_asked_at)
+        said: dict[Subscriber, Said] = {}
+        if plain:
+            statuses = await client.arun(ops.job_statuses([s.spec.job_id for s in plain]))
+            if statuses is None:
+                self.statuses_unavailable = True
+                return None
+            by_job = _said_by_job(statuses)
+            said.update((s, by_job.get(s.spec.job_id, ())) for s in plain)
+        for subscriber in arrays[:ARRAY_STATE_REQUESTS]:
+            statuses = await client.arun(ops.job_statuses([subscriber.spec.job_id]))
+            if statuses is None:
+                self.statuses_unavailable = True
+                return None
+            subscriber.states_asked_at = now
+            said[subscriber] = _in_order(statuses)
+        return said
+
 
 def _said_by_job(statuses: list[JobStatus]) -> dict[int, Said]:
     """jobs/state's entries under each job's own id, in a comparable order."""
     said: dict[int, list[JobStatus]] = {}
     for status in statuses:
         said.setdefault(status.job_id, []).append(status)
-    return {job_id: tuple(sorted(entries, key=lambda e: e.array_task_id or 0)) for job_id, entries in said.items()}
+    return {job_id: _in_order(entries) for job_id, entries in said.items()}
+
+
+def _in_order(statuses: list[JobStatus]) -> Said:
+    """Entries in a fixed order (by task index, then own id), so that rounds compare equal when nothing changed."""
+    return tuple(sorted(statuses, key=lambda e: (e.array_task_id or 0, e.job_id)))
+
+
+def _as_jobs(subscriber: Subscriber, said: Said) -> list[SlurmJob]:
+    """slurmctld's entries as job records for the trigger's progress: an array's under the array's id."""
+    array_job_id = subscriber.spec.job_id if subscriber.spec.expected_tasks > 1 else None
+    return [entry.as_job(array_job_id) for entry in said]
 
 
 def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
     """Whether this round asks accounting about the job: not while slurmctld says it still lives (its
     state changes come from slurmctld), unless it is due a refresh."""
-    if subscriber.spec.expected_tasks > 1:
-        return True  # an array's tasks have ids of their own: jobs/state cannot say which array they belong to
     if not said:
         return True  # slurmctld does not hold it (purged, ended long ago, or never ours): accounting knows
-    if any(e.state.is_terminal or "COMPLETING" in e.flags for e in said):
-        # Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record.
+    # Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record.
+    ended = [e for e in said if e.state.is_terminal or "COMPLETING" in e.flags]
+    if subscriber.spec.expected_tasks > 1 and len(ended) == len(said):
+        return True  # every task slurmctld still holds has ended (the others it purged): the array's end
+    if subscriber.spec.expected_tasks <= 1 and ended:
         return True
     if subscriber.spec.submitted_after is None and not subscriber.last_said:
         return True  # an id given from outside (a sensor's), first seen: accounting says whose job it is

@@ -91,7 +91,46 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
     assert len(accounting) <= waited + 3, report
 
 
-async def _wait(conn_id: str, user: str, specs: dict[int, tuple[int, float]]) -> tuple[list[dict[str, Any]], list]:
+@pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
+def test_an_array_wait_reads_accounting_once_its_tasks_have_ended_not_every_round(
+    stack, cluster, users, make_connection, signing_key_b64
+):
+    # Four tasks ending 6-12 s after they start, task 2 with exit code 3. Before, each round read every
+    # task's accounting record (~4.4 KB each): an array of 1,000 tasks cost ~4.4 MB per interval.
+    user = users[0]["name"]
+    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    hook = MaxwellHook(conn_id)
+    array_id = hook.submit_job(
+        '#!/bin/bash\nsleep $((6 + 2 * SLURM_ARRAY_TASK_ID))\n[ "$SLURM_ARRAY_TASK_ID" = 2 ] && exit 3\nexit 0\n',
+        name="poll-cost-array",
+        partition="maxcpu",
+        array="0-3",
+        time_limit=5,
+        current_working_directory=cluster["jobs_dir"],
+    )
+    try:
+        (event,), rounds = asyncio.run(_wait(conn_id, user, {array_id: (3, time.time())}, expected_tasks=4))
+    finally:
+        with contextlib.suppress(MaxwellError):
+            hook.cancel_job(array_id)
+    assert event["status"] == "failed", event
+    assert event["summary"]["array_tasks"] == 4, event
+    assert event["summary"]["failed_tasks"] == [{"index": 2, "state": "FAILED", "exit_code": 3}], event
+    report = f"{stack['name']}: " + "; ".join(
+        f"{[c.url.split('/v0.0.')[0].rsplit('/', 1)[-1] for c in r['calls']]} {r['bytes']} B" for r in rounds
+    )
+    print(report)
+    calls = [call for round_ in rounds for call in round_["calls"]]
+    assert all(c.params and c.params.get("job_id") == [str(array_id)] for c in calls if "/jobs/state" in c.url)
+    # Accounting when the round before the end saw all tasks gone or ended, and again only while it lags.
+    with_accounting = [r for r in rounds if any("/slurmdb/" in c.url for c in r["calls"])]
+    assert len(rounds) >= 5 and len(with_accounting) <= 3, report
+    assert with_accounting and with_accounting[-1] is rounds[-1], report
+
+
+async def _wait(
+    conn_id: str, user: str, specs: dict[int, tuple[int, float]], expected_tasks: int = 1
+) -> tuple[list[dict[str, Any]], list]:
     client: SlurmClient = await MaxwellHook(conn_id).aclient()
     poller = JobPoller.for_client(client)
     rounds: list[dict[str, Any]] = []
@@ -115,7 +154,9 @@ async def _wait(conn_id: str, user: str, specs: dict[int, tuple[int, float]]) ->
     triggers = [
         MaxwellJobTrigger(
             maxwell_conn_id=conn_id,
-            spec=WatchSpec(job_id, user, submitted_after=after, poll_interval=POLL).to_kwargs(),
+            spec=WatchSpec(
+                job_id, user, submitted_after=after, poll_interval=POLL, expected_tasks=expected_tasks
+            ).to_kwargs(),
         )
         for job_id, (_, after) in specs.items()
     ]

@@ -121,24 +121,20 @@ def child(
 
     from airflow_provider_maxwell.triggers.poller import JobPoller
 
-    rounds: list[list[float]] = []  # per round: start (s after the triggers), length, chosen pause, waits
-    one_round, pause = JobPoller._round, JobPoller.pause
+    rounds: list[list[float]] = []  # per round: start (s after the triggers), length, gap to the next start, waits
+    one_round = JobPoller._round
 
     async def timed_round(self: JobPoller, subscribers: Any) -> None:
-        rounds.append([time.time() - began, 0.0, 0.0, len(subscribers)])
+        start = time.time() - began
+        if rounds:
+            rounds[-1][2] = start - rounds[-1][0]  # the interval as kept: jitter, the server's rest
+        rounds.append([start, 0.0, 0.0, len(subscribers)])
         try:
             await one_round(self, subscribers)
         finally:
             rounds[-1][1] = time.time() - began - rounds[-1][0]
 
-    def said_pause(self: JobPoller, listing_seconds: float, at_least: float = 0.0) -> float:
-        seconds = pause(self, listing_seconds, at_least)
-        if rounds:
-            rounds[-1][2] = seconds
-        return seconds
-
     JobPoller._round = timed_round  # type: ignore[method-assign]
-    JobPoller.pause = said_pause  # type: ignore[method-assign]
     trigger_class = MaxwellJobTrigger if mode == "shared" else PerJobTrigger
     received: dict[int, float] = {}
     summaries: dict[int, dict[str, Any]] = {}

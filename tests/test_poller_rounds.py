@@ -5,6 +5,7 @@ mutation testing found unasserted)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
@@ -13,7 +14,13 @@ import pytest
 from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.triggers import poller as poller_module
-from airflow_provider_maxwell.triggers.poller import JobPoller, Subscriber
+from airflow_provider_maxwell.triggers.poller import (
+    BUSY_RATIO,
+    SERVER_BURST,
+    JobPoller,
+    ServerTimeBudget,
+    Subscriber,
+)
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec
 
 from .test_protocol_steps import META, Script, job_doc, jobs, ok, ops_for, record, slurm_error, state_with
@@ -262,8 +269,11 @@ def test_the_jitter_is_ten_percent_either_way(monkeypatch):
 
 
 @pytest.mark.usefixtures("no_jitter")
-def test_the_loop_counts_rounds_resets_the_backoff_and_waits_out_slow_listings_and_retry_after(monkeypatch):
+def test_the_loop_counts_rounds_resets_the_backoff_and_waits_out_retry_after_and_a_spent_server_share(monkeypatch):
     poller = poller_with(0.2)
+    poller.server_time = ServerTimeBudget(burst=0.0, saved=0.0)  # nothing saved up: every slow round is rested
+    now = [0.0]
+    poller.clock = lambda: now[0]
     assert (poller.rounds, poller.failures, poller.listing_seconds) == (0, 0, 0.0)
     outcomes: list[Any] = [
         SlurmTransientError("down", status=503, url="u"),  # first round fails before any listing answered
@@ -281,6 +291,7 @@ def test_the_loop_counts_rounds_resets_the_backoff_and_waits_out_slow_listings_a
 
     async def sleep(seconds: float) -> None:
         pauses.append(seconds)
+        now[0] += seconds
         if not outcomes:
             poller.subscribers.clear()
 
@@ -288,8 +299,9 @@ def test_the_loop_counts_rounds_resets_the_backoff_and_waits_out_slow_listings_a
     monkeypatch.setattr(asyncio, "sleep", sleep)
     (waiting,) = poller.subscribers
     asyncio.run(poller._loop())
-    # backoff; Retry-After; 5x a 1 s listing; the interval again (rounds here take no time)
-    assert pauses == pytest.approx([0.4, 7.0, 5.0, 0.2], abs=0.05)
+    # backoff; Retry-After; 6x a 1 s listing (the round took no time here, so all of the rest comes
+    # after it); the interval again, the bucket's debt paid by the rest
+    assert pauses == pytest.approx([0.4, 7.0, 6.0, 0.2], abs=0.05)
     assert poller.rounds == 4 and poller.failures == 0
     assert [type(o.error).__name__ for o in received(waiting)] == ["SlurmTransientError"] * 2
 
@@ -319,13 +331,14 @@ def test_the_last_trigger_out_cancels_the_poller_at_once(monkeypatch):
 
 
 @pytest.mark.usefixtures("no_jitter")
-def test_the_interval_runs_from_round_start_to_round_start_and_the_server_still_rests(monkeypatch):
+def test_the_interval_runs_from_round_start_to_round_start_and_a_slow_round_draws_on_the_saved_share(monkeypatch):
     """A round of 10,000 waits with a wave of ended jobs takes seconds: the next starts one interval after
-    this one started, not an interval after it ended; a slow server still gets 5x its time of rest."""
+    this one started, not an interval after it ended; one slow round after quiet ones is paid from the
+    server time saved up, so the events of the next interval are not held back."""
     poller = poller_with(10.0)
     now = [100.0]
     poller.clock = lambda: now[0]
-    rounds: list[tuple[float, float]] = [(4.0, 0.5), (4.0, 1.6), (12.0, 0.1), (0.0, 0.0)]  # (length, server time)
+    rounds: list[tuple[float, float]] = [(4.0, 0.5), (4.0, 1.6), (12.0, 6.0), (0.0, 0.0)]  # (length, server time)
     pauses: list[float] = []
 
     async def round_(subscribers: object) -> None:
@@ -342,5 +355,34 @@ def test_the_interval_runs_from_round_start_to_round_start_and_the_server_still_
     monkeypatch.setattr(poller, "_round", round_)
     monkeypatch.setattr(asyncio, "sleep", sleep)
     asyncio.run(poller._loop())
-    # 10 s - 4 s; 5 x 1.6 s of server time; a round longer than the interval: only the rest; the interval
-    assert pauses == pytest.approx([6.0, 8.0, 0.5, 10.0])
+    # 10 s - 4 s twice; a round longer than the interval: the next at once; the interval
+    assert pauses == pytest.approx([6.0, 6.0, 0.0, 10.0])
+    assert poller.server_time.saved == pytest.approx(SERVER_BURST - 6.0)  # refilled by the quiet rounds, then the wave
+
+
+def round_starts(budget: ServerTimeBudget, interval: float, server: float, rounds: int) -> list[float]:
+    """Start times of rounds that each take `server` seconds of the server's time (and as long in all)."""
+    now, starts = 0.0, []
+    for _ in range(rounds):
+        starts.append(now)
+        now += server
+        now += max(interval - server, budget.rest_after(server, now))
+    return starts
+
+
+def test_a_server_slow_round_after_round_rests_five_times_its_answer_time_once_the_saved_share_is_spent():
+    starts = round_starts(ServerTimeBudget(), interval=10.0, server=4.0, rounds=40)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[:4] == pytest.approx([10.0] * 4)  # paid from the 30 s saved up while quiet
+    assert gaps[-10:] == pytest.approx([24.0] * 10)  # then 4 s of answers + 20 s of rest
+    server_time, elapsed = 40 * 4.0, starts[-1] + 24.0
+    assert server_time <= elapsed / (BUSY_RATIO + 1) + SERVER_BURST + 1e-9  # at most 1/6 of the time, plus the burst
+
+
+def test_fast_rounds_never_wait_and_the_saved_share_is_capped():
+    budget = ServerTimeBudget()
+    assert round_starts(budget, interval=10.0, server=0.1, rounds=30)[-1] == pytest.approx(290.0)
+    assert budget.saved == pytest.approx(SERVER_BURST - 0.1)  # full again after each round, less the last
+    # Hours of quiet save no more than the burst: two 30 s rounds in a row, the second is rested.
+    assert budget.rest_after(SERVER_BURST, now=1e6) == 0.0
+    assert budget.rest_after(SERVER_BURST, now=1e6 + 30.0) == pytest.approx((SERVER_BURST - 5.0) * 6)

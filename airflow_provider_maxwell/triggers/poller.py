@@ -44,7 +44,8 @@ REFRESH_AFTER = 600.0  # seconds (+-50 %, spread): a quiet job is read from acco
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
 ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
-BUSY_RATIO = 5  # pause at least 5x the round's server answer time: a slow server gets fewer requests
+BUSY_RATIO = 5  # the server rests 5x its answer time: this poller takes at most 1/6 of its time on average
+SERVER_BURST = 30.0  # seconds of server time saved up while quiet, for a round that must ask much (a wave of ends)
 
 #: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
 Said = tuple[JobStatus, ...]
@@ -68,6 +69,29 @@ class Subscriber:
         return self.watch.spec
 
 
+@dataclass
+class ServerTimeBudget:
+    """This poller's share of the server's time (slurmctld's and slurmdbd's answers), as a bucket: it
+    fills with 1/(BUSY_RATIO + 1) of the wall-clock time, up to `burst` seconds, and each round's
+    server time is taken out. A round may overdraw it (a wave of 2,000 ended jobs is seconds of
+    slurmdbd's time, and must be read); the next round then waits until it is back at zero. A server
+    slow round after round so rests 5x its answer time after each, as before; one slow round after
+    quiet ones no longer delays the events of the next interval."""
+
+    burst: float = SERVER_BURST
+    saved: float = SERVER_BURST
+    last: float | None = None  # the clock when a round's time was last taken out
+
+    def rest_after(self, server_seconds: float, now: float) -> float:
+        """Take out a round's `server_seconds`, ended at clock reading `now`; the seconds from now the
+        server is owed before the next round (0 while the bucket holds enough)."""
+        if self.last is not None:
+            self.saved = min(self.burst, self.saved + (now - self.last) / (BUSY_RATIO + 1))
+        self.last = now
+        self.saved -= server_seconds
+        return max(-self.saved * (BUSY_RATIO + 1), 0.0)
+
+
 class JobPoller:
     """Fetches, once per interval, the accounting records of every job its subscribers wait for."""
 
@@ -80,6 +104,7 @@ class JobPoller:
         self.rounds = 0
         self.failures = 0  # consecutive failed rounds, for the backoff
         self.listing_seconds = 0.0  # how long the server took to answer the last round's requests
+        self.server_time = ServerTimeBudget()
         self.statuses_unavailable = False  # no jobs/state (older release, or a proxy blocks it): accounting only
         self.clock = time.monotonic  # how long a round took (tests step it)
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +149,7 @@ class JobPoller:
     async def _loop(self) -> None:
         while self.subscribers:
             pause_at_least = 0.0
+            self.listing_seconds = 0.0  # a round that fails before it measured counts none, not the last's
             began = self.clock()
             try:
                 await self._round(list(self.subscribers))
@@ -139,18 +165,19 @@ class JobPoller:
             self.rounds += 1
             # The interval runs from one round's start to the next: a long round (thousands of waits, a
             # wave of ended jobs read from accounting) must not push every later event back by its length.
-            # The server still gets its 5x rest and its Retry-After after the round, whatever it took.
+            # The server still gets its rest (ServerTimeBudget) and its Retry-After, whatever the round took.
             took = self.clock() - began
-            pause = self.pause(self.listing_seconds, pause_at_least)
-            await asyncio.sleep(max(pause - took, BUSY_RATIO * self.listing_seconds, pause_at_least))
+            rest = self.server_time.rest_after(self.listing_seconds, self.clock())
+            await asyncio.sleep(max(self.pause(pause_at_least) - took, rest, pause_at_least))
 
-    def pause(self, listing_seconds: float, at_least: float = 0.0) -> float:
-        """Seconds from one round's start to the next's: the interval with jitter, longer after failures
-        or when the listing was slow to answer, never shorter than a server's Retry-After."""
+    def pause(self, at_least: float = 0.0) -> float:
+        """Seconds from one round's start to the next's: the interval with jitter, longer after failures,
+        never shorter than a server's Retry-After. (The server's rest after a slow round is added by
+        the loop: ServerTimeBudget.)"""
         base = self.interval()
         if self.failures:
             base = min(base * 2 ** min(self.failures, 10), MAX_BACKOFF)
-        base = max(base, BUSY_RATIO * listing_seconds, at_least)
+        base = max(base, at_least)
         return max(base * random.uniform(1 - JITTER, 1 + JITTER), at_least)
 
     async def _round(self, subscribers: list[Subscriber]) -> None:

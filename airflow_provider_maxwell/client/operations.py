@@ -211,6 +211,14 @@ class SlurmOperations:
             records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
         return records
 
+    def accounting_ended(self, since: float, until: float) -> Protocol[list[SlurmJob]]:
+        """Accounting records of the user's jobs that ended between `since` and `until` (epoch seconds):
+        the answer grows with the jobs that ended in the window, not with the user's history."""
+        dialect = yield from self.dialect()
+        params = dialect.ended_jobs_query(self.state.config.login, since, until)
+        what = "Could not read the Slurm jobs that ended lately"
+        return (yield from self._accounting_query(dialect.accounting_jobs(), what, params))
+
     def job_statuses(self, job_ids: list[int]) -> Protocol[list[JobStatus] | None]:
         """slurmctld's state of the given jobs (~230 bytes each; ids it does not hold are left out), or
         None where it cannot say: a release without jobs/state (before v0.0.42), or a proxy that blocks

@@ -43,6 +43,9 @@ EXIT_CODE_LOOKUPS = 20  # 22.05: ended jobs read from slurmctld per round (its a
 REFRESH_AFTER = 600.0  # seconds (+-50 %, spread): a quiet job is read from accounting at least this often
 MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failures
 JITTER = 0.1  # +-10 % on every pause, so triggerers started together do not poll in lockstep
+STATE_REQUESTS = 1  # jobs/state requests for plain waits per round (~375 ids each); more waits take turns
+ENDS_OVERLAP = 10.0  # seconds each window of ended jobs reaches back over the last (accounting writes ends late)
+ENDS_AHEAD = 60.0  # seconds past our clock a window reaches: Slurm's clock may be ahead of ours
 ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
 BUSY_RATIO = 5  # the server rests 5x its answer time: this poller takes at most 1/6 of its time on average
 SERVER_BURST = 30.0  # seconds of server time saved up while quiet, for a round that must ask much (a wave of ends)
@@ -106,6 +109,8 @@ class JobPoller:
         self.listing_seconds = 0.0  # how long the server took to answer the last round's requests
         self.server_time = ServerTimeBudget()
         self.statuses_unavailable = False  # no jobs/state (older release, or a proxy blocks it): accounting only
+        self.taking_turns = False  # more plain waits than STATE_REQUESTS can name: they take turns on jobs/state
+        self.ends_asked_at: float | None = None  # when accounting was last asked which jobs ended (taking turns)
         self.clock = time.monotonic  # how long a round took (tests step it)
         self._task: asyncio.Task[None] | None = None
 
@@ -187,11 +192,19 @@ class JobPoller:
         now = time.time()
         server_seconds = client.state.server_seconds
         said = await self._controller_states(subscribers, now)
-        due = []
+        ended = await self._ended_lately(now) if self.taking_turns else {}
+        due: list[Subscriber] = []
         for subscriber in subscribers:
             subscriber.refresh_at = subscriber.refresh_at or _refresh_time(now)
             entries = said.get(subscriber) if said is not None else None
-            if entries is None or _needs_accounting(subscriber, entries, now):
+            seen_ending = [r for r in ended.get(subscriber.spec.job_id, ()) if subscriber.spec.belongs(r)]
+            if seen_ending and subscriber.spec.expected_tasks <= 1:  # the window saw it end, its turn or not
+                said_now = _as_jobs(subscriber, entries or ()) or None
+                subscriber.inbox.put_nowait(Observation(live=said_now, final=seen_ending))
+                subscriber.refresh_at = _refresh_time(now)
+            elif entries is None and said is not None and subscriber.spec.expected_tasks <= 1:
+                continue  # not its turn on jobs/state this round; its end comes from the window
+            elif entries is None or _needs_accounting(subscriber, entries, now):
                 due.append(subscriber)
             elif entries != subscriber.last_said:  # started, requeued, suspended: progress, from slurmctld
                 subscriber.inbox.put_nowait(Observation(live=_as_jobs(subscriber, entries)))
@@ -246,16 +259,22 @@ class JobPoller:
         if self.statuses_unavailable:
             return None
         client, ops = self.client, self.client.ops
-        plain = [s for s in subscribers if s.spec.expected_tasks <= 1]
+        plain = sorted((s for s in subscribers if s.spec.expected_tasks <= 1), key=lambda s: s.states_asked_at)
         arrays = sorted((s for s in subscribers if s.spec.expected_tasks > 1), key=lambda s: s.states_asked_at)
+        fits = (await client.arun(ops.dialect())).job_ids_within([s.spec.job_id for s in plain], STATE_REQUESTS)
+        self.taking_turns = fits < len(plain)
+        if not self.taking_turns:
+            self.ends_asked_at = None  # the next window starts afresh: jobs/state covers every wait meanwhile
         said: dict[Subscriber, Said] = {}
         if plain:
-            statuses = await client.arun(ops.job_statuses([s.spec.job_id for s in plain]))
+            statuses = await client.arun(ops.job_statuses([s.spec.job_id for s in plain[:fits]]))
             if statuses is None:
-                self.statuses_unavailable = True
+                self.statuses_unavailable, self.taking_turns = True, False  # accounting by id for every wait
                 return None
             by_job = _said_by_job(statuses)
-            said.update((s, by_job.get(s.spec.job_id, ())) for s in plain)
+            for subscriber in plain[:fits]:
+                subscriber.states_asked_at = now
+                said[subscriber] = by_job.get(subscriber.spec.job_id, ())
         for subscriber in arrays[:ARRAY_STATE_REQUESTS]:
             statuses = await client.arun(ops.job_statuses([subscriber.spec.job_id]))
             if statuses is None:
@@ -264,6 +283,18 @@ class JobPoller:
             subscriber.states_asked_at = now
             said[subscriber] = _in_order(statuses)
         return said
+
+    async def _ended_lately(self, now: float) -> dict[int, list[SlurmJob]]:
+        """Accounting's records of the user's jobs (not array tasks) that ended since the last window,
+        reaching `ENDS_OVERLAP` back over it: accounting writes an end a moment after it happened."""
+        since = (self.ends_asked_at if self.ends_asked_at is not None else now) - ENDS_OVERLAP
+        records = await self.client.arun(self.client.ops.accounting_ended(since, now + ENDS_AHEAD))
+        self.ends_asked_at = now
+        ended: dict[int, list[SlurmJob]] = {}
+        for record in records:
+            if record.array_task_id is None:
+                ended.setdefault(record.job_id, []).append(record)
+        return ended
 
 
 def _said_by_job(statuses: list[JobStatus]) -> dict[int, Said]:

@@ -17,6 +17,7 @@ from airflow_provider_maxwell.client.drivers import SlurmClient
 from airflow_provider_maxwell.effects import HttpCall
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.slurm import dialects
 from airflow_provider_maxwell.slurm.dialects import Route, Service
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.triggers.poller import JobPoller
@@ -126,6 +127,50 @@ def test_an_array_wait_reads_accounting_once_its_tasks_have_ended_not_every_roun
     with_accounting = [r for r in rounds if any("/slurmdb/" in c.url for c in r["calls"])]
     assert len(rounds) >= 5 and len(with_accounting) <= 3, report
     assert with_accounting and with_accounting[-1] is rounds[-1], report
+
+
+@pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
+def test_waits_taking_turns_get_their_ends_from_accounting_windows(
+    stack, cluster, users, make_connection, signing_key_b64, monkeypatch
+):
+    # N = 10,000 in miniature: a query of 60 characters names two ids, so six waits take turns on
+    # jobs/state and their ends come from the window of the user's jobs that ended (one request).
+    monkeypatch.setattr(dialects, "ID_QUERY_CHARS", 60)
+    user = users[0]["name"]
+    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    hook = MaxwellHook(conn_id)
+    now = time.time()
+    specs: dict[int, tuple[int, float]] = {}
+    try:
+        for i, code in enumerate((*EXITS, 4)):
+            job_id = hook.submit_job(
+                f"#!/bin/bash\nsleep {6 + 2 * i}\nexit {code}\n",
+                name=f"poll-turns-{i}",
+                partition="maxcpu",
+                time_limit=5,
+                current_working_directory=cluster["jobs_dir"],
+            )
+            specs[job_id] = (code, now)
+        events, rounds = asyncio.run(_wait(conn_id, user, specs))
+    finally:
+        for job_id in specs:
+            with contextlib.suppress(MaxwellError):
+                hook.cancel_job(job_id)
+    for event in events:
+        code = specs[event["job_id"]][0]
+        assert event["status"] == ("success" if code == 0 else "failed"), event
+        assert event["summary"]["exit_code"] == code, event
+    report = f"{stack['name']}: " + "; ".join(
+        f"{[c.url.rsplit('/', 1)[-1] + ('(window)' if 'state' in (c.params or {}) else '') for c in r['calls']]}"
+        for r in rounds
+    )
+    print(report)
+    calls = [call for round_ in rounds for call in round_["calls"]]
+    windows = [c for c in calls if "state" in (c.params or {})]
+    assert windows, report
+    for window in windows:  # a window reaches back seconds, never over the user's history
+        assert float(window.params["start_time"]) >= now - 120, window.params
+    assert max(len(r["calls"]) for r in rounds[1:]) <= 3, report
 
 
 async def _wait(

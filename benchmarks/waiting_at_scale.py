@@ -421,10 +421,12 @@ def cancel_leftovers(job_ids: list[int]) -> None:
 
 def cancel_quietly(hook: Any, job_id: int) -> None:
     """Cancel; an id slurmctld already forgot (ended, purged after MinJobAge) is not this run's problem."""
-    from airflow_provider_maxwell.exceptions import MaxwellError
+    from airflow_provider_maxwell.exceptions import MaxwellError, SlurmJobNotFound
 
     try:
         hook.cancel_job(job_id)
+    except SlurmJobNotFound:
+        pass  # ended and forgotten: nothing left to cancel
     except MaxwellError as error:
         print(f"  cancel {job_id}: {error}", file=sys.stderr, flush=True)
 

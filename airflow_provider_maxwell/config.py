@@ -267,7 +267,7 @@ class MaxwellConnectionConfig:
             timeout = float(timeout)
             if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
             raise bad(
                 "extra.timeout", f"is {shown(timeout)}", f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}"
             ) from None

@@ -110,6 +110,10 @@ def refusal(**kw: Any) -> str:
         ({"timeout": True}, "extra.timeout is True. Give a number of seconds above 0, at most 3600"),
         ({"timeout": "\uff11"}, "extra.timeout is '\uff11'. Give a number of seconds above 0, at most 3600"),
         ({"timeout": [1]}, "extra.timeout is [1]. Give a number of seconds above 0, at most 3600"),
+        (  # beyond any float: float() raises OverflowError, not ValueError (found by Hypothesis)
+            {"timeout": 10**400},
+            f"extra.timeout is {'1' + '0' * 59}... (401 characters). Give a number of seconds above 0, at most 3600",
+        ),
         ({"keycloak_realm": "a/b"}, "extra.keycloak_realm is 'a/b'. Give the realm's name alone, e.g. production"),
         ({"keycloak_realm": "a b"}, "extra.keycloak_realm is 'a b'. Give the realm's name alone, e.g. production"),
         ({"keycloak_realm": "a%2F"}, "extra.keycloak_realm is 'a%2F'. Give the realm's name alone, e.g. production"),

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_maxwell.effects import HttpCall, HttpResult
+from airflow_provider_maxwell.exceptions import SlurmApiError
 from airflow_provider_maxwell.slurm import dialects
 from airflow_provider_maxwell.triggers import poller as poller_module
 from airflow_provider_maxwell.triggers.poller import ENDS_AHEAD, ENDS_OVERLAP, JobPoller, Subscriber
 
 from .test_poller_rounds import ACCOUNTING, STATES, ScriptedClient, received, states, subscriber
-from .test_protocol_steps import Script, jobs, record
+from .test_protocol_steps import Script, jobs, record, slurm_error
 
 SUBMITTED = 1_700_000_000  # record()'s submit time
 
@@ -29,16 +30,26 @@ class Cluster:
         self.ended: dict[int, dict[str, Any]] = {}  # job id -> its accounting record
         self.in_window: set[int] = set()  # the ended jobs the next window answers
         self.states: dict[int, str] = {}
+        self.failing: set[str] = set()  # requests answered with a Slurm error: "window", "by id"
+        self.blocked: set[str] = set()  # jobs/state queries (asked ids joined with ",") a proxy refuses
+        self.windows: list[tuple[int, int]] = []  # (start_time, end_time) of each window asked
         self.script = Script({STATES: [self.jobs_state], ACCOUNTING: [self.accounting]})
 
     def jobs_state(self, sent: list[HttpCall]) -> HttpResult:
         asked = [int(i) for i in (sent[-1].params or {})["job_id"]]
+        if ",".join(map(str, asked)) in self.blocked:
+            return HttpResult(403, b"<html>Forbidden</html>", {"content-type": "text/html"})
         return states(*((str(i), self.states.get(i, "RUNNING")) for i in asked))
 
     def accounting(self, sent: list[HttpCall]) -> HttpResult:
         params = sent[-1].params or {}
         if "state" in params:  # the window of ended jobs
+            self.windows.append((int(params["start_time"]), int(params["end_time"])))
+            if "window" in self.failing:
+                return slurm_error(500, 9999)
             return jobs(*(self.ended[i] for i in sorted(self.in_window)))
+        if "by id" in self.failing:
+            return slurm_error(500, 9999)
         return jobs(*(self.ended.get(int(i)) or record(int(i), "RUNNING") for i in params["step"]))
 
     def end(self, job_id: int, code: int = 0, *, in_window: bool = True) -> None:
@@ -49,7 +60,10 @@ class Cluster:
 
     def round(self, poller: JobPoller, subscribers: list[Subscriber]) -> list[dict[str, Any]]:
         self.script.sent.clear()
-        asyncio.run(poller._round(subscribers))
+        try:
+            asyncio.run(poller._round(subscribers))
+        finally:
+            self.in_window.clear()  # an end is in the window of the round after it, not in every later one
         return [{"path": c.url.rsplit("/v0.0.45/", 1)[-1], **(c.params or {})} for c in self.script.sent]
 
 
@@ -99,7 +113,6 @@ def test_waits_beyond_one_request_take_turns_and_the_window_brings_every_end(clo
     assert [len(received(s)) for s in subscribers if s.spec.job_id in (104, 106)] == [0, 0]  # not their turn
     asked_first = clock[0]
     clock[0] += 10
-    cluster.in_window.clear()
     second = cluster.round(poller, subscribers)
     assert second[0]["job_id"] == ["104", "105", "106"]  # the least recently asked
     assert second[1]["start_time"] == str(int(asked_first - ENDS_OVERLAP))  # over the last window's edge
@@ -127,17 +140,19 @@ def test_an_end_the_window_missed_is_found_on_the_jobs_turn(clock):
 @pytest.mark.usefixtures("three_ids_per_request")
 def test_a_window_record_of_another_job_under_the_id_or_of_an_array_task_is_not_taken(clock):
     cluster = Cluster()
-    subscribers = waits(101, 102, 103, 104)
-    older = record(104, "COMPLETED", submit=SUBMITTED - 3_600)  # the id's previous job (a state reset)
-    cluster.ended[104], cluster.in_window = older, {104}
-    cluster.ended[900] = {**record(900, "COMPLETED"), "array": {"job_id": 104, "task_id": 0}}
-    cluster.in_window.add(900)
+    subscribers = waits(101, 102, 103, 104, 105)
+    cluster.ended[104] = record(104, "COMPLETED", submit=SUBMITTED - 3_600)  # the id's previous job (a reset)
+    # A sensor waits on 105 as one job, but 105 is an array whose last task (3) kept the array's id.
+    cluster.ended[105] = {**record(105, "COMPLETED"), "array": {"job_id": 105, "task_id": 3}}
+    cluster.in_window = {104, 105}
     poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
     cluster.round(poller, subscribers)
-    assert received(subscribers[3]) == []
+    assert [received(s) for s in subscribers[3:]] == [[], []]
 
 
-def test_once_every_wait_fits_one_request_there_is_no_window_and_the_next_starts_afresh(clock, monkeypatch):
+def test_once_every_wait_fits_one_request_there_is_no_window_and_the_next_reaches_back_to_the_last_full_round(
+    clock, monkeypatch
+):
     monkeypatch.setattr(dialects, "ID_QUERY_CHARS", 60)
     cluster = Cluster()
     many, few = waits(101, 102, 103, 104), waits(101, 102)
@@ -145,9 +160,12 @@ def test_once_every_wait_fits_one_request_there_is_no_window_and_the_next_starts
     cluster.round(poller, many)
     clock[0] += 10
     assert [r["path"] for r in cluster.round(poller, few)] == ["jobs/state"]
+    all_named_at = clock[0]
     clock[0] += 100
     again = cluster.round(poller, many)
-    assert again[1]["start_time"] == str(int(clock[0] - ENDS_OVERLAP))  # not from 110 s ago: no history
+    # Ends since the last round that named every wait, not since the first window (110 s ago), nor
+    # only the last 3 s (an end between the two rounds would wait a whole cycle of turns).
+    assert again[1]["start_time"] == str(int(all_named_at - ENDS_OVERLAP))
 
 
 def test_ten_thousand_waits_cost_at_most_three_requests_a_round(clock):
@@ -155,7 +173,7 @@ def test_ten_thousand_waits_cost_at_most_three_requests_a_round(clock):
     ids = range(2_600_000, 2_610_000)
     subscribers = waits(*ids)
     poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
-    per_round, named = [], set()
+    per_round, named, told = [], set(), set()
     for n in range(60):
         for job_id in ids[n * 40 : n * 40 + 40] if n < 30 else ():  # 40 ends an interval, 1 in 10 late for the window
             cluster.end(job_id, in_window=job_id % 10 != 0)
@@ -163,8 +181,88 @@ def test_ten_thousand_waits_cost_at_most_three_requests_a_round(clock):
         per_round.append(len(asked))
         if n < 27:
             named.update(i for r in asked if r["path"] == "jobs/state" for i in r["job_id"])
+        for s in list(subscribers):  # a trigger whose job ended leaves, as MaxwellJobTrigger does
+            if any(j.is_terminal for o in received(s) for j in o.final or []):
+                told.add(s.spec.job_id)
+                subscribers.remove(s)
         clock[0] += 10
     assert max(per_round) <= 3, per_round
+    first = SUBMITTED + 1_000  # each window reaches 3 s back over the last one's query time
+    assert [w[0] for w in cluster.windows] == [int(first + 10 * max(n - 1, 0) - ENDS_OVERLAP) for n in range(60)]
     assert len(named) == 10_000  # every wait had its turn within 27 rounds (~375 a round)
-    told = {s.spec.job_id for s in subscribers if any(j.is_terminal for o in received(s) for j in o.final or [])}
     assert told == set(ids[:1_200])  # every end reached its trigger: by the window, or by id on its next turn
+
+
+@pytest.mark.usefixtures("three_ids_per_request")
+def test_an_end_seen_on_the_jobs_turn_is_asked_of_accounting_every_round_until_it_is_there(clock, monkeypatch):
+    # slurmctld says 101 ended on its turn, but accounting has not written the end yet (it lags);
+    # the next rounds are not 101's turn, and still ask accounting for it until the record is there.
+    monkeypatch.setattr(poller_module, "LOOKUPS_PER_ROUND", 0)
+    cluster = Cluster()
+    subscribers = waits(101, 102, 103, 104, 105, 106)
+    poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
+    cluster.states[101] = "COMPLETED"
+    first = cluster.round(poller, subscribers)
+    assert first[-1].get("step") == ["101"]  # accounting still says RUNNING
+    assert not [j for o in received(subscribers[0]) for j in o.final or [] if j.is_terminal]
+    clock[0] += 10
+    cluster.end(101, code=5, in_window=False)
+    second = cluster.round(poller, subscribers)
+    assert second[0]["job_id"] == ["104", "105", "106"] and second[-1].get("step") == ["101"]
+    assert [(j.job_id, j.exit_code) for j in received(subscribers[0])[-1].final or []] == [(101, 5)]
+
+
+@pytest.mark.usefixtures("three_ids_per_request")
+def test_a_round_that_fails_leaves_its_batch_the_turn_and_the_next_window_covers_its_time(clock):
+    cluster = Cluster()
+    subscribers = waits(101, 102, 103, 104, 105, 106)
+    poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
+    cluster.round(poller, subscribers)  # 101-103, the first window
+    clock[0] += 10
+    cluster.failing = {"by id", "window"}
+    cluster.end(104, code=1)  # 104's turn: jobs/state says FAILED, accounting by id fails the round
+    with pytest.raises(SlurmApiError):
+        cluster.round(poller, subscribers)
+    failed_at = clock[0]
+    clock[0] += 10
+    cluster.failing = set()
+    again = cluster.round(poller, subscribers)
+    assert again[0]["job_id"] == ["104", "105", "106"]  # the failed round did not use up their turn
+    assert [w[0] for w in cluster.windows] == [
+        int(failed_at - 10 - ENDS_OVERLAP),
+        int(failed_at - 10 - ENDS_OVERLAP),  # the failed window
+        int(failed_at - 10 - ENDS_OVERLAP),  # reaches back over the failed round's time
+    ]
+    assert [(j.job_id, j.exit_code) for j in received(subscribers[3])[-1].final or []] == [(104, 1)]
+
+
+def test_a_window_while_slurmdbd_is_down_is_skipped_and_the_next_covers_its_time(clock, monkeypatch):
+    monkeypatch.setattr(dialects, "ID_QUERY_CHARS", 60)
+    cluster = Cluster()
+    subscribers = waits(101, 102, 103, 104)
+    poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
+    down = slurm_error(500, 7000)  # slurmrestd: "Unable to connect to database"
+    cluster.round(poller, subscribers)
+    first_at = clock[0]
+    clock[0] += 10
+    window = cluster.accounting
+    cluster.script.replies[ACCOUNTING] = [lambda sent: down if "state" in (sent[-1].params or {}) else window(sent)]
+    cluster.round(poller, subscribers)  # the window fails (after a token renewal, as every 7000 does)
+    assert not [o for s in subscribers for o in received(s) if o.error is not None]  # running jobs fail nothing
+    clock[0] += 10
+    cluster.script.replies[ACCOUNTING] = [window]
+    cluster.round(poller, subscribers)
+    assert cluster.windows[-1][0] == int(first_at - ENDS_OVERLAP)
+
+
+def test_jobs_state_refused_by_a_proxy_for_an_array_ends_turns_and_windows(clock, monkeypatch):
+    monkeypatch.setattr(dialects, "ID_QUERY_CHARS", 60)
+    cluster = Cluster()
+    cluster.blocked = {"200"}
+    subscribers = [*waits(101, 102, 103, 104), subscriber(200, expected_tasks=2, submitted_after=SUBMITTED)]
+    poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
+    first = cluster.round(poller, subscribers)
+    assert poller.statuses_unavailable and not poller.taking_turns
+    assert "state" not in first[-1] and len(first[-1]["step"]) == 5  # every wait by id, no window
+    clock[0] += 10
+    assert [r["path"] for r in cluster.round(poller, subscribers)] == ["jobs"]

@@ -6,7 +6,9 @@ off clients that do that. A round (`JobPoller._round`) costs what the waited job
 user's history holds (docs/waiting-at-scale.md):
 
 - slurmctld's jobs/state for the waited ids (v0.0.42 on; ~230 bytes per job or task): is anything
-  new? Plain ids share requests; an array is asked on its own (its tasks carry ids of their own).
+  new? Plain ids share one request (~375 ids); more plain waits take turns, and their ends come from
+  one accounting window a round (the user's jobs that ended since the last window). An array is
+  asked on its own (its tasks carry ids of their own).
 - accounting by id (`step=`, no time window) only for jobs that ended (an array: once none of its
   tasks lives), that slurmctld no longer holds (purged, or a sensor's old job), a job id given from
   outside (a sensor's: accounting says whose it is), and each job now and then (`REFRESH_AFTER`: a
@@ -34,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from airflow_provider_maxwell.client.drivers import SlurmClient
-from airflow_provider_maxwell.exceptions import SlurmTransientError
+from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmTransientError
 from airflow_provider_maxwell.slurm.job import JobStatus, SlurmJob
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec, observe
 
@@ -63,7 +65,7 @@ class Subscriber:
     registered_at: float = field(default_factory=time.time)
     looked_up_at: float = 0.0
     last_said: Said = ()  # what slurmctld's jobs/state said of the job when last asked
-    states_asked_at: float = 0.0  # arrays: when jobs/state was last asked about this array alone
+    states_asked_at: float = 0.0  # when jobs/state last answered about it (waits taking turns, arrays)
     refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
 
     @property
@@ -83,14 +85,14 @@ class ServerTimeBudget:
 
     burst: float = SERVER_BURST
     saved: float = SERVER_BURST
-    last: float | None = None  # the clock when a round's time was last taken out
+    last_taken_at: float | None = None  # the clock when a round's time was last taken out
 
     def rest_after(self, server_seconds: float, now: float) -> float:
         """Take out a round's `server_seconds`, ended at clock reading `now`; the seconds from now the
         server is owed before the next round (0 while the bucket holds enough)."""
-        if self.last is not None:
-            self.saved = min(self.burst, self.saved + (now - self.last) / (BUSY_RATIO + 1))
-        self.last = now
+        if self.last_taken_at is not None:
+            self.saved = min(self.burst, self.saved + (now - self.last_taken_at) / (BUSY_RATIO + 1))
+        self.last_taken_at = now
         self.saved -= server_seconds
         return max(-self.saved * (BUSY_RATIO + 1), 0.0)
 
@@ -186,11 +188,19 @@ class JobPoller:
         return max(base * random.uniform(1 - JITTER, 1 + JITTER), at_least)
 
     async def _round(self, subscribers: list[Subscriber]) -> None:
-        """slurmctld's state of the waited jobs, accounting by id for those that need it, then a few
-        one-by-one lookups of jobs accounting did not show."""
+        """One round, and the server's time it took (`listing_seconds`, failed requests included)."""
+        server_seconds = self.client.state.server_seconds
+        try:
+            await self._ask(subscribers)
+        finally:
+            self.listing_seconds = self.client.state.server_seconds - server_seconds
+
+    async def _ask(self, subscribers: list[Subscriber]) -> None:
+        """slurmctld's state of the waited jobs (some of them, when they take turns), the window of ended
+        jobs while they do, accounting by id for those that need it, then a few one-by-one lookups of
+        jobs accounting did not show."""
         client, ops = self.client, self.client.ops
         now = time.time()
-        server_seconds = client.state.server_seconds
         said = await self._controller_states(subscribers, now)
         ended = await self._ended_lately(now) if self.taking_turns else {}
         due: list[Subscriber] = []
@@ -203,14 +213,15 @@ class JobPoller:
                 subscriber.inbox.put_nowait(Observation(live=said_now, final=seen_ending))
                 subscriber.refresh_at = _refresh_time(now)
             elif entries is None and said is not None and subscriber.spec.expected_tasks <= 1:
-                continue  # not its turn on jobs/state this round; its end comes from the window
+                if not subscriber.states_asked_at or _alive(subscriber.last_said):
+                    continue  # not its turn on jobs/state this round; its end comes from the window
+                due.append(subscriber)  # ended or gone on its last turn: accounting by id until it answers
             elif entries is None or _needs_accounting(subscriber, entries, now):
                 due.append(subscriber)
             elif entries != subscriber.last_said:  # started, requeued, suspended: progress, from slurmctld
                 subscriber.inbox.put_nowait(Observation(live=_as_jobs(subscriber, entries)))
             subscriber.last_said = entries if entries is not None else subscriber.last_said
         records = await client.arun(ops.accounting_by_id([s.spec.job_id for s in due])) if due else []
-        self.listing_seconds = client.state.server_seconds - server_seconds  # the server's time, not our parsing
         by_job = _by_job(records)
         reliable_exit_codes = (await client.arun(ops.dialect())).accounting_exit_code_reliable
         exit_code_reads = 0
@@ -249,6 +260,8 @@ class JobPoller:
             except Exception as error:  # one job's error is that trigger's, not everyone's
                 seen = Observation(error=error)
             subscriber.inbox.put_nowait(seen)
+        for subscriber in said or ():
+            subscriber.states_asked_at = now  # only now: a round that failed leaves these their turn
 
     async def _controller_states(self, subscribers: list[Subscriber], now: float) -> dict[Subscriber, Said] | None:
         """What slurmctld's jobs/state says of each waited job it was asked about this round ((): it
@@ -262,33 +275,42 @@ class JobPoller:
         plain = sorted((s for s in subscribers if s.spec.expected_tasks <= 1), key=lambda s: s.states_asked_at)
         arrays = sorted((s for s in subscribers if s.spec.expected_tasks > 1), key=lambda s: s.states_asked_at)
         fits = (await client.arun(ops.dialect())).job_ids_within([s.spec.job_id for s in plain], STATE_REQUESTS)
-        self.taking_turns = fits < len(plain)
-        if not self.taking_turns:
-            self.ends_asked_at = None  # the next window starts afresh: jobs/state covers every wait meanwhile
         said: dict[Subscriber, Said] = {}
         if plain:
             statuses = await client.arun(ops.job_statuses([s.spec.job_id for s in plain[:fits]]))
             if statuses is None:
-                self.statuses_unavailable, self.taking_turns = True, False  # accounting by id for every wait
+                self._give_up_states()
                 return None
             by_job = _said_by_job(statuses)
-            for subscriber in plain[:fits]:
-                subscriber.states_asked_at = now
-                said[subscriber] = by_job.get(subscriber.spec.job_id, ())
+            said.update((s, by_job.get(s.spec.job_id, ())) for s in plain[:fits])
         for subscriber in arrays[:ARRAY_STATE_REQUESTS]:
             statuses = await client.arun(ops.job_statuses([subscriber.spec.job_id]))
             if statuses is None:
-                self.statuses_unavailable = True
+                self._give_up_states()
                 return None
-            subscriber.states_asked_at = now
             said[subscriber] = _in_order(statuses)
+        self.taking_turns = fits < len(plain)
+        if not self.taking_turns:
+            # jobs/state has just named every plain wait: a window opened later need reach back only to here.
+            self.ends_asked_at = now
         return said
 
+    def _give_up_states(self) -> None:
+        """jobs/state is unavailable (older release, or a proxy blocks it): accounting by id for every
+        wait from now on, no turns, no windows."""
+        self.statuses_unavailable, self.taking_turns = True, False
+
     async def _ended_lately(self, now: float) -> dict[int, list[SlurmJob]]:
-        """Accounting's records of the user's jobs (not array tasks) that ended since the last window,
-        reaching `ENDS_OVERLAP` back over it: accounting writes an end a moment after it happened."""
+        """Accounting's records of the user's jobs (not array tasks) that ended since the last window
+        (or the last round that named every wait), reaching `ENDS_OVERLAP` back over it: accounting
+        writes an end a moment after it happened. While slurmdbd is unavailable, none: the next window
+        covers this one's time, and jobs still running are not failed for an outage (a job that ended
+        meanwhile is asked of accounting by id, whose error its trigger waits out)."""
         since = (self.ends_asked_at if self.ends_asked_at is not None else now) - ENDS_OVERLAP
-        records = await self.client.arun(self.client.ops.accounting_ended(since, now + ENDS_AHEAD))
+        try:
+            records = await self.client.arun(self.client.ops.accounting_ended(since, now + ENDS_AHEAD))
+        except SlurmAccountingUnavailable:
+            return {}
         self.ends_asked_at = now
         ended: dict[int, list[SlurmJob]] = {}
         for record in records:
@@ -314,6 +336,11 @@ def _as_jobs(subscriber: Subscriber, said: Said) -> list[SlurmJob]:
     """slurmctld's entries as job records for the trigger's progress: an array's under the array's id."""
     array_job_id = subscriber.spec.job_id if subscriber.spec.expected_tasks > 1 else None
     return [entry.as_job(array_job_id) for entry in said]
+
+
+def _alive(said: Said) -> bool:
+    """slurmctld's word shows the job living (not ended, not ending): nothing to ask accounting yet."""
+    return bool(said) and not any(e.state.is_terminal or "COMPLETING" in e.flags for e in said)
 
 
 def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,14 +52,7 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
     now = time.time()
     specs: dict[int, tuple[int, float]] = {}
     try:
-        for i, code in enumerate((*EXITS, 0)):
-            job_id = hook.submit_job(
-                f"#!/bin/bash\nsleep {8 + 2 * i}\nexit {code}\n",
-                name=f"poll-cost-{i}",
-                partition="maxcpu",
-                time_limit=5,
-                current_working_directory=cluster["jobs_dir"],
-            )
+        for i, (job_id, code) in enumerate(submit_exiting(hook, cluster["jobs_dir"], "poll-cost", (*EXITS, 0), 8)):
             specs[job_id] = (code, now - 86400 if i == len(EXITS) else now)
         events, rounds = asyncio.run(_wait(conn_id, user, specs))
     finally:
@@ -142,14 +136,7 @@ def test_waits_taking_turns_get_their_ends_from_accounting_windows(
     now = time.time()
     specs: dict[int, tuple[int, float]] = {}
     try:
-        for i, code in enumerate((*EXITS, 4)):
-            job_id = hook.submit_job(
-                f"#!/bin/bash\nsleep {6 + 2 * i}\nexit {code}\n",
-                name=f"poll-turns-{i}",
-                partition="maxcpu",
-                time_limit=5,
-                current_working_directory=cluster["jobs_dir"],
-            )
+        for job_id, code in submit_exiting(hook, cluster["jobs_dir"], "poll-turns", (*EXITS, 4), 6):
             specs[job_id] = (code, now)
         events, rounds = asyncio.run(_wait(conn_id, user, specs))
     finally:
@@ -171,6 +158,22 @@ def test_waits_taking_turns_get_their_ends_from_accounting_windows(
     for window in windows:  # a window reaches back seconds, never over the user's history
         assert float(window.params["start_time"]) >= now - 120, window.params
     assert max(len(r["calls"]) for r in rounds[1:]) <= 3, report
+
+
+def submit_exiting(
+    hook: MaxwellHook, jobs_dir: str, name: str, codes: tuple[int, ...], seconds: int
+) -> Iterator[tuple[int, int]]:
+    """Submit job i to sleep `seconds + 2 * i` and exit with codes[i]; each id is yielded before the next
+    submission, so a caller's cleanup knows every job even when a later submission fails."""
+    for i, code in enumerate(codes):
+        job_id = hook.submit_job(
+            f"#!/bin/bash\nsleep {seconds + 2 * i}\nexit {code}\n",
+            name=f"{name}-{i}",
+            partition="maxcpu",
+            time_limit=5,
+            current_working_directory=jobs_dir,
+        )
+        yield job_id, code
 
 
 async def _wait(

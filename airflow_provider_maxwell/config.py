@@ -102,7 +102,7 @@ class MaxwellConnectionConfig:
 
         if extra is not None and not isinstance(extra, Mapping):
             raise bad(
-                "extra", f"is a {type(extra).__name__}, not a JSON object", 'Write it as {"auth_method": "portal", ...}'
+                "extra", f"is {json_kind(extra)}, not a JSON object", 'Write it as {"auth_method": "portal", ...}'
             )
         # Null and empty mean "not set": the form saves every field, empty ones included.
         given = {k.removeprefix("extra__maxwell__"): v for k, v in (extra or {}).items() if v not in (None, "")}
@@ -137,7 +137,7 @@ class MaxwellConnectionConfig:
         for name in sorted(set(given) & TEXT_FIELDS):
             if not isinstance(given[name], str):
                 # Never quoted: signing_key and keycloak_client_secret are secrets.
-                raise bad(spelled[name], f"is a {type(given[name]).__name__}", "Write it as a JSON string")
+                raise bad(spelled[name], f"is {json_kind(given[name])}", "Write it as a JSON string")
         # Every field's default comes from the form's own table (provider_info.CONN_FIELDS).
         options = {name: field_default(name) for name in CONN_FIELDS} | given
 
@@ -331,6 +331,21 @@ SHOWN_LENGTH = 60  # characters of a bad value an error message quotes: enough t
 def quotable(url: str) -> str:
     """A URL as an error message may show it: not at all when it could hold credentials or a token."""
     return shown(url) if not any(c in url for c in "@?#") else "(not shown: it may hold credentials)"
+
+
+def json_kind(value: Any) -> str:
+    """What a value in the connection's JSON is, in JSON's words (the user wrote JSON, not Python)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a Python {type(value).__name__}"  # set in code (a secrets backend), not by JSON
 
 
 def shown(value: Any) -> str:

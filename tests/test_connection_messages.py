@@ -228,7 +228,7 @@ def test_an_extra_that_is_no_mapping_is_refused_with_its_shape():
     with pytest.raises(MaxwellConfigError) as failure:
         MaxwellConnectionConfig.from_connection("c", host="https://h/sapi", login="a", password="p", extra="{}")  # type: ignore[arg-type]
     assert str(failure.value) == (
-        'Maxwell connection \'c\': extra is a str, not a JSON object. Write it as {"auth_method": "portal", ...}'
+        'Maxwell connection \'c\': extra is a string, not a JSON object. Write it as {"auth_method": "portal", ...}'
     )
 
 

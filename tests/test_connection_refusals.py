@@ -49,8 +49,8 @@ def refusal(**kw: Any) -> str:
             "extra.token_lifespan and extra.jwt_lifespan are both set, to different values. Keep only "
             "extra.jwt_lifespan (token_lifespan is its deprecated name)",
         ),
-        ({"keycloak_realm": 5}, "extra.keycloak_realm is a int. Write it as a JSON string"),
-        ({"signing_key": 5}, "extra.signing_key is a int. Write it as a JSON string"),
+        ({"keycloak_realm": 5}, "extra.keycloak_realm is a number. Write it as a JSON string"),
+        ({"signing_key": 5}, "extra.signing_key is a number. Write it as a JSON string"),
         (
             {"host": "https://rest.example/sapi?"},
             "host has a query or fragment. Give the REST root only, without '?...' or '#...'",

@@ -112,6 +112,11 @@ def test_the_users_environment_goes_on_top_of_path():
             "job field 'licenses' is a float that no JSON request can carry (or holds one): give Slurm's own JSON "
             "value for it (text, a number, true/false, a list or a dict)",
         ),
+        (
+            {"licenses": object()},
+            "job field 'licenses' is an object that no JSON request can carry (or holds one): give Slurm's own JSON "
+            "value for it (text, a number, true/false, a list or a dict)",
+        ),
         ({"comment": "  "}, "comment must be a non-empty string without NUL bytes, not '  '"),
         ({"name": 5}, "name must be a non-empty string without NUL bytes, not 5"),
     ],

@@ -157,7 +157,7 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
             json.dumps(value, allow_nan=False)  # as the drivers will encode it
         except (TypeError, ValueError, RecursionError):
             raise MaxwellConfigError(
-                f"job field {shown(name)} is a {type(value).__name__} that no JSON request can carry (or holds "
+                f"job field {shown(name)} is {_a(type(value).__name__)} that no JSON request can carry (or holds "
                 "one): give Slurm's own JSON value for it (text, a number, true/false, a list or a dict)"
             ) from None
     job.update(rest)
@@ -165,6 +165,11 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
         job["script"] = script
         return {"job": job}
     return {"job": job, "script": script}
+
+
+def _a(noun: str) -> str:
+    """The noun with its article: 'a float', 'an int'."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def shown(value: Any) -> str:

@@ -64,6 +64,12 @@ def test_a_cancel_failure_without_message_quotes_slurms_error_string():
     assert signal_failures(answer(200, {"status": {"error": {"code": 2017}}})) == []  # not a list: nothing known
 
 
+def test_a_cancel_failure_code_given_as_text_is_still_a_failure_and_an_ended_job_still_is_not():
+    entries = [{"error": {"code": "2002", "string": "Access denied"}}, {"error": {"code": "2021"}}]
+    failures = signal_failures(answer(200, {"status": [*entries, {"error": {"code": True}}]}))
+    assert failures == [SlurmError(code=2002, message="Access denied", description="Access denied")]
+
+
 def test_each_error_field_is_read_under_every_name_slurm_gives_it():
     assert parse_errors({"errors": [{"error_number": 2017}]})[0].code == 2017
     assert parse_errors({"errors": [{"error_code": 1007}]})[0].code == 1007

@@ -172,8 +172,8 @@ def signal_failures(answer: Answer) -> list[SlurmError]:
         error = entry.get("error") if isinstance(entry, Mapping) else None
         if not isinstance(error, Mapping):
             continue
-        code = error.get("code")
-        if not isinstance(code, int) or isinstance(code, bool) or code in (0, ALREADY_DONE):
+        code = error_code(error.get("code"))  # a proxy or another release may send "2002" as text
+        if code is None or code in (0, ALREADY_DONE):
             continue
         message = quoted(error.get("message") or error.get("string"))
         failures.append(SlurmError(code=code, message=message, description=quoted(error.get("string"))))

@@ -260,16 +260,18 @@ class MaxwellConnectionConfig:
                     "Give the CA bundle's path in extra.ca_bundle only and set extra.verify to true",
                 )
             verify = _ca_bundle(ca_bundle, bad)
-        timeout = options["timeout"]
+        given_timeout = options["timeout"]
         try:
-            if isinstance(timeout, bool) or (isinstance(timeout, str) and not timeout.isascii()):
+            if isinstance(given_timeout, bool) or (isinstance(given_timeout, str) and not given_timeout.isascii()):
                 raise ValueError  # float() would take True as 1, and full-width digits as plain ones
-            timeout = float(timeout)
+            timeout = float(given_timeout)
             if not 0 < timeout <= MAX_TIMEOUT:  # also refuses nan
                 raise ValueError
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
-            raise bad(
-                "extra.timeout", f"is {shown(timeout)}", f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}"
+            raise bad(  # the value as given: "nan" as text is quoted as text
+                "extra.timeout",
+                f"is {shown(given_timeout)}",
+                f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}",
             ) from None
 
         portal_url = str(options.get("portal_url") or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")

@@ -203,7 +203,7 @@ PREFIX = "Maxwell connection 'c': "
             "extra.verify names '/no/such/ca.pem', which is not a file. Give true, false, or the path of a CA bundle "
             "(PEM) readable on workers and triggerers",
         ),
-        ({"timeout": 0}, "extra.timeout is 0.0. Give a number of seconds above 0, at most 3600"),
+        ({"timeout": 0}, "extra.timeout is 0. Give a number of seconds above 0, at most 3600"),
         ({"timeout": "soon"}, "extra.timeout is 'soon'. Give a number of seconds above 0, at most 3600"),
         (
             {"portal_url": "portal.example/reservation"},

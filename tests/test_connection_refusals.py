@@ -110,6 +110,7 @@ def refusal(**kw: Any) -> str:
         ({"timeout": True}, "extra.timeout is True. Give a number of seconds above 0, at most 3600"),
         ({"timeout": "\uff11"}, "extra.timeout is '\uff11'. Give a number of seconds above 0, at most 3600"),
         ({"timeout": [1]}, "extra.timeout is [1]. Give a number of seconds above 0, at most 3600"),
+        ({"timeout": "nan"}, "extra.timeout is 'nan'. Give a number of seconds above 0, at most 3600"),
         (  # beyond any float: float() raises OverflowError, not ValueError (found by Hypothesis)
             {"timeout": 10**400},
             f"extra.timeout is {'1' + '0' * 59}... (401 characters). Give a number of seconds above 0, at most 3600",

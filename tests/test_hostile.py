@@ -55,7 +55,7 @@ def connection(
         ({"extra": {"portal_url": f"https://alice:{SECRET}@portal.example/r"}}, "extra.portal_url has credentials"),
         ({"extra": {"keycloak_url": f"https://kc.example/auth?t={SECRET}"}}, "extra.keycloak_url has credentials"),
         ({"extra": {"timeout": float("nan")}}, "extra.timeout is nan"),
-        ({"extra": {"timeout": "inf"}}, "extra.timeout is inf"),
+        ({"extra": {"timeout": "inf"}}, "extra.timeout is 'inf'"),
         ({"extra": {"timeout": True}}, "extra.timeout is True"),
     ],
 )

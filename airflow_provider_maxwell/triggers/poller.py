@@ -265,10 +265,11 @@ class JobPoller:
 
     async def _controller_states(self, subscribers: list[Subscriber], now: float) -> dict[Subscriber, Said] | None:
         """What slurmctld's jobs/state says of each waited job it was asked about this round ((): it
-        holds none of it), or None where jobs/state is unavailable. Plain ids go in as few requests
-        as the URL allows; each array on its own, the least recently asked first, at most
-        `ARRAY_STATE_REQUESTS` a round (the others read accounting, as before): jobs/state names a
-        task by its own id, not its array's, so only an array asked alone can be told apart."""
+        holds none of it), or None where jobs/state is unavailable. Plain ids go in `STATE_REQUESTS`
+        requests, the least recently asked first (more waits take turns: `taking_turns`); each array
+        on its own, at most `ARRAY_STATE_REQUESTS` a round (the others read accounting, as before):
+        jobs/state names a task by its own id, not its array's, so only an array asked alone can be
+        told apart."""
         if self.statuses_unavailable:
             return None
         client, ops = self.client, self.client.ops

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,46 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
     assert result == [41]
     assert ("Slurm job 41 | half way" in while_running) is (live_output_lines > 0)  # 0: off
     assert "Last 1 lines of" in capsys.readouterr().out  # the end-of-job tail stays
+
+
+def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_news(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    # The poller sends news only when the job's state changes (jobs/state, v0.0.42 on): a job printing
+    # while it stays RUNNING sends none, and its lines must still reach the log within an interval.
+    import asyncio
+    from contextlib import asynccontextmanager
+    from types import SimpleNamespace
+
+    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+    from airflow_provider_maxwell.triggers.poller import JobPoller
+    from airflow_provider_maxwell.watch import WatchSpec
+
+    class QuietPoller:
+        @asynccontextmanager
+        async def subscribe(self, job_watch: object) -> Any:
+            yield asyncio.Queue()  # no observation, ever
+
+    async def client(self: object) -> Any:
+        return SimpleNamespace(state=SimpleNamespace(config=SimpleNamespace(host="https://rest.example")))
+
+    monkeypatch.setattr(JobPoller, "for_client", classmethod(lambda cls, client: QuietPoller()))
+    monkeypatch.setattr(MaxwellJobTrigger, "_client", client)
+    out = tmp_path / "slurm-7.out"
+    out.write_bytes(b"")
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)
+    trigger = MaxwellJobTrigger(
+        maxwell_conn_id="c", spec=spec.to_kwargs(), live_output=OutputFollower(str(out)).to_kwargs()
+    )
+
+    async def main() -> str:
+        waiting = asyncio.create_task(anext(aiter(trigger.run())))
+        await asyncio.sleep(0.3)
+        append(out, b"half way\n")
+        await asyncio.sleep(0.6)
+        logged = capsys.readouterr().out
+        assert not waiting.done()
+        waiting.cancel()
+        return logged
+
+    assert "Slurm job 7 | half way" in asyncio.run(main())

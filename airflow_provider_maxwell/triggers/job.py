@@ -15,10 +15,11 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.outcome import Outcome, judge
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES
-from airflow_provider_maxwell.watch import JobWatch, WatchDeadlineExceeded, WatchSpec
+from airflow_provider_maxwell.watch import JobWatch, Observation, WatchDeadlineExceeded, WatchSpec
 
 if TYPE_CHECKING:
     from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.live_output import OutputFollower
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
 EventStatus = Literal["success", "failed", "timeout", "error"]
@@ -158,19 +159,28 @@ class MaxwellJobTrigger(BaseTrigger):
         async with poller.subscribe(job_watch) as inbox:
             while True:
                 job_watch.check_deadline(time.time())
-                timeout = None if self.spec.deadline is None else max(self.spec.deadline - time.time(), 0.0) + 0.1
                 try:
-                    seen = await asyncio.wait_for(inbox.get(), timeout)
+                    seen: Observation | None = await asyncio.wait_for(inbox.get(), self._wake_after(follower))
                 except asyncio.TimeoutError:
-                    continue  # the deadline check above ends it
-                notes, final = job_watch.step(seen, time.time())
-                for note in notes:
-                    self.log.info("%s", note)
-                if final is not None:
-                    return final
+                    seen = None  # the deadline check above ends the wait; a followed output file is read below
+                if seen is not None:
+                    notes, final = job_watch.step(seen, time.time())
+                    for note in notes:
+                        self.log.info("%s", note)
+                    if final is not None:
+                        return final
                 if follower is not None:  # a file on a slow shared filesystem must not stall the event loop
                     for line in await asyncio.to_thread(follower.read):
                         self.log.info("Slurm job %s | %s", self.spec.job_id, line)
+
+    def _wake_after(self, follower: OutputFollower | None) -> float | None:
+        """Seconds to wait for the poller's news: until the deadline, and while an output file is followed
+        no longer than the poll interval. The poller sends news only when the job's state changes; a job
+        printing for hours in one state must still have its lines read."""
+        wake = None if self.spec.deadline is None else max(self.spec.deadline - time.time(), 0.0) + 0.1
+        if follower is not None:
+            wake = self.spec.poll_interval if wake is None else min(wake, self.spec.poll_interval)
+        return wake
 
     async def _with_steps(self, client: SlurmClient, jobs: list[SlurmJob]) -> list[SlurmJob]:
         """The final records with their steps (what the job used): the shared listing skips steps, so the

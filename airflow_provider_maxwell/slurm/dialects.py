@@ -19,7 +19,6 @@ LISTING_CHUNK = 500  # job ids per accounting query: ~4.5 KB of URL, under nginx
 # refused with 422, measured on 24.11 and 26.05): ~14-17 characters per id, so a query is cut at this
 # many characters to stay under nginx's 8 KB request line.
 ID_QUERY_CHARS = 6000
-_LONGEST_ID_PARAM = len("job_id=&") + 10  # a 32-bit job id has at most 10 digits
 _VERSION_PATH = re.compile(r"^/slurm(db)?/(v0\.0\.\d+)/")
 OPENAPI_PATHS = ("/openapi/v3", "/openapi.json", "/openapi")  # newest first: where servers publish it
 
@@ -145,9 +144,9 @@ class ApiDialect:
     def job_ids_within(self, job_ids: Sequence[int], requests: int) -> int:
         """How many of `job_ids`, taken in this order, jobs/state answers in `requests` requests (cut
         as `job_state_queries` cuts them: each cut wastes less than one id's length)."""
-        budget = requests * (ID_QUERY_CHARS - _LONGEST_ID_PARAM)
+        budget = requests * (ID_QUERY_CHARS - _id_param_chars("job_id", "9" * 10))  # 32-bit ids: 10 digits
         for taken, job_id in enumerate(job_ids):
-            budget -= len("job_id=&") + len(str(job_id))
+            budget -= _id_param_chars("job_id", str(job_id))
             if budget < 0:
                 return taken
         return len(job_ids)
@@ -203,12 +202,17 @@ def _repeated(job_ids: Iterable[int], key: str) -> list[list[str]]:
     chars = ID_QUERY_CHARS
     for job_id in sorted(set(job_ids)):
         text = str(job_id)
-        if chars + len(key) + len(text) + 2 > ID_QUERY_CHARS:
+        if chars + _id_param_chars(key, text) > ID_QUERY_CHARS:
             chunks.append([])
             chars = 0
         chunks[-1].append(text)
-        chars += len(key) + len(text) + 2  # "=" and "&"
+        chars += _id_param_chars(key, text)
     return chunks
+
+
+def _id_param_chars(key: str, job_id: str) -> int:
+    """What one id adds to a query: `key=id&`."""
+    return len(key) + len(job_id) + 2
 
 
 def version_key(version: str) -> tuple[int, ...]:

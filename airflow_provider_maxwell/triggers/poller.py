@@ -156,7 +156,6 @@ class JobPoller:
     async def _loop(self) -> None:
         while self.subscribers:
             pause_at_least = 0.0
-            self.listing_seconds = 0.0  # a round that fails before it measured counts none, not the last's
             began = self.clock()
             try:
                 await self._round(list(self.subscribers))
@@ -339,9 +338,14 @@ def _as_jobs(subscriber: Subscriber, said: Said) -> list[SlurmJob]:
     return [entry.as_job(array_job_id) for entry in said]
 
 
+def _ended_or_ending(entry: JobStatus) -> bool:
+    """Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record."""
+    return entry.state.is_terminal or "COMPLETING" in entry.flags
+
+
 def _alive(said: Said) -> bool:
     """slurmctld's word shows the job living (not ended, not ending): nothing to ask accounting yet."""
-    return bool(said) and not any(e.state.is_terminal or "COMPLETING" in e.flags for e in said)
+    return bool(said) and not any(_ended_or_ending(e) for e in said)
 
 
 def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
@@ -349,8 +353,7 @@ def _needs_accounting(subscriber: Subscriber, said: Said, now: float) -> bool:
     state changes come from slurmctld), unless it is due a refresh."""
     if not said:
         return True  # slurmctld does not hold it (purged, ended long ago, or never ours): accounting knows
-    # Ended, or ending (COMPLETING while its epilog runs): accounting has or soon has its final record.
-    ended = [e for e in said if e.state.is_terminal or "COMPLETING" in e.flags]
+    ended = [e for e in said if _ended_or_ending(e)]
     if subscriber.spec.expected_tasks > 1 and len(ended) == len(said):
         return True  # every task slurmctld still holds has ended (the others it purged): the array's end
     if subscriber.spec.expected_tasks <= 1 and ended:

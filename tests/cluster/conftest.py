@@ -88,6 +88,14 @@ def grants(idp_url: str) -> dict[str, int]:
     return requests.get(f"{idp_url}/_idp/stats", timeout=10).json()["grants"]
 
 
+@pytest.fixture
+def signed_conn_id(stack: dict[str, Any], users: list[dict[str, Any]], make_connection, signing_key_b64: str) -> str:
+    """A connection of the first user to `stack`, signing its own tokens with the cluster's key."""
+    return make_connection(
+        stack["rest_url"], users[0]["name"], auth_method="signing_key", signing_secret=signing_key_b64
+    )
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     with pytest.MonkeyPatch.context() as mp:

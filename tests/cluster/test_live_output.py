@@ -23,13 +23,6 @@ from airflow_provider_maxwell.watch import WatchSpec
 HALF_WAY = "#!/bin/bash\necho 'first half done'\nsleep 20\necho 'second half done'\n"
 
 
-@pytest.fixture
-def conn_id(stack: dict[str, Any], users: list[dict[str, Any]], make_connection, signing_key_b64: str) -> str:
-    return make_connection(
-        stack["rest_url"], users[0]["name"], auth_method="signing_key", signing_secret=signing_key_b64
-    )
-
-
 def wait_for(capsys: pytest.CaptureFixture[str], text: str, timeout: float) -> str:
     seen = ""
     deadline = time.monotonic() + timeout
@@ -42,8 +35,9 @@ def wait_for(capsys: pytest.CaptureFixture[str], text: str, timeout: float) -> s
 
 
 def test_the_operators_wait_logs_a_line_printed_mid_job_before_the_job_ends(
-    conn_id: str, cluster: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    signed_conn_id: str, cluster: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ):
+    conn_id = signed_conn_id
     hook = MaxwellHook(conn_id)
     task = MaxwellSubmitJobOperator(
         task_id="live",
@@ -81,8 +75,9 @@ def test_the_operators_wait_logs_a_line_printed_mid_job_before_the_job_ends(
 
 
 def test_the_trigger_logs_a_line_printed_mid_job_before_the_job_ends(
-    conn_id: str, cluster: dict[str, Any], users: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    signed_conn_id: str, cluster: dict[str, Any], users: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ):
+    conn_id = signed_conn_id
     hook = MaxwellHook(conn_id)
     submitted = time.time()
     job_id = hook.submit_job(

@@ -70,11 +70,8 @@ def busy_s24(
 
 
 @pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
-def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
-    stack, cluster, users, make_connection, signing_key_b64
-):
-    user = users[0]["name"]
-    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(stack, cluster, users, signed_conn_id):
+    user, conn_id = users[0]["name"], signed_conn_id
     hook = MaxwellHook(conn_id)
     client = hook.client
     dialect = client.run(client.ops.dialect())
@@ -130,12 +127,11 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(
 
 @pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
 def test_an_array_wait_reads_accounting_once_its_tasks_have_ended_not_every_round(
-    stack, cluster, users, make_connection, signing_key_b64
+    stack, cluster, users, signed_conn_id
 ):
     # Four tasks ending 6-12 s after they start, task 2 with exit code 3. Before, each round read every
     # task's accounting record (~4.4 KB each): an array of 1,000 tasks cost ~4.4 MB per interval.
-    user = users[0]["name"]
-    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    user, conn_id = users[0]["name"], signed_conn_id
     hook = MaxwellHook(conn_id)
     array_id = hook.submit_job(
         '#!/bin/bash\nsleep $((6 + 2 * SLURM_ARRAY_TASK_ID))\n[ "$SLURM_ARRAY_TASK_ID" = 2 ] && exit 3\nexit 0\n',
@@ -166,14 +162,11 @@ def test_an_array_wait_reads_accounting_once_its_tasks_have_ended_not_every_roun
 
 
 @pytest.mark.parametrize("stack", ["s24", "s26"], indirect=True)
-def test_waits_taking_turns_get_their_ends_from_accounting_windows(
-    stack, cluster, users, make_connection, signing_key_b64, monkeypatch
-):
+def test_waits_taking_turns_get_their_ends_from_accounting_windows(stack, cluster, users, signed_conn_id, monkeypatch):
     # N = 10,000 in miniature: a query of 60 characters names two ids, so six waits take turns on
     # jobs/state and their ends come from the window of the user's jobs that ended (one request).
     monkeypatch.setattr(dialects, "ID_QUERY_CHARS", 60)
-    user = users[0]["name"]
-    conn_id = make_connection(stack["rest_url"], user, auth_method="signing_key", signing_secret=signing_key_b64)
+    user, conn_id = users[0]["name"], signed_conn_id
     hook = MaxwellHook(conn_id)
     now = time.time()
     specs: dict[int, tuple[int, float]] = {}

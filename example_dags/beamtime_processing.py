@@ -2,7 +2,7 @@
 on in the triggerer, then a summary of the jobs.
 
 Set the Airflow Variable ``maxwell_workdir`` to a directory on Maxwell's shared filesystem (e.g. your
-GPFS/BeeGFS space): jobs run there and the summary reads their output.
+GPFS/BeeGFS space; unset: your home directory): jobs run there and the summary reads their output.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from airflow.sdk import DAG, Param, task
 
 from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
 
-WORKDIR = "{{ var.value.get('maxwell_workdir', '/tmp') }}"
+WORKDIR = "{{ var.value.get('maxwell_workdir', '') }}"
 
 with DAG(
     dag_id="beamtime_processing",

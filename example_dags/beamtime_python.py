@@ -3,7 +3,9 @@ Slurm job on Maxwell (``@task.maxwell``, mapped over the runs); the values the j
 downstream task as ordinary XComs.
 
 Set the Airflow Variable ``maxwell_workdir`` to a directory on Maxwell's shared filesystem: the jobs
-run there and leave their return values there for the workers to read.
+run there and leave their return values there for the workers to read (unset: your home directory).
+Only you should be able to write it: the workers check who wrote a return value before loading it,
+and a folder others may write lets them delete or block it (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
-WORKDIR = "{{ var.value.get('maxwell_workdir', '/tmp') }}"
+WORKDIR = "{{ var.value.get('maxwell_workdir', '') }}"
 
 with DAG(
     dag_id="beamtime_python",

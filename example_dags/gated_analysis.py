@@ -35,7 +35,7 @@ with DAG(
         task_id="analysis",
         script="#!/bin/bash\necho \"analysing the output of job {{ ti.xcom_pull(task_ids='reduction_completed') }}\"\n",
         time_limit=30,
-        current_working_directory="{{ var.value.get('maxwell_workdir', '/tmp') }}",
+        current_working_directory="{{ var.value.get('maxwell_workdir', '') }}",
         deferrable=True,
         poll_interval=5,
     )

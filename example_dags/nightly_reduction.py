@@ -30,7 +30,7 @@ with DAG(
         ),
         name="nightly.reduce",
         time_limit=30,
-        current_working_directory="{{ var.value.get('maxwell_workdir', '/tmp') }}",
+        current_working_directory="{{ var.value.get('maxwell_workdir', '') }}",
         deferrable=True,
         poll_interval=5,
         outlets=[REDUCED],

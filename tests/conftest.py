@@ -18,7 +18,7 @@ from airflow_provider_maxwell.auth.sources import CLI_API
 
 from .fake_slurm import fake  # noqa: F401 - a fixture for every unit test
 from .hostile_server import hostile_servers  # noqa: F401 - a fixture for every unit test
-from .second_user import attacker  # noqa: F401 - a real second uid, for the attacks that need one
+from .second_user import attacker, job_owner  # noqa: F401 - a real second uid, for the attacks that need one
 from .skip_guard import *  # noqa: F403 - the hooks that fail a run with an unexpected skip
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,10 @@ import pytest
 
 ATTACKER_NAME = "mxattacker"
 ATTACKER_UID = 20190  # beside the local Maxwell's users (devcluster/users.json), never one of theirs
+JOB_OWNER_NAME = "mxjobowner"  # a job's user, where a test needs the victim to be a plain user too
+JOB_OWNER_UID = 20191
 
-__all__ = ["LocalUser", "attacker"]
+__all__ = ["LocalUser", "attacker", "job_owner"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,28 @@ class LocalUser:
         return self.run([sys.executable, "-c", code, *args], env={"PATH": "/usr/bin:/bin", "PYTHONPATH": project})
 
 
-@pytest.fixture(scope="session")
-def attacker() -> LocalUser:
-    """Another local user: created if missing (tests run as root; elsewhere the test fails saying why)."""
+def local_user(name: str, uid: int) -> LocalUser:
+    """The local user `name`, created with `uid` if missing (tests run as root; elsewhere the test fails
+    saying why)."""
     try:
-        entry = pwd.getpwnam(ATTACKER_NAME)
+        entry = pwd.getpwnam(name)
     except KeyError:
         if os.geteuid() != 0:
-            pytest.fail(f"the attack tests need root to create the local user {ATTACKER_NAME}: run them as root")
+            pytest.fail(f"the attack tests need root to create the local user {name}: run them as root")
         subprocess.run(
-            ["useradd", "-u", str(ATTACKER_UID), "-U", "-M", "-s", "/bin/bash", ATTACKER_NAME],
-            check=True,
-            capture_output=True,
+            ["useradd", "-u", str(uid), "-U", "-M", "-s", "/bin/bash", name], check=True, capture_output=True
         )
-        entry = pwd.getpwnam(ATTACKER_NAME)
+        entry = pwd.getpwnam(name)
     return LocalUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+@pytest.fixture(scope="session")
+def attacker() -> LocalUser:
+    """Another local user, the one who attacks."""
+    return local_user(ATTACKER_NAME, ATTACKER_UID)
+
+
+@pytest.fixture(scope="session")
+def job_owner() -> LocalUser:
+    """A plain local user whose job is attacked (root would pass where a user is refused)."""
+    return local_user(JOB_OWNER_NAME, JOB_OWNER_UID)

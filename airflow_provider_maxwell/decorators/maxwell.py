@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_maxwell.outcome import Outcome
+    from airflow_provider_maxwell.return_values import ReturnValues
 
 BUILT_AT_RUN_TIME = "#!/bin/bash\n# built when the task runs, from the decorated function and its arguments\n"
 
@@ -50,7 +51,7 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
         serializer: str = "pickle",
         **kwargs: Any,
     ) -> None:
-        from airflow_provider_maxwell.python_job import SERIALIZERS
+        from airflow_provider_maxwell.return_values import SERIALIZERS
 
         if serializer not in SERIALIZERS:
             from airflow_provider_maxwell.exceptions import MaxwellConfigError
@@ -79,37 +80,54 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
             python=self.python,
             setup=self.setup,
             serializer=self.serializer,
-            return_folder=self._return_folder(context) if self.do_xcom_push else None,
+            returns=self._return_values(context) if self.do_xcom_push else None,
         )
-        return MaxwellSubmitJobOperator.execute(self, context)
+        try:
+            return MaxwellSubmitJobOperator.execute(self, context)
+        finally:
+            # The script carries the task's return key: it goes to Slurm, never to what Airflow keeps of
+            # the task (rendered fields are sent before execute; this keeps a later send from carrying it).
+            self.script = BUILT_AT_RUN_TIME
 
-    def _return_folder(self, context: Context) -> str:
-        """The job's working directory (the submit default when none is set), where it leaves its value."""
-        return self.current_working_directory or f"/home/{self._hook().config.login}"
+    def _return_values(self, context: Context) -> ReturnValues:
+        """Where the job leaves its value (its working directory; the submit default when none is set),
+        sealed with this task instance's key."""
+        from airflow_provider_maxwell.operators.job import comment_tag
+        from airflow_provider_maxwell.return_values import ReturnValues, login_uid, task_key
+
+        config = self._hook().config
+        ti = context["ti"]
+        tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        return ReturnValues(
+            folder=self.current_working_directory or f"/home/{config.login}",
+            key=task_key([config.password, config.keycloak_client_secret, config.signing_key], tag),
+            serializer=self.serializer,
+            owner=login_uid(config.login),
+        )
 
     def _conclude(self, context: Context, outcome: Outcome) -> Any:
         """The job's verdict as the operator's; on success, the function's return value (a list, one
-        per array task in index order, for an array)."""
+        per array task in index order, for an array), read once: its files are deleted after."""
         job_id = super()._conclude(context, outcome)
         if not self.do_xcom_push:
             return None
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_provider_maxwell.python_job import (
-            ReturnValueUnreadable,
-            array_return_files,
-            read_return_value,
-            return_file,
-        )
+        from airflow_provider_maxwell.return_values import ReturnValueUnreadable
 
-        folder = self._return_folder(context)
+        returns = self._return_values(context)
         try:
             if "array_tasks" not in outcome.summary:
-                return read_return_value(return_file(folder, job_id), self.serializer)
-            files = array_return_files(folder, job_id, int(outcome.summary["array_tasks"]))
-            return [read_return_value(path, self.serializer) for path in files]
+                tasks: list[int | None] = [None]
+                value = returns.read(job_id)
+            else:
+                tasks = list(returns.array_tasks(job_id, int(outcome.summary["array_tasks"])))
+                value = [returns.read(job_id, task) for task in tasks]
         except ReturnValueUnreadable as error:
             raise AirflowException(f"Slurm job {job_id} COMPLETED, but {error}") from None
+        for path in returns.discard(job_id, tasks):
+            self.log.warning("Could not delete the return value file %s once read: delete it by hand", path)
+        return value
 
 
 def maxwell_task(

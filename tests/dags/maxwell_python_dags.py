@@ -64,7 +64,7 @@ with DAG("maxwell_python_raises", schedule=None, start_date=START, catchup=False
 
 with DAG("maxwell_python_array", schedule=None, start_date=START, catchup=False):
 
-    @task.maxwell(**ON_MAXWELL, array="0-2")
+    @task.maxwell(**(ON_MAXWELL | {"deferrable": False}), array="0-2")  # waits in the worker
     def square() -> int:
         import os
 

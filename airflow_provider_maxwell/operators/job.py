@@ -56,10 +56,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
     :param poll_interval: seconds between status checks.
     :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
     :param log_output_lines: how many last lines of the job's output file to copy into the task log
-        at the end, when the worker can read it (shared filesystem); 0 turns it off.
+        at the end, when the worker can read it (shared filesystem); 0 turns it off. Only a regular file
+        (no symlink) of the job's user, under ``current_working_directory`` or at a ``standard_output``/
+        ``standard_error`` path set in ``job_fields``, is copied; any other is said and skipped.
     :param live_output_lines: while the job runs, copy its new output lines to the task log, at most this
         many per poll (lines of at most 500 characters, 2000 lines in all), from the worker or, deferred,
-        from the triggerer, wherever the output file is readable; 0 turns it off. Not for arrays.
+        from the triggerer, wherever the output file is readable (the same rule as the tail's); 0 turns
+        it off. Not for arrays.
     :param durable: Airflow 3.3's durable execution (``ResumableJobMixin``'s meaning): a retry of the
         task instance re-attaches to its job instead of submitting another: by the job id saved in the
         task state store under ``external_id_key``, or, after a crash before it was saved, by the tag

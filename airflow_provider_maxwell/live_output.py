@@ -4,16 +4,24 @@ Where the file is readable (a shared filesystem, as Maxwell's workers and trigge
 returns the complete lines written since the last one; a line still being written waits for its end.
 Every read is bounded (lines, bytes, line length) and so is the whole follow: a job printing a flood
 must not flood the task log, the worker or the triggerer's event loop. A file that shrinks or is
-replaced is followed again from its start, and said so. Not a secret boundary: the job's output is the
-user's own, and the end-of-job tail shows it anyway.
+replaced is followed again from its start, and said so.
+
+Which file may be read is decided in one place (`open_output`), for the worker, the end-of-job tail and
+the triggerer alike: the path comes from Slurm's answer, so a hostile server, or the job's owner (another
+user than the one running Airflow), could name or plant (a symlink) a file of the worker's host, such as
+airflow.cfg. Only a regular file, not a symlink, of the job's own user, under the job's working
+directory or at an output path the task set, is copied into the task log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import pwd
+import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,46 +31,185 @@ MAX_LINE_CHARS = 500  # longer lines are cut: a progress bar redrawn with \r mak
 MAX_TOTAL_LINES = 2000  # per follow: beyond it, only the end-of-job tail
 MAX_READ_BYTES = 256 * 1024  # per read: when a job writes more per interval, the older part is skipped
 CUT_MARK = " [...cut]"
+# Slurm's filename patterns (%j, %5a, %x, ...): each stands for one run of characters within a path component.
+_PATTERN = re.compile(r"%%|%[0-9]*[A-Za-z]")
+
+
+class OutputRefused(Exception):
+    """A job's output file that is not copied into the task log; the message says why (never what it holds)."""
+
+
+@dataclass(frozen=True)
+class OutputAccess:
+    """Which files may be read as one job's output on this host: regular files of the job's user (`owner_uid`),
+    under the job's working directory as the task set it (`folders`) or at an output path the task set
+    (`patterns`, absolute, with Slurm's %-patterns). Plain values (`to_kwargs`): the trigger carries it."""
+
+    owner_uid: int | None  # None: the job's user is not known on this host, so no file can be told to be theirs
+    folders: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The rule as plain values (lists, not tuples: trigger kwargs are stored as JSON)."""
+        return {"owner_uid": self.owner_uid, "folders": list(self.folders), "patterns": list(self.patterns)}
+
+    @classmethod
+    def from_kwargs(cls, kwargs: object) -> OutputAccess | None:
+        """What `to_kwargs` wrote; None for anything else (nothing is then read)."""
+        if not isinstance(kwargs, Mapping):
+            return None
+        owner, folders, patterns = kwargs.get("owner_uid"), kwargs.get("folders"), kwargs.get("patterns")
+        if not (owner is None or (isinstance(owner, int) and not isinstance(owner, bool))):
+            return None
+        if not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in (folders, patterns)):
+            return None
+        return cls(owner, tuple(folders or ()), tuple(patterns or ()))
+
+
+def output_access(
+    login: str, record_uid: int | None, working_directory: str, declared: Iterable[str] = ()
+) -> OutputAccess:
+    """The rule for the output of a job of `login` that the task sent to `working_directory`, with the output
+    paths it declared (`standard_output`/`standard_error`, relative ones under the working directory)."""
+    folder = os.path.normpath(working_directory)
+    patterns = tuple(os.path.normpath(os.path.join(folder, path)) for path in declared if path)
+    return OutputAccess(job_owner_uid(login, record_uid), (folder,), patterns)
+
+
+def job_owner_uid(login: str, record_uid: int | None) -> int | None:
+    """The uid of the job's user on this host: the connection's login as this host names it (Slurm runs the
+    job as the token's user); where the host does not know the login, the uid in the job record, but only
+    if this host gives that uid to no other name (a record naming root's or Airflow's own uid is no proof)."""
+    try:
+        uid = pwd.getpwnam(login).pw_uid
+    except (KeyError, ValueError):  # ValueError: a NUL in the name
+        uid = None
+    if uid is not None:
+        return uid if record_uid is None or record_uid == uid else None
+    if record_uid is None or record_uid < 0:
+        return None
+    try:
+        pwd.getpwuid(record_uid)
+    except KeyError:
+        return record_uid
+    return None  # the host knows this uid, under another name than the job's user
+
+
+def path_refusal(path: str, access: OutputAccess) -> str | None:
+    """Why `path` is not one of the job's output files by name alone (None: it may be opened)."""
+    if access.owner_uid is None:
+        return "the job's user is not known on this host, so the file's owner cannot be checked"
+    if not os.path.isabs(path):
+        return "it is not an absolute path"
+    normal = os.path.normpath(path)
+    if any(_is_under(normal, folder) for folder in access.folders):
+        return None
+    if any(_matches(pattern, normal) for pattern in access.patterns):
+        return None
+    return "it is outside the job's working directory and is no output path the task set"
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def _matches(pattern: str, path: str) -> bool:
+    """`path` is what the output path `pattern` expands to: each %-pattern stands for characters within one
+    path component (never a '/', and `path` is normalized, so never '..')."""
+    parts, last = [], 0
+    for found in _PATTERN.finditer(pattern):
+        parts.append(re.escape(pattern[last : found.start()]))
+        parts.append("%" if found.group() == "%%" else "[^/]+")
+        last = found.end()
+    parts.append(re.escape(pattern[last:]))
+    return re.fullmatch("".join(parts), path) is not None
+
+
+def open_output(path: str, access: OutputAccess) -> int:
+    """A descriptor of the job's output file at `path`, opened for reading, if `access` lets it be read: the
+    one rule for the worker, the tail and the triggerer. OutputRefused (with the reason) if not; OSError if
+    it is not there (yet) or not readable from this host."""
+    refusal = path_refusal(path, access)
+    if refusal is not None:
+        raise OutputRefused(refusal)
+    try:
+        # O_NOFOLLOW: a symlink planted in the output's place is not followed.
+        # O_NONBLOCK: a FIFO in the output's place must not hang the worker or the event loop.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OutputRefused("it is a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(descriptor)  # of what was opened: no swap between a check and the open
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputRefused("it is not a regular file")
+        if info.st_uid != access.owner_uid:
+            raise OutputRefused(f"it belongs to uid {info.st_uid}, not to the job's user (uid {access.owner_uid})")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def tail(path: str, count: int, access: OutputAccess, block: int = 8192) -> list[str]:
+    """The last `count` lines of the job's output file, reading only its end (output files can be large).
+    OutputRefused or OSError as `open_output` raises them."""
+    with os.fdopen(open_output(path, access), "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        data = b""
+        while size > 0 and data.count(b"\n") <= count:
+            step = min(block, size)
+            size -= step
+            f.seek(size)
+            data = f.read(step) + data
+    return data.decode("utf-8", "replace").splitlines()[-count:]
 
 
 @dataclass
 class OutputFollower:
     """The state of following one file: where the next read starts and what is left of an unfinished line.
 
-    Plain values only (`to_kwargs`): the trigger carries it on from where the worker left off.
+    Plain values only (`to_kwargs`): the trigger carries it on from where the worker left off. A file that
+    `access` does not let be read is said once, and the follow ends there.
     """
 
     path: str
+    access: OutputAccess
     lines_per_read: int = 20
     offset: int = 0
     emitted: int = 0
     max_line_chars: int = MAX_LINE_CHARS
     max_total_lines: int = MAX_TOTAL_LINES
     max_read_bytes: int = MAX_READ_BYTES
+    refused: bool = False  # the file was refused (and that said): nothing more is read
     _identity: tuple[int, int] | None = field(default=None, repr=False)
     _partial: bytes = field(default=b"", repr=False)
     _skipping: bool = field(default=False, repr=False)  # inside a line already cut or skipped: drop to its end
 
     @property
     def stopped(self) -> bool:
-        """The total budget is spent: nothing more is read."""
-        return self.emitted >= self.max_total_lines
+        """The total budget is spent, or the file was refused: nothing more is read."""
+        return self.refused or self.emitted >= self.max_total_lines
 
     def to_kwargs(self) -> dict[str, Any]:
-        """Where to go on from, as plain values (for trigger kwargs): the path, the offset, the limits."""
+        """Where to go on from, as plain values (for trigger kwargs): the path, the rule, the offset, the limits."""
         return {
             "path": self.path,
+            "access": self.access.to_kwargs(),
             "lines_per_read": self.lines_per_read,
             "offset": self.offset,
             "emitted": self.emitted,
             "max_line_chars": self.max_line_chars,
             "max_total_lines": self.max_total_lines,
             "max_read_bytes": self.max_read_bytes,
+            "refused": self.refused,
         }
 
     def read(self) -> list[str]:
         """The complete lines written since the last read (bounded), with notes in [brackets] where lines were
-        skipped; [] when there is nothing new or the file is not readable here (yet)."""
+        skipped or the file is refused; [] when there is nothing new or the file is not readable here (yet)."""
         if self.stopped or self.lines_per_read <= 0:
             return []
         data, notes = self._read_bytes()
@@ -84,14 +231,14 @@ class OutputFollower:
     def _read_bytes(self) -> tuple[bytes | None, list[str]]:
         notes: list[str] = []
         try:
-            # O_NONBLOCK: a FIFO in the output's place must not hang the worker or the event loop.
-            descriptor = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            descriptor = open_output(self.path, self.access)
+        except OutputRefused as refused:
+            self.refused = True
+            return None, [f"[the output file is not copied here: {refused}]"]
         except OSError:
             return None, notes
         try:
             info = os.fstat(descriptor)
-            if not stat.S_ISREG(info.st_mode):
-                return None, notes
             identity = (info.st_dev, info.st_ino)
             if (self._identity is not None and identity != self._identity) or info.st_size < self.offset:
                 notes.append("[the output file was truncated or replaced: following it from its start]")
@@ -129,11 +276,15 @@ class OutputFollower:
 
 
 def follower_from_kwargs(kwargs: dict[str, Any] | None) -> OutputFollower | None:
-    """The follower the worker handed on in trigger kwargs (None: live output is off)."""
+    """The follower the worker handed on in trigger kwargs (None: live output is off, or the kwargs carry no
+    rule for which file may be read, as those of releases before the rule do: then nothing is read)."""
     if not kwargs:
         return None
+    access = OutputAccess.from_kwargs(kwargs.get("access"))
+    if access is None:
+        return None
     with contextlib.suppress(TypeError):
-        return OutputFollower(**kwargs)
+        return OutputFollower(**{**kwargs, "access": access})
     return None
 
 

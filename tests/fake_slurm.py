@@ -66,6 +66,19 @@ class FakeSlurm:
         return sum(1 for m, p, _ in self.hits if m == method and p == path)
 
 
+def connection_as(server: FakeSlurm, login: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Another connection to `server`, logged in as `login` (with a token of theirs); returns its id."""
+    import jwt
+
+    now = int(time.time())
+    token = jwt.encode({"sun": login, "iat": now, "exp": now + 3600}, "k" * 32, algorithm="HS256")
+    conn = {"conn_type": "maxwell", "host": server.url, "login": login, "password": token}
+    conn["extra"] = {"auth_method": "token"}
+    conn_id = f"fake_as_{login}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[FakeSlurm]:
     server = FakeSlurm()

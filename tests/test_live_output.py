@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from airflow_provider_maxwell.effects import Note, Sleep
-from airflow_provider_maxwell.live_output import OutputFollower, before_each_sleep, follower_from_kwargs
+from airflow_provider_maxwell.live_output import (
+    OutputAccess,
+    OutputFollower,
+    OutputRefused,
+    before_each_sleep,
+    follower_from_kwargs,
+    job_owner_uid,
+    output_access,
+    path_refusal,
+    tail,
+)
 
 
 def append(path: Path, data: bytes) -> None:
@@ -17,9 +27,14 @@ def append(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def mine(folder: Path) -> OutputAccess:
+    """The rule for a job of this process's own user working in `folder`."""
+    return OutputAccess(os.getuid(), (str(folder),))
+
+
 def test_complete_lines_appear_and_a_partial_line_waits_for_its_end(tmp_path: Path):
     out = tmp_path / "slurm-7.out"
-    follower = OutputFollower(str(out))
+    follower = OutputFollower(str(out), mine(tmp_path))
     assert follower.read() == []  # not there yet (the job is pending): nothing, no error
     append(out, b"step 1 done\nstep 2 ha")
     assert follower.read() == ["step 1 done"]
@@ -35,7 +50,7 @@ def test_complete_lines_appear_and_a_partial_line_waits_for_its_end(tmp_path: Pa
 def test_a_truncated_file_is_followed_from_its_start_and_said_so(tmp_path: Path):
     out = tmp_path / "job.out"
     out.write_bytes(b"a long first run of output\n")
-    follower = OutputFollower(str(out))
+    follower = OutputFollower(str(out), mine(tmp_path))
     assert follower.read() == ["a long first run of output"]
     out.write_bytes(b"again\n")  # truncated and rewritten (a requeued job)
     assert follower.read() == ["[the output file was truncated or replaced: following it from its start]", "again"]
@@ -52,13 +67,13 @@ def test_a_truncated_file_is_followed_from_its_start_and_said_so(tmp_path: Path)
 def test_lines_per_read_keep_the_newest_and_count_the_skipped(tmp_path: Path):
     out = tmp_path / "job.out"
     out.write_bytes(b"".join(b"line %d\n" % i for i in range(50)))
-    follower = OutputFollower(str(out), lines_per_read=3)
+    follower = OutputFollower(str(out), mine(tmp_path), lines_per_read=3)
     assert follower.read() == ["[47 lines skipped: at most 3 per poll]", "line 47", "line 48", "line 49"]
 
 
 def test_long_lines_are_cut_and_an_endless_line_does_not_grow_memory(tmp_path: Path):
     out = tmp_path / "job.out"
-    follower = OutputFollower(str(out), max_line_chars=10)
+    follower = OutputFollower(str(out), mine(tmp_path), max_line_chars=10)
     out.write_bytes(b"x" * 25 + b"\nshort\n")
     assert follower.read() == ["xxxxxxxxxx [...cut]", "short"]
     append(out, b"\r" * 30 + b"progress 100%")  # a progress bar: no newline for a long time
@@ -70,7 +85,7 @@ def test_long_lines_are_cut_and_an_endless_line_does_not_grow_memory(tmp_path: P
 
 def test_a_flood_is_skipped_to_its_newest_bytes(tmp_path: Path):
     out = tmp_path / "job.out"
-    follower = OutputFollower(str(out), max_read_bytes=100)
+    follower = OutputFollower(str(out), mine(tmp_path), max_read_bytes=100)
     out.write_bytes(b"".join(b"flood %04d\n" % i for i in range(1000)))  # 11 bytes a line
     lines = follower.read()
     assert lines[0] == "[10900 bytes of output skipped: at most 100 per poll]"
@@ -79,7 +94,7 @@ def test_a_flood_is_skipped_to_its_newest_bytes(tmp_path: Path):
 
 def test_the_total_is_bounded_and_the_end_said(tmp_path: Path):
     out = tmp_path / "job.out"
-    follower = OutputFollower(str(out), lines_per_read=10, max_total_lines=12)
+    follower = OutputFollower(str(out), mine(tmp_path), lines_per_read=10, max_total_lines=12)
     out.write_bytes(b"".join(b"%d\n" % i for i in range(10)))
     assert len(follower.read()) == 10
     append(out, b"10\n11\n12\n")
@@ -91,26 +106,79 @@ def test_the_total_is_bounded_and_the_end_said(tmp_path: Path):
 def test_control_characters_cannot_forge_log_lines(tmp_path: Path):
     out = tmp_path / "job.out"
     out.write_bytes(b"ok\x1b[31m red\x00 \xff\n")
-    assert OutputFollower(str(out)).read() == ["ok?[31m red? \ufffd"]
+    assert OutputFollower(str(out), mine(tmp_path)).read() == ["ok?[31m red? \ufffd"]
 
 
 def test_a_fifo_or_a_directory_in_the_files_place_is_not_read(tmp_path: Path):
     fifo = tmp_path / "job.out"
     os.mkfifo(fifo)
-    assert OutputFollower(str(fifo)).read() == []  # would block forever if opened for a blocking read
-    assert OutputFollower(str(tmp_path)).read() == []
+    refused = ["[the output file is not copied here: it is not a regular file]"]
+    assert OutputFollower(str(fifo), mine(tmp_path)).read() == refused  # a blocking open would hang forever
+    folder = tmp_path / "job.err"
+    folder.mkdir()
+    follower = OutputFollower(str(folder), mine(tmp_path))
+    assert follower.read() == refused
+    assert follower.stopped and follower.read() == []  # said once
 
 
 def test_off_with_zero_lines_and_handed_on_through_plain_kwargs(tmp_path: Path):
     out = tmp_path / "job.out"
     out.write_bytes(b"one\ntwo\n")
-    assert OutputFollower(str(out), lines_per_read=0).read() == []
-    worker = OutputFollower(str(out))
+    assert OutputFollower(str(out), mine(tmp_path), lines_per_read=0).read() == []
+    worker = OutputFollower(str(out), mine(tmp_path))
     assert worker.read() == ["one", "two"]
     append(out, b"three\n")
     handed = follower_from_kwargs(worker.to_kwargs())  # the trigger goes on where the worker left off
     assert handed is not None and handed.read() == ["three"]
     assert follower_from_kwargs(None) is None and follower_from_kwargs({"nonsense": 1}) is None
+    without_rule = {k: v for k, v in worker.to_kwargs().items() if k != "access"}  # an older release's kwargs
+    assert follower_from_kwargs(without_rule) is None  # nothing read without the rule of which file may be
+
+
+def test_the_owner_is_the_connections_login_as_this_host_names_it(attacker):
+    assert job_owner_uid(attacker.name, None) == attacker.uid
+    assert job_owner_uid(attacker.name, attacker.uid) == attacker.uid
+    assert job_owner_uid(attacker.name, 0) is None  # the record contradicts the login: whose is the job?
+    # A login this host does not know: the record's uid, unless the host names that uid otherwise.
+    assert job_owner_uid("no-such-user-here", 47123) == 47123
+    assert job_owner_uid("no-such-user-here", 0) is None  # root's: a record saying so proves nothing
+    assert job_owner_uid("no-such-user-here", attacker.uid) is None
+    assert job_owner_uid("no-such-user-here", None) is None
+    refusal = path_refusal("/home/x/slurm-1.out", OutputAccess(None, ("/home/x",)))
+    assert refusal is not None and "not known on this host" in refusal
+
+
+def test_readable_paths_are_under_the_working_directory_or_an_output_path_the_task_set():
+    access = output_access("root", None, "/work/run/", ["logs/%x-%5j.out", "/data/err/%u_%A_%a.err"])
+    assert access.folders == ("/work/run",)
+    assert access.patterns == ("/work/run/logs/%x-%5j.out", "/data/err/%u_%A_%a.err")
+    for readable in ("/work/run/slurm-41.out", "/work/run/deep/er/out", "/data/err/root_41_3.err"):
+        assert path_refusal(readable, access) is None, readable
+    for outside in (
+        "/work/run",  # the folder itself
+        "/work/run/../../etc/shadow",  # not under it once normalized
+        "/work/running/x.out",  # a sibling with the same start
+        "/data/err/root_41_3.err.bak",  # not the whole pattern
+        "/data/err/x/y_1_2.err",  # a pattern stands for characters within one path component
+        "/data/err/../err2/root_1_2.err",
+        "relative/slurm-1.out",
+        "/etc/shadow",
+    ):
+        refusal = path_refusal(outside, access)
+        assert refusal is not None and ("outside" in refusal or "absolute" in refusal), outside
+
+
+def test_the_tail_reads_only_what_the_rule_allows(tmp_path: Path):
+    out = tmp_path / "slurm-1.out"
+    out.write_bytes(b"".join(b"line %d\n" % i for i in range(5000)))
+    assert tail(str(out), 3, mine(tmp_path)) == ["line 4997", "line 4998", "line 4999"]
+    (tmp_path / "link.out").symlink_to(out)
+    with pytest.raises(OutputRefused, match="symbolic link"):
+        tail(str(tmp_path / "link.out"), 3, mine(tmp_path))
+    with pytest.raises(OutputRefused, match="belongs to uid"):
+        tail(str(out), 3, OutputAccess(os.getuid() + 1, (str(tmp_path),)))
+    with pytest.raises(FileNotFoundError):  # not there (yet): not a refusal
+        tail(str(tmp_path / "none.out"), 3, mine(tmp_path))
 
 
 def test_the_action_runs_before_each_pause_and_the_protocol_is_unchanged():
@@ -156,7 +224,9 @@ def test_the_trigger_logs_new_lines_while_the_job_runs(fake, tmp_path: Path, cap
     fake.script["/slurmdb/v0.0.44/jobs"] = [listing("RUNNING")]
     spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)
     trigger = MaxwellJobTrigger(
-        maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs(), live_output=OutputFollower(str(out)).to_kwargs()
+        maxwell_conn_id=fake.conn_id,
+        spec=spec.to_kwargs(),
+        live_output=OutputFollower(str(out), mine(tmp_path)).to_kwargs(),
     )
     assert trigger.serialize()[1]["live_output"]["path"] == str(out)  # plain values in the kwargs
 
@@ -183,7 +253,7 @@ def test_the_trigger_logs_new_lines_while_the_job_runs(fake, tmp_path: Path, cap
 
 @pytest.mark.parametrize("live_output_lines", [20, 0])
 def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
-    fake, tmp_path: Path, capsys, live_output_lines: int
+    fake, tmp_path: Path, capsys, live_output_lines: int, attacker, monkeypatch: pytest.MonkeyPatch
 ):
     import threading
     import time
@@ -191,10 +261,13 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
 
     from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
 
-    from .fake_slurm import META
+    from .fake_slurm import META, connection_as
 
+    user = attacker.name  # the job's user: the output file must be theirs (test_output_file_access.py)
     out = tmp_path / "slurm-41.out"
-    live = {"job_id": 41, "user_name": "alice", "name": "d.t", "partition": "p", "standard_output": str(out)}
+    out.write_bytes(b"")
+    os.chown(out, attacker.uid, attacker.gid)
+    live = {"job_id": 41, "user_name": user, "name": "d.t", "partition": "p", "standard_output": str(out)}
     fake.script["/slurm/v0.0.44/job/submit"] = [(200, {}, {**META, "job_id": 41})]
     fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**live, "job_state": ["RUNNING"]}]})]
     pushed: dict[str, object] = {}
@@ -209,7 +282,8 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
     task = MaxwellSubmitJobOperator(
         task_id="t",
         script="#!/bin/bash\ntrue\n",
-        maxwell_conn_id=fake.conn_id,
+        maxwell_conn_id=connection_as(fake, user, monkeypatch),
+        current_working_directory=str(tmp_path),
         poll_interval=0.2,
         deferrable=False,
         live_output_lines=live_output_lines,
@@ -225,7 +299,7 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
         while_running = capsys.readouterr().out
     finally:
         times = {"submission": int(time.time()), "start": int(time.time()), "end": int(time.time()) + 1}
-        final = {"job_id": 41, "name": "d.t", "user": "alice", "state": {"current": ["COMPLETED"]}, "time": times}
+        final = {"job_id": 41, "name": "d.t", "user": user, "state": {"current": ["COMPLETED"]}, "time": times}
         final["stdout_expanded"] = str(out)
         fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**live, "job_state": ["COMPLETED"]}]})]
         fake.script["/slurmdb/v0.0.44/job/41"] = [
@@ -264,7 +338,7 @@ def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_new
     out.write_bytes(b"")
     spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)
     trigger = MaxwellJobTrigger(
-        maxwell_conn_id="c", spec=spec.to_kwargs(), live_output=OutputFollower(str(out)).to_kwargs()
+        maxwell_conn_id="c", spec=spec.to_kwargs(), live_output=OutputFollower(str(out), mine(tmp_path)).to_kwargs()
     )
 
     async def main() -> str:

@@ -35,7 +35,7 @@ from airflow_provider_maxwell.slurm.job import (
     parse_controller_jobs,
     parse_job_statuses,
 )
-from airflow_provider_maxwell.slurm.submit import build_submit_body
+from airflow_provider_maxwell.slurm.submit import build_submit_body, default_working_directory
 
 BLOCKED_BY_PROXY = (403, 404, 405, 501)  # a proxy's answers to a path it does not pass on
 NOT_IMPLEMENTED = 501
@@ -78,7 +78,8 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         mark = submission_mark()
         marked = {**fields, "comment": f"{fields['comment']} {mark}" if fields.get("comment") else mark}
-        body = build_submit_body(dialect, script, marked, default_cwd=f"/home/{self.state.config.login}")
+        default_cwd = default_working_directory(self.state.config.login)
+        body = build_submit_body(dialect, script, marked, default_cwd=default_cwd)
         # slurmrestd holds a submission while slurmctld tells it to back off: leave it room to answer.
         timeout = max(self.state.config.timeout, SUBMIT_TIMEOUT)
         for sending in range(1, self.policy.limit + 1):

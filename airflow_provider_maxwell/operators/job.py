@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
-    from airflow_provider_maxwell.live_output import OutputFollower
+    from airflow_provider_maxwell.live_output import OutputAccess, OutputFollower
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.slurm.job import SlurmJob
     from airflow_provider_maxwell.watch import WatchSpec
@@ -56,10 +56,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
     :param poll_interval: seconds between status checks.
     :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
     :param log_output_lines: how many last lines of the job's output file to copy into the task log
-        at the end, when the worker can read it (shared filesystem); 0 turns it off.
+        at the end, when the worker can read it (shared filesystem); 0 turns it off. Only a regular file
+        (no symlink) of the job's user, under ``current_working_directory`` or at a ``standard_output``/
+        ``standard_error`` path set in ``job_fields``, is copied; any other is said and skipped.
     :param live_output_lines: while the job runs, copy its new output lines to the task log, at most this
         many per poll (lines of at most 500 characters, 2000 lines in all), from the worker or, deferred,
-        from the triggerer, wherever the output file is readable; 0 turns it off. Not for arrays.
+        from the triggerer, wherever the output file is readable (the same rule as the tail's); 0 turns
+        it off. Not for arrays.
     :param durable: Airflow 3.3's durable execution (``ResumableJobMixin``'s meaning): a retry of the
         task instance re-attaches to its job instead of submitting another: by the job id saved in the
         task state store under ``external_id_key``, or, after a crash before it was saved, by the tag
@@ -333,7 +336,18 @@ class MaxwellSubmitJobOperator(BaseOperator):
         path = known.output_path()
         if known.is_terminal or not path:
             return None
-        return OutputFollower(path, lines_per_read=self.live_output_lines)
+        access = self._output_access(hook.config.login, known.user_id)
+        return OutputFollower(path, access, lines_per_read=self.live_output_lines)
+
+    def _output_access(self, login: str, record_uid: int | None) -> OutputAccess:
+        """Which files may be copied into the task log as this task's job's output: the working directory and
+        output paths as this task set them (not as the server's answer says), files of the job's user."""
+        from airflow_provider_maxwell.live_output import output_access
+        from airflow_provider_maxwell.slurm.submit import default_working_directory
+
+        folder = self.current_working_directory or default_working_directory(login)
+        declared = [self.job_fields.get(key) for key in ("standard_output", "standard_error")]
+        return output_access(login, record_uid, folder, [path for path in declared if isinstance(path, str)])
 
     def _log_live_output(self, job_id: int, follower: OutputFollower) -> None:
         for line in follower.read():
@@ -422,10 +436,20 @@ class MaxwellSubmitJobOperator(BaseOperator):
         raise AirflowException(outcome.message)
 
     def _log_output_tail(self, path: str | None) -> None:
+        """The last lines of the job's output file in the task log, if this host may and can read it; why not
+        otherwise, in one line (never a reason to fail the task)."""
         if not path or self.log_output_lines <= 0:
             return
-        lines = tail(path, self.log_output_lines)
-        if lines is None:
+        from airflow_provider_maxwell.exceptions import MaxwellError
+        from airflow_provider_maxwell.live_output import OutputRefused, tail
+
+        try:
+            # The summary names the user, not the uid: the connection's login says whose the file must be.
+            lines = tail(path, self.log_output_lines, self._output_access(self._hook().config.login, None))
+        except (OutputRefused, MaxwellError) as refused:
+            self.log.info("Job output %s is not copied here: %s", path, refused)
+            return
+        except OSError:
             self.log.info("Job output %s is not readable from this worker", path)
             return
         self.log.info("Last %d lines of %s:\n%s", len(lines), path, "\n".join(lines))
@@ -455,20 +479,3 @@ class MaxwellSubmitJobOperator(BaseOperator):
         worker = threading.Thread(target=cancel, name=f"cancel-slurm-job-{job_id}", daemon=False)
         worker.start()
         worker.join(timeout=30)
-
-
-def tail(path: str, count: int, block: int = 8192) -> list[str] | None:
-    """The last `count` lines of a file, reading only its end (output files can be large)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            data = b""
-            while size > 0 and data.count(b"\n") <= count:
-                step = min(block, size)
-                size -= step
-                f.seek(size)
-                data = f.read(step) + data
-    except OSError:
-        return None
-    return data.decode("utf-8", "replace").splitlines()[-count:]

@@ -44,6 +44,8 @@ class SlurmJob:
     standard_error: str | None = None
     array_job_id: int | None = None
     array_task_id: int | None = None
+    #: the job's user as a uid (slurmctld's records only; accounting's name the user only)
+    user_id: int | None = None
     #: what the job asked for and used (accounting records only; slurmctld's carry none)
     usage: JobUsage | None = field(default=None, compare=False, repr=False)
 
@@ -344,6 +346,7 @@ def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
         standard_error=text(doc.get("standard_error")),
         array_job_id=array_job,
         array_task_id=number(doc.get("array_task_id")) if array_job else None,
+        user_id=number(doc.get("user_id")),
     )
 
 

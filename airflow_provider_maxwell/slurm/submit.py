@@ -100,6 +100,11 @@ def environment(value: Mapping[str, Any] | None) -> dict[str, str]:
     return env
 
 
+def default_working_directory(login: str) -> str:
+    """The working directory a job gets when the task sets none (slurmrestd's own would be no use)."""
+    return f"/home/{login}"
+
+
 def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any], default_cwd: str) -> dict[str, Any]:
     """The JSON body of POST /slurm/vX/job/submit for `dialect`.
 

@@ -107,7 +107,8 @@ class MaxwellJobTrigger(BaseTrigger):
         self.spec = WatchSpec(**spec)
         self.success_states = sorted(success_states or DEFAULT_SUCCESS_STATES)
         self.cancel_on_deadline = cancel_on_deadline
-        self.live_output = live_output  # where the job's output file is, and where the worker left it
+        # where the job's output file is, which files may be read as it (live_output.py), where the worker left it
+        self.live_output = live_output
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The trigger's class path and kwargs, as stored (in plain text) in Airflow's database: no secrets."""
@@ -169,7 +170,7 @@ class MaxwellJobTrigger(BaseTrigger):
                         self.log.info("%s", note)
                     if final is not None:
                         return final
-                if follower is not None:  # a file on a slow shared filesystem must not stall the event loop
+                if follower is not None and not follower.stopped:  # a slow shared filesystem must not stall the loop
                     for line in await asyncio.to_thread(follower.read):
                         self.log.info("Slurm job %s | %s", self.spec.job_id, line)
 
@@ -178,7 +179,7 @@ class MaxwellJobTrigger(BaseTrigger):
         no longer than the poll interval. The poller sends news only when the job's state changes; a job
         printing for hours in one state must still have its lines read."""
         wake = None if self.spec.deadline is None else max(self.spec.deadline - time.time(), 0.0) + 0.1
-        if follower is not None:
+        if follower is not None and not follower.stopped:  # stopped: its budget spent, or its file refused
             wake = self.spec.poll_interval if wake is None else min(wake, self.spec.poll_interval)
         return wake
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.live_output import OutputFollower
+from airflow_provider_maxwell.live_output import OutputAccess, OutputFollower
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.watch import WatchSpec
@@ -179,8 +179,8 @@ def test_trigger_kwargs_carry_no_secret(hook):
     text = json.dumps(kwargs)
     assert hook.get_token() not in text and (hook.config.password or "") not in text
     assert set(kwargs) == {"maxwell_conn_id", "spec", "success_states", "cancel_on_deadline", "live_output"}
-    # Live output's state is a path, an offset and limits: plain values, nothing of the connection.
-    follower = OutputFollower("/beegfs/me/slurm-1.out")
+    # Live output's state is a path, the rule of which file may be read, an offset and limits: plain values.
+    follower = OutputFollower("/beegfs/me/slurm-1.out", OutputAccess(20001, ("/beegfs/me",)))
     _, kwargs = MaxwellJobTrigger(
         maxwell_conn_id="maxwell_default", spec=spec.to_kwargs(), live_output=follower.to_kwargs()
     ).serialize()

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
-from airflow_provider_maxwell.live_output import OutputFollower
+from airflow_provider_maxwell.live_output import OutputFollower, output_access
 from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
 from airflow_provider_maxwell.slurm.states import JobState
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
@@ -92,8 +92,10 @@ def test_the_trigger_logs_a_line_printed_mid_job_before_the_job_ends(
         path = hook.get_job(job_id).output_path()
         assert path
         spec = WatchSpec(job_id=job_id, user=users[0]["name"], submitted_after=submitted, poll_interval=1)
+        # As the operator hands it on: the job's user's files under the working directory the task set.
+        access = output_access(hook.config.login, None, cluster["jobs_dir"])
         trigger = MaxwellJobTrigger(
-            maxwell_conn_id=conn_id, spec=spec.to_kwargs(), live_output=OutputFollower(path).to_kwargs()
+            maxwell_conn_id=conn_id, spec=spec.to_kwargs(), live_output=OutputFollower(path, access).to_kwargs()
         )
         ended_at: list[float] = []
 

@@ -29,7 +29,7 @@ def test_hooks_of_one_connection_share_one_state_and_other_settings_get_their_ow
 
 def test_a_portal_connections_tokens_are_shared_with_the_hosts_other_processes(shared_folder: Path):
     state = connection_state(config("state-portal-shares"))
-    assert state.tokens.shared is not None and state.tokens.shared.folder == shared_folder
+    assert state.tokens.shared is not None and state.tokens.shared.folder.path == shared_folder
     now = time.time()
     minted = state.tokens.get(lambda: MintedToken("slurm-token-" + "x" * 40, now, now + 3600, "alice"))
     # Another process of the host (its own loader, same settings) adopts it instead of minting.

@@ -39,8 +39,7 @@ def test_a_file_of_another_format_is_not_read(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_a_damaged_file_is_not_read_and_the_next_mint_replaces_it():
-    shared = shared_file()
-    shared.folder.mkdir(mode=0o700, exist_ok=True)
+    shared = shared_file()  # its folder made and checked
     shared.path.write_bytes(b"not what Fernet sealed")
     os.chmod(shared.path, 0o600)
     assert shared.load() is None
@@ -51,7 +50,8 @@ def test_a_damaged_file_is_not_read_and_the_next_mint_replaces_it():
 
 def test_files_untouched_for_two_days_go_when_a_token_is_stored(shared_folder: Path):
     shared_folder.mkdir(mode=0o700, exist_ok=True)
-    old, recent = shared_folder / "gone-connection.token", shared_folder / "other-connection.token"
+    gone, other = host_files.own_name("token", "gone connection"), host_files.own_name("token", "other connection")
+    old, recent = shared_folder / f"{gone}.token", shared_folder / f"{other}.token"
     for file in (old, recent):
         file.write_bytes(b"sealed")
     now = time.time()

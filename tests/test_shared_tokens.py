@@ -248,26 +248,39 @@ def test_threads_sharing_a_hook_tell_the_masker_about_a_token_once():
     assert told == ["minted-by-another-process-" + "z" * 30]
 
 
-def test_the_file_name_costs_the_slow_derivation(shared_folder: Path, monkeypatch: pytest.MonkeyPatch):
-    # Anyone who can list the folder sees the names: if a name came from a fast hash of the settings
-    # (secret included), a portal token could be guessed offline at sha256 speed. Without scrypt, no name.
-    import hashlib
-
+def test_the_file_name_carries_nothing_of_the_secret(monkeypatch: pytest.MonkeyPatch):
+    # Anyone who can list the folder sees the names: a name derived from the secret, however slowly,
+    # lets them test guesses of a password offline. Connections differing only in the secret share a name.
     from airflow_provider_maxwell.auth import shared
 
     calls: list[bytes] = []
-    real_scrypt = hashlib.scrypt
+    monkeypatch.setattr(shared.hashlib, "scrypt", lambda password, **_: calls.append(password) or b"k" * 64)
+    names = {
+        (stored.path.name, stored.lock.path.name)
+        for password in ("portal-token-of-alice", "another-portal-token", "Summer2024!")
+        if (stored := SharedTokenFile.for_connection(config(password))) is not None
+    }
+    assert len(names) == 1 and calls == []  # naming never derives from the secret
+    keycloak = [
+        SharedTokenFile.for_connection(config(password, auth_method="keycloak", keycloak_client_secret=client))
+        for password, client in (("pw-one", "client-one"), ("pw-two", "client-two"))
+    ]
+    assert keycloak[0] is not None and keycloak[1] is not None
+    assert keycloak[0].path.name == keycloak[1].path.name != next(iter(names))[0]
+    # Other non-secret settings still tell connections apart.
+    other_host = SharedTokenFile.for_connection(
+        MaxwellConnectionConfig.from_connection(
+            "shared", host="https://other.example", login="alice", password="portal-token-of-alice", extra={}
+        )
+    )
+    assert other_host is not None and other_host.path.name != next(iter(names))[0]
 
-    def counting_scrypt(password: bytes, **kwargs: object) -> bytes:
-        calls.append(password)
-        return real_scrypt(password, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(shared.hashlib, "scrypt", counting_scrypt)
-    stored = SharedTokenFile.for_connection(config())
-    assert stored is not None
-    name = stored.path.name
-    assert calls == [b"portal-token-of-alice"]
-    assert stored.lock.path.name == name.replace(".token", ".lock")
-    # The name still identifies the connection: the same settings find it again, others do not.
-    assert SharedTokenFile.for_connection(config()).path.name == name  # type: ignore[union-attr]
-    assert SharedTokenFile.for_connection(config("another-portal-token")).path.name != name  # type: ignore[union-attr]
+def test_a_file_of_another_secret_under_the_same_name_is_a_miss_and_replaced():
+    first, second = process_cache(config("old-portal-token")), process_cache(config("new-portal-token"))
+    minter = Minter()
+    old = first.get(minter)
+    new = second.get(minter)  # same name, other key: not the old token, a new one
+    assert new.value != old.value and len(minter.values) == 2
+    assert SharedTokenFile.for_connection(config("new-portal-token")).load() == new  # type: ignore[union-attr]
+    assert SharedTokenFile.for_connection(config("old-portal-token")).load() is None  # type: ignore[union-attr]

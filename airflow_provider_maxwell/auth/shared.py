@@ -4,7 +4,11 @@ A portal or Keycloak token is minted once per host and lifetime instead of once 
 The file lives in the user's private folder (host_files.py) and is encrypted (Fernet: AES-128-CBC
 with HMAC-SHA256) with a key derived by scrypt from the connection's own secret (portal token or
 password) and its fingerprint: reading it requires what Airflow's connection already guards, and
-guessing a weak password from it costs scrypt per guess. SECURITY.md says more.
+guessing a weak password from it costs scrypt per guess. Its name comes from the connection's
+settings without the secret: a name is there for anyone who may list the folder to see, so it
+must not let them test guesses. Connections differing only in their secret therefore share a
+name; a file that does not decrypt with this connection's key is a miss, and its mint replaces it.
+SECURITY.md says more.
 """
 
 from __future__ import annotations
@@ -32,26 +36,42 @@ LOCK_WAIT = 120.0  # seconds to wait for another process's mint before minting w
 class SharedTokenFile:
     """The encrypted file holding a connection's token on this host, and the lock around minting it."""
 
-    def __init__(self, config: MaxwellConnectionConfig, folder: Path) -> None:
+    def __init__(self, config: MaxwellConnectionConfig, folder: host_files.HostFolder) -> None:
         self.config = config
         self.folder = folder
 
     @cached_property
+    def name(self) -> str:
+        """The file's stem: a hash of the connection's settings but its secrets (all of the fingerprint's
+        others, so that only a changed secret makes two connections meet at one name)."""
+        config = self.config
+        public = [
+            config.conn_id,
+            config.host,
+            config.login,
+            config.auth_method,
+            config.portal_url,
+            config.token_lifespan,
+            config.keycloak_url,
+            config.keycloak_realm,
+            config.keycloak_client_id,
+            config.keycloak_scope,
+            config.api_version,
+            config.verify,
+            config.timeout,
+            config.job_url_template,
+        ]
+        return host_files.own_name("token", json.dumps(public))
+
+    @property
     def path(self) -> Path:
-        """The encrypted token file (its name costs the slow key derivation, like its key)."""
-        return self.folder / f"{self._name}.token"
+        """Where the encrypted token file was found (for messages and tests; opened through its folder)."""
+        return self.folder.path / f"{self.name}.token"
 
     @cached_property
     def lock(self) -> host_files.HostLock:
         """The host-wide lock held while this connection's token is minted."""
-        return host_files.HostLock(self.folder / f"{self._name}.lock")
-
-    @cached_property
-    def _name(self) -> str:
-        # From the slow derivation too: a name hashed fast from the connection's settings (which
-        # include the secret) would let anyone who can list the folder test guesses of a portal
-        # token at sha256 speed. Half of scrypt's output keys the file, the other half names it.
-        return self._derived[32:52].hex()
+        return self.folder.lock(f"{self.name}.lock")
 
     @classmethod
     def for_connection(cls, config: MaxwellConnectionConfig) -> SharedTokenFile | None:
@@ -62,8 +82,8 @@ class SharedTokenFile:
         return cls(config, folder) if folder is not None else None
 
     @cached_property
-    def _derived(self) -> bytes:
-        """64 bytes from scrypt over the connection's secret: the file's key (first 32) and name (rest)."""
+    def _key(self) -> bytes:
+        """The file's key: scrypt over the connection's secret, salted with its settings."""
         secret = "\0".join(filter(None, [self.config.password, self.config.keycloak_client_secret]))
         return hashlib.scrypt(
             secret.encode(),
@@ -71,20 +91,20 @@ class SharedTokenFile:
             n=SCRYPT_N,
             r=SCRYPT_R,
             p=SCRYPT_P,
-            dklen=64,
+            dklen=32,
         )
 
     @cached_property
     def _fernet(self) -> Fernet:
         from cryptography.fernet import Fernet  # imported only when a token is shared: DAG files never pay for it
 
-        return Fernet(base64.urlsafe_b64encode(self._derived[:32]))
+        return Fernet(base64.urlsafe_b64encode(self._key))
 
     def load(self) -> MintedToken | None:
         """The token another process stored, if the file exists and decrypts to one of this connection."""
         from cryptography.fernet import InvalidToken
 
-        sealed = host_files.read_private(self.path)
+        sealed = self.folder.read(f"{self.name}.token")
         if not sealed:
             return None
         try:
@@ -98,7 +118,9 @@ class SharedTokenFile:
                 user=content.get("user"),
             )
         except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
-            return None  # another key (changed secret), a damaged file: mint anew, which replaces it
+            # Another key (a changed secret, or another connection of the same name), a damaged file:
+            # a miss; the mint that follows replaces it.
+            return None
 
     def save(self, token: MintedToken) -> None:
         """Store a newly minted token for the other processes (replacing the file atomically)."""
@@ -111,7 +133,7 @@ class SharedTokenFile:
             "user": token.user,
         }
         try:
-            host_files.write_private(self.path, self._fernet.encrypt(json.dumps(content).encode()))
-            host_files.prune(self.path.parent)
+            self.folder.write(f"{self.name}.token", self._fernet.encrypt(json.dumps(content).encode()))
+            self.folder.prune()
         except OSError:
             pass  # a full or vanished folder: this process keeps its token in memory, the others mint theirs

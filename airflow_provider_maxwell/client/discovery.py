@@ -12,11 +12,9 @@ all of it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from airflow_provider_maxwell import host_files
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
@@ -66,8 +64,8 @@ def _probe_once_per_host(state: ConnectionState, policy: RetryPolicy) -> Protoco
     event loop never blocks) and read it. Without a shared folder, or after PROBE_LOCK_WAIT, a process
     probes for itself."""
     config = state.config
-    path = _version_file(config)
-    lock = host_files.HostLock(path.with_suffix(".lock")) if path is not None else None
+    where = _version_file(config)
+    lock = where[0].lock(f"{where[1]}.lock") if where is not None else None
     deadline = time.monotonic() + PROBE_LOCK_WAIT
     while lock is not None and not lock.acquire(0):
         if time.monotonic() >= deadline:
@@ -119,17 +117,16 @@ def _offered_by_document(state: ConnectionState, policy: RetryPolicy) -> Protoco
     return set()
 
 
-def _version_file(config: MaxwellConnectionConfig) -> Path | None:
+def _version_file(config: MaxwellConnectionConfig) -> tuple[host_files.HostFolder, str] | None:
+    """The host's folder and the stem of the file keeping the choice for the connection's server."""
     folder = host_files.shared_folder() if config.shared_cache else None
-    if folder is None:
-        return None
-    return folder / f"api-{hashlib.sha256(config.host.encode()).hexdigest()[:40]}.json"
+    return (folder, host_files.own_name("api", config.host)) if folder is not None else None
 
 
 def recall(config: MaxwellConnectionConfig, now: float | None = None) -> tuple[ApiDialect, str | None] | None:
     """The version (and release) a process of this host chose for the connection's server lately, if any."""
-    path = _version_file(config)
-    content = host_files.read_private(path) if path is not None else None
+    where = _version_file(config)
+    content = where[0].read(f"{where[1]}.json") if where is not None else None
     try:
         kept = json.loads(content) if content else None
         if not isinstance(kept, Mapping) or kept.get("host") != config.host:
@@ -145,12 +142,12 @@ def recall(config: MaxwellConnectionConfig, now: float | None = None) -> tuple[A
 
 def remember(config: MaxwellConnectionConfig, chosen: ApiDialect, release: str | None) -> None:
     """Keep a choice for the host's other processes (nothing secret: host, version, release)."""
-    path = _version_file(config)
-    if path is None:
+    where = _version_file(config)
+    if where is None:
         return
     content = {"host": config.host, "version": chosen.version, "release": release, "checked_at": time.time()}
     with contextlib.suppress(OSError):  # the others then probe for themselves
-        host_files.write_private(path, json.dumps(content).encode())
+        where[0].write(f"{where[1]}.json", json.dumps(content).encode())
 
 
 def openapi_release(document: Mapping[str, object]) -> str | None:

@@ -23,6 +23,7 @@ from airflow_provider_maxwell.provider_info import (
     DEPRECATED_FIELD_NAMES,
     MAX_TOKEN_LIFESPAN,
     MIN_TOKEN_LIFESPAN,
+    SIGNING_KEY_TOKEN_LIFESPAN,
     field_default,
 )
 
@@ -204,6 +205,8 @@ class MaxwellConnectionConfig:
                 f"Put {secret_meaning[method]} in the connection's password field",
             )
 
+        if method == "signing_key" and "jwt_lifespan" not in given:
+            options["jwt_lifespan"] = SIGNING_KEY_TOKEN_LIFESPAN
         lifespan = _int(options["jwt_lifespan"], spelled["jwt_lifespan"], bad)
         if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
             raise bad(
@@ -214,6 +217,13 @@ class MaxwellConnectionConfig:
             )
 
         signing_key = None
+        if method == "signing_key" and login.lower() in SLURM_SUPERUSERS:
+            raise bad(
+                "login",
+                f"is {login!r}, which a signing key would mint tokens for: a token for root or for Slurm's own user "
+                "(slurm) acts for every user of the cluster",
+                "Give the service account's own user name",
+            )
         if method == "signing_key":
             raw = options.get("signing_secret")
             if not raw:
@@ -324,6 +334,10 @@ DEPRECATION_REASONS = {
     "signing_key": "Airflow shows extra fields in clear unless their name looks secret: the UI and the REST API "
     "showed the key; they mask extra.signing_secret.",
 }
+# Users whose Slurm token acts for every user: root, and the user slurmctld runs as (SlurmUser, "slurm"
+# by convention). A signing_key connection mints for its login, so these logins would hand that power to
+# every task that reads it. Compared without case: no real account differs from these by case alone.
+SLURM_SUPERUSERS = frozenset({"root", "slurm"})
 MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
 # The extra fields whose values are text (the form's schema says string and nothing else).
 TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"] == ["string", "null"])

@@ -79,7 +79,17 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
     "verify": _field(
-        "Verify TLS certificates", "boolean", "Off only for tests against a self-signed server.", default=True
+        "Verify TLS certificates",
+        "boolean",
+        "Off only for tests against a self-signed server (warned about); for a private CA, give the CA bundle.",
+        default=True,
+    ),
+    "allow_plain_http": _field(
+        "Allow plain http://",
+        "boolean",
+        "Send passwords and tokens unencrypted to a plain http:// host, portal or Keycloak on another machine "
+        "(this machine's, e.g. 127.0.0.1, need not). Only where every network on the way is trusted; warned about.",
+        default=False,
     ),
     "ca_bundle": _field(
         "CA bundle (path)",

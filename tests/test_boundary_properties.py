@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.config import MaxwellConnectionConfig, crosses_network_in_clear
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.provider_info import (
     MAX_TOKEN_LIFESPAN,
@@ -120,6 +120,8 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
     for name in ("portal_url", "keycloak_url"):
         url = getattr(config, name)
         assert url.split("://")[0] in ("http", "https") and not any(c in url for c in "@?# \t\n\x00")
+    if str(options.get("allow_plain_http", False)).strip().lower() not in ("true", "yes", "1"):
+        assert not any(crosses_network_in_clear(url) for url in (config.host, config.portal_url, config.keycloak_url))
     if config.auth_method == "signing_key":
         assert config.signing_key == base64.b64decode(options["signing_secret"]) and len(config.signing_key) >= 16
     else:

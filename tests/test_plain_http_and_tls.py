@@ -1,15 +1,18 @@
 """Secrets cross the network only over TLS unless the connection says otherwise: a plain http:// host,
 portal or Keycloak URL to another machine is refused unless extra.allow_plain_http is true (then it is
-warned about), and TLS verification turned off is warned about."""
+warned about), TLS verification turned off is warned about, and the `maxwell-connection` command sends
+no password over plain http://."""
 
 from __future__ import annotations
 
+import io
 import uuid
 import warnings
 from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell.cli import main as maxwell_connection
 from airflow_provider_maxwell.config import InsecureConnectionWarning, MaxwellConnectionConfig
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.provider_info import CONN_FIELDS
@@ -155,3 +158,44 @@ def test_the_form_shows_allow_plain_http_as_a_switch_that_is_off():
     spec = CONN_FIELDS["allow_plain_http"]
     assert spec["schema"] == {"type": ["boolean", "null"], "default": False}
     assert "http://" in spec["description"]
+
+
+# ---------------------------------------------------------------- maxwell-connection
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--host", "http://rest.example/sapi"], "--host"),
+        (["--host", "https://rest.example/sapi", "--portal-url", "http://portal.example/reservation"], "--portal-url"),
+    ],
+)
+def test_the_command_sends_no_password_over_plain_http(args, named, monkeypatch, capsys):
+    import requests
+
+    sent: list[Any] = []
+    monkeypatch.setattr(requests, "get", lambda *a, **kw: sent.append((a, kw)))
+    monkeypatch.setattr("sys.stdin", io.StringIO("desy-password\n"))
+    with pytest.raises(SystemExit) as stopped:
+        maxwell_connection(["--user", "alice", "--password-stdin", *args])
+    assert stopped.value.code == 2 and sent == []
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith(
+        f"{named} {args[-1]!r} is plain http:// to another machine: your DESY password would cross the network "
+        "unencrypted. Use https://"
+    )
+    assert "desy-password" not in error
+
+
+def test_the_command_still_asks_a_portal_on_this_machine_over_plain_http(monkeypatch, capsys):
+    import requests
+
+    class Answer:
+        status_code = 200
+        text = "portal-token\n"
+
+    sent: list[str] = []
+    monkeypatch.setattr(requests, "get", lambda url, **kw: sent.append(url) or Answer())
+    monkeypatch.setattr("sys.stdin", io.StringIO("desy-password\n"))
+    assert maxwell_connection(["--user", "alice", "--password-stdin", "--json", "--host", "http://127.0.0.1:6820"]) == 0
+    assert sent == ["http://127.0.0.1:6820/reservation/get_new_token"]

@@ -299,7 +299,10 @@ class MaxwellConnectionConfig:
         job_url_template = options.get("job_url_template")
         if job_url_template is not None:
             job_url_template = _job_url_template(job_url_template, bad)
-        allow_plain_http = _flag(options["allow_plain_http"], "extra.allow_plain_http", bad)
+        # Unset is no: the form leaves the switch unsaved until it is turned on.
+        allow_plain_http = "allow_plain_http" in given and _flag(
+            given["allow_plain_http"], "extra.allow_plain_http", bad
+        )
         # The host first: the portal's URL defaults to its origin, and the refusal names what the user wrote.
         in_clear = [
             (name, url)

@@ -89,7 +89,6 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "boolean",
         "Send passwords and tokens unencrypted to a plain http:// host, portal or Keycloak on another machine "
         "(this machine's, e.g. 127.0.0.1, need not). Only where every network on the way is trusted; warned about.",
-        default=False,
     ),
     "ca_bundle": _field(
         "CA bundle (path)",

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from airflow_provider_maxwell.auth.sources import CLI_API
+from airflow_provider_maxwell.config import crosses_network_in_clear, quotable
 
 DEFAULT_HOST = "https://max-slurm-rest.desy.de/sapi"
 
@@ -139,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         parser.error(f"--host {args.host!r} is not a URL; e.g. {DEFAULT_HOST}")
     portal_url = (args.portal_url or f"{parts.scheme}://{parts.netloc}/reservation").rstrip("/")
+    # The connection's own rule, checked before the password is asked for; no opt-in here: a DESY password
+    # opens more than Slurm.
+    for option, url in (("--host", args.host), ("--portal-url", portal_url)):
+        if crosses_network_in_clear(url):
+            parser.error(
+                f"{option} {quotable(url)} is plain http:// to another machine: your DESY password would cross the "
+                "network unencrypted. Use https://"
+            )
     password = (
         sys.stdin.readline().rstrip("\n")
         if args.password_stdin

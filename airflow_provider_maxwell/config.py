@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import os
 import string
@@ -23,6 +24,7 @@ from airflow_provider_maxwell.provider_info import (
     DEPRECATED_FIELD_NAMES,
     MAX_TOKEN_LIFESPAN,
     MIN_TOKEN_LIFESPAN,
+    SIGNING_KEY_TOKEN_LIFESPAN,
     field_default,
 )
 
@@ -204,6 +206,8 @@ class MaxwellConnectionConfig:
                 f"Put {secret_meaning[method]} in the connection's password field",
             )
 
+        if method == "signing_key" and "jwt_lifespan" not in given:
+            options["jwt_lifespan"] = SIGNING_KEY_TOKEN_LIFESPAN
         lifespan = _int(options["jwt_lifespan"], spelled["jwt_lifespan"], bad)
         if lifespan > MAX_TOKEN_LIFESPAN or lifespan < MIN_TOKEN_LIFESPAN:
             raise bad(
@@ -214,6 +218,13 @@ class MaxwellConnectionConfig:
             )
 
         signing_key = None
+        if method == "signing_key" and login.lower() in SLURM_SUPERUSERS:
+            raise bad(
+                "login",
+                f"is {login!r}, which a signing key would mint tokens for: a token for root or for Slurm's own user "
+                "(slurm) acts for every user of the cluster",
+                "Give the service account's own user name",
+            )
         if method == "signing_key":
             raw = options.get("signing_secret")
             if not raw:
@@ -288,6 +299,37 @@ class MaxwellConnectionConfig:
         job_url_template = options.get("job_url_template")
         if job_url_template is not None:
             job_url_template = _job_url_template(job_url_template, bad)
+        # Unset is no: the form leaves the switch unsaved until it is turned on.
+        allow_plain_http = "allow_plain_http" in given and _flag(
+            given["allow_plain_http"], "extra.allow_plain_http", bad
+        )
+        # The host first: the portal's URL defaults to its origin, and the refusal names what the user wrote.
+        in_clear = [
+            (name, url)
+            for name, url in (("host", host), ("extra.portal_url", portal_url), ("extra.keycloak_url", keycloak_url))
+            if crosses_network_in_clear(url)
+        ]
+        if in_clear and not allow_plain_http:
+            name, url = in_clear[0]
+            raise bad(
+                name,
+                f"{quotable(url)} is plain http:// to another machine: passwords and tokens would cross the network "
+                "unencrypted",
+                "Use https://, or set extra.allow_plain_http to true if every network between here and there is "
+                "trusted",
+            )
+        # Warned only once the connection is known good, so a refused one says one thing: why.
+        for name, url in in_clear:
+            _warn_once(
+                f"Maxwell connection {conn_id!r}: {name} {quotable(url)} is plain http:// to another machine, "
+                "allowed by extra.allow_plain_http: passwords and tokens cross the network unencrypted"
+            )
+        if verify is False:
+            _warn_once(
+                f"Maxwell connection {conn_id!r}: TLS certificates are not verified (extra.verify is false): whoever "
+                "is on the network path can pose as the server and read passwords and tokens. Give the server's CA "
+                "in extra.ca_bundle instead"
+            )
         return cls(
             conn_id=conn_id,
             host=host,
@@ -324,6 +366,10 @@ DEPRECATION_REASONS = {
     "signing_key": "Airflow shows extra fields in clear unless their name looks secret: the UI and the REST API "
     "showed the key; they mask extra.signing_secret.",
 }
+# Users whose Slurm token acts for every user: root, and the user slurmctld runs as (SlurmUser, "slurm"
+# by convention). A signing_key connection mints for its login, so these logins would hand that power to
+# every task that reads it. Compared without case: no real account differs from these by case alone.
+SLURM_SUPERUSERS = frozenset({"root", "slurm"})
 MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
 # The extra fields whose values are text (the form's schema says string and nothing else).
 TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"] == ["string", "null"])
@@ -365,6 +411,41 @@ def url_parts(url: str) -> SplitResult | None:
         return urlsplit(url)
     except ValueError:
         return None
+
+
+def is_this_machine(hostname: str) -> bool:
+    """Whether a URL's host name is this machine by its name alone, with no resolver asked: localhost,
+    127.0.0.0/8 or ::1. Traffic to it never leaves the machine."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:  # a name (a resolver could map it anywhere), or no address at all
+        return False
+
+
+def crosses_network_in_clear(url: str) -> bool:
+    """Whether what is sent to `url` crosses a network unencrypted: plain http:// to another machine."""
+    parts = url_parts(url)
+    return parts is not None and parts.scheme.lower() == "http" and not is_this_machine(parts.hostname or "")
+
+
+class InsecureConnectionWarning(UserWarning):
+    """A connection sends secrets where others may read them: plain http:// (allowed on purpose), or TLS
+    without verifying the server. Its own category, so a deployment can make it an error
+    (`warnings.simplefilter("error", InsecureConnectionWarning)`)."""
+
+
+_warned: set[str] = set()  # the insecure-connection warnings this process gave
+
+
+def _warn_once(message: str) -> None:
+    # Once per process: a connection is read again for every task and trigger, and one warning per read
+    # would bury the task log in the same sentence.
+    if message in _warned:
+        return
+    warnings.warn(message, InsecureConnectionWarning, stacklevel=3)
+    _warned.add(message)  # only once given: a filter that makes it an error refuses the connection every time
 
 
 Complaint = Callable[[str, str, str], MaxwellConfigError]  # (field, problem, fix) -> the error to raise

@@ -10,6 +10,8 @@ CONNECTION_TYPE = "maxwell"
 AUTH_METHODS = ("portal", "keycloak", "token", "signing_key")
 MIN_TOKEN_LIFESPAN = 10  # seconds: short enough for tests of renewal, long enough for one request
 MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
+# A signing key mints for free, so its tokens need not live long; a leaked one is worth an hour, not a day.
+SIGNING_KEY_TOKEN_LIFESPAN = 3600
 
 
 def _field(label: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -24,6 +26,8 @@ UNSAVED_DEFAULTS: dict[str, Any] = {
     "keycloak_realm": "production",
     "keycloak_client_id": "desy-public",
     "keycloak_scope": "openid sun",
+    # Not saved so that a signing_key connection can tell "not set" (an hour) from a day chosen on purpose.
+    "jwt_lifespan": MAX_TOKEN_LIFESPAN,
 }
 
 # Field names are chosen for Airflow's secrets masker, which hides every extra field whose NAME contains
@@ -45,8 +49,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "Slurm token lifespan (s)",
         "integer",
         f"Lifetime of the Slurm tokens minted for you (portal, signing_key), {MIN_TOKEN_LIFESPAN} to "
-        f"{MAX_TOKEN_LIFESPAN} s.",
-        default=MAX_TOKEN_LIFESPAN,
+        f"{MAX_TOKEN_LIFESPAN} s. Default: {MAX_TOKEN_LIFESPAN} (portal), {SIGNING_KEY_TOKEN_LIFESPAN} (signing_key).",
         minimum=MIN_TOKEN_LIFESPAN,
         maximum=MAX_TOKEN_LIFESPAN,
     ),
@@ -76,7 +79,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
     "verify": _field(
-        "Verify TLS certificates", "boolean", "Off only for tests against a self-signed server.", default=True
+        "Verify TLS certificates",
+        "boolean",
+        "Off only for tests against a self-signed server (warned about); for a private CA, give the CA bundle.",
+        default=True,
+    ),
+    "allow_plain_http": _field(
+        "Allow plain http://",
+        "boolean",
+        "Send passwords and tokens unencrypted to a plain http:// host, portal or Keycloak on another machine "
+        "(this machine's, e.g. 127.0.0.1, need not). Only where every network on the way is trusted; warned about.",
     ),
     "ca_bundle": _field(
         "CA bundle (path)",

@@ -143,6 +143,7 @@ def _good(name: str) -> st.SearchStrategy[Any]:
             ["https://slurm-web.example/job/{job_id}", "https://w.example/{user}/{job_id}"]
         ),
         "shared_cache": st.booleans() | st.sampled_from(["true", "False", "no", "1"]),
+        "allow_plain_http": st.booleans() | st.sampled_from(["true", "False", "no", "1"]),
     }
     return good[name]
 

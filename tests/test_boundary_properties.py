@@ -15,9 +15,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.config import MaxwellConnectionConfig, crosses_network_in_clear
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
-from airflow_provider_maxwell.provider_info import MAX_TOKEN_LIFESPAN, MIN_TOKEN_LIFESPAN, field_default
+from airflow_provider_maxwell.provider_info import (
+    MAX_TOKEN_LIFESPAN,
+    MIN_TOKEN_LIFESPAN,
+    SIGNING_KEY_TOKEN_LIFESPAN,
+    field_default,
+)
 from airflow_provider_maxwell.slurm.dialects import DIALECTS
 from airflow_provider_maxwell.slurm.job import MAX_JOB_ID, parse_job_id
 from airflow_provider_maxwell.slurm.submit import DEFAULT_PATH, build_submit_body
@@ -102,7 +107,8 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
         assert config.password == password.strip() and config.password.isascii() and config.password.isprintable()
     elif config.auth_method == "keycloak":
         assert config.password == password and password.isprintable()
-    lifespan = options.get("jwt_lifespan", field_default("jwt_lifespan"))
+    default_lifespan = SIGNING_KEY_TOKEN_LIFESPAN if config.auth_method == "signing_key" else MAX_TOKEN_LIFESPAN
+    lifespan = options.get("jwt_lifespan", default_lifespan)
     assert type(config.token_lifespan) is int and MIN_TOKEN_LIFESPAN <= config.token_lifespan <= MAX_TOKEN_LIFESPAN
     assert config.token_lifespan == float(lifespan) and not isinstance(lifespan, bool)
     timeout = options.get("timeout", field_default("timeout"))
@@ -114,6 +120,8 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
     for name in ("portal_url", "keycloak_url"):
         url = getattr(config, name)
         assert url.split("://")[0] in ("http", "https") and not any(c in url for c in "@?# \t\n\x00")
+    if str(options.get("allow_plain_http", False)).strip().lower() not in ("true", "yes", "1"):
+        assert not any(crosses_network_in_clear(url) for url in (config.host, config.portal_url, config.keycloak_url))
     if config.auth_method == "signing_key":
         assert config.signing_key == base64.b64decode(options["signing_secret"]) and len(config.signing_key) >= 16
     else:

@@ -84,7 +84,10 @@ def test_the_forms_fields_are_shown_with_their_defaults_not_masked():
         assert not form_fields_expected()
         return
     by_name = {key.removeprefix("extra__maxwell__"): spec for key, spec in fields.items()}
-    assert by_name["jwt_lifespan"]["value"] == 86400  # was "***" under the name token_lifespan
+    # Empty (was "***" under the name token_lifespan): its default depends on the auth method, and a saved
+    # default would read as chosen. The description gives both.
+    assert by_name["jwt_lifespan"]["value"] is None
+    assert "86400 (portal), 3600 (signing_key)" in by_name["jwt_lifespan"]["description"]
     assert by_name["verify"]["value"] is True
     assert by_name["auth_method"]["value"] == "portal"
     assert by_name["keycloak_url"]["value"] is None  # applied when used, never saved into a portal connection
@@ -111,9 +114,18 @@ def test_a_connection_saved_by_the_form_with_its_defaults_works_as_an_empty_one(
     assert emptied.fingerprint == config({}).fingerprint
 
 
+def test_a_signing_key_connection_saved_by_the_form_mints_hour_long_tokens():
+    # The form saves every field's default: a saved 86400 could not be told from one the user chose.
+    saved = config(form_saved_extra(auth_method="signing_key", signing_secret=KEY_B64), password=None)
+    assert saved.token_lifespan == 3600
+    assert config(form_saved_extra()).token_lifespan == 86400  # a portal token still mints for a day
+    chosen = form_saved_extra(auth_method="signing_key", signing_secret=KEY_B64, jwt_lifespan=600)
+    assert config(chosen, password=None).token_lifespan == 600
+
+
 def test_the_form_saves_no_keycloak_setting_into_a_portal_connection():
     saved_defaults = {name for name, spec in CONN_FIELDS.items() if spec["schema"].get("default") is not None}
-    assert saved_defaults == {"auth_method", "jwt_lifespan", "api_version", "verify", "timeout", "shared_cache"}
+    assert saved_defaults == {"auth_method", "api_version", "verify", "timeout", "shared_cache"}
     assert field_default("keycloak_scope") == "openid sun"  # applied all the same
 
 

@@ -58,7 +58,8 @@ def test_trailing_slashes_are_dropped_from_every_url():
 
 
 def test_the_portal_defaults_to_the_hosts_origin_and_reservation():
-    assert read(host="http://rest.example:8080/sapi/").portal_url == "http://rest.example:8080/reservation"
+    assert read(host="https://rest.example:8080/sapi/").portal_url == "https://rest.example:8080/reservation"
+    assert read(host="http://127.0.0.1:8080/sapi/").portal_url == "http://127.0.0.1:8080/reservation"
 
 
 def test_a_signing_key_is_decoded_from_base64_and_16_bytes_are_enough():
@@ -118,8 +119,8 @@ PREFIX = "Maxwell connection 'c': "
     [
         (
             {"auth_metod": "portal"},
-            "extra has unknown keys ['auth_metod']. Known keys: api_version, auth_method, ca_bundle, "
-            "job_url_template, jwt_lifespan, keycloak_client_id, keycloak_client_secret, keycloak_realm, "
+            "extra has unknown keys ['auth_metod']. Known keys: allow_plain_http, api_version, auth_method, "
+            "ca_bundle, job_url_template, jwt_lifespan, keycloak_client_id, keycloak_client_secret, keycloak_realm, "
             "keycloak_scope, keycloak_url, portal_url, shared_cache, signing_secret, timeout, verify",
         ),
         (

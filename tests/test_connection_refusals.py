@@ -173,6 +173,16 @@ def test_a_login_no_http_header_can_carry_is_refused_with_the_fix(login):
     )
 
 
+@pytest.mark.parametrize("login", ["root", "slurm", "Root"])
+def test_a_signing_key_connection_for_root_or_slurms_own_user_is_refused(login):
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    assert refusal(login=login, password=None, auth_method="signing_key", signing_secret=key) == (
+        f"{PREFIX}login is {login!r}, which a signing key would mint tokens for: a token for root or for Slurm's "
+        "own user (slurm) acts for every user of the cluster. Give the service account's own user name"
+    )
+    assert read(login=login).login == login  # with a portal token, root's tokens are the portal's to refuse
+
+
 def test_a_ca_bundle_and_a_bundle_path_in_verify_are_refused_together(tmp_path: Path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("PEM")

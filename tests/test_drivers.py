@@ -458,11 +458,11 @@ def test_a_host_name_that_does_not_resolve_is_known_to_have_sent_nothing(client_
 
     from airflow_provider_maxwell.effects import TransportFailure
 
-    client, _, _ = client_for("http://slurm.example")
+    client, _, _ = client_for("https://slurm.example")
     cause = urllib3.exceptions.NewConnectionError(None, "Failed to resolve 'slurm.example' (Name or service not known)")
     error = requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", cause))
     monkeypatch.setattr(requests.Session, "send", failing_send(error))
-    assert client._send(HttpCall("GET", "http://slurm.example/x")) == TransportFailure(
+    assert client._send(HttpCall("GET", "https://slurm.example/x")) == TransportFailure(
         'ConnectionError: None: Max retries exceeded with url: /x (Caused by NewConnectionError("None: Failed to '
         "resolve 'slurm.example' (Name or service not known)\"))",
         before_send=True,

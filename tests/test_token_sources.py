@@ -132,6 +132,17 @@ def test_a_signing_key_signs_tokens_slurm_can_verify():
     assert calls == [] and claims["sun"] == "alice" and claims["exp"] - claims["iat"] == 120
 
 
+def test_a_signed_token_lives_an_hour_unless_the_connection_asks_for_longer():
+    # Whoever reads the connection can mint tokens with it; an hour caps what one leaked token is worth.
+    import base64
+
+    key = base64.b64encode(KEY).decode()
+    for extra, life in (({}, 3600), ({"jwt_lifespan": 86400}, 86400), ({"jwt_lifespan": 7200}, 7200)):
+        token, _ = mint(token_source(config("signing_key", password=None, signing_secret=key, **extra)))
+        claims = jwt.decode(token.value, KEY, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == life, extra
+
+
 # ---------------------------------------------------------------- Keycloak
 
 

@@ -20,6 +20,13 @@ def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
     return _TOKEN_LIKE.sub("***", text)
 
 
+def scrubbed_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
+    """A server's words (a body, a Location, an error text) as a message quotes them: on one line, scrubbed
+    of `secrets` and token-shaped parts, then cut to `limit` characters. Cut after scrubbing: a secret cut
+    in two would no longer be recognised as one."""
+    return scrub(" ".join(text[: 8 * limit].split()), secrets)[:limit]
+
+
 class MaxwellError(Exception):
     """Base class of every error this provider raises."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,8 @@ _HTML_SPELLINGS = [
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
-def secret_forms(secret: str) -> list[str]:
+@functools.lru_cache(maxsize=64)  # every answer is scrubbed of the same few secrets: worked out once each
+def secret_forms(secret: str) -> tuple[str, ...]:
     """`secret` as a server may echo it: as is, URL-encoded (with '/' encoded or left, '+' or %20 for a
     space, upper- or lower-case hex), JSON-escaped (ASCII or not, '/' as is or as '\\/'), HTML-escaped."""
     urls = [quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")]
@@ -37,7 +39,7 @@ def secret_forms(secret: str) -> list[str]:
     jsons = [json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]
     jsons += [j.replace("/", "\\/") for j in jsons]
     htmls = [secret.translate(spelling) for spelling in _HTML_SPELLINGS]
-    return list(dict.fromkeys([secret, *urls, *jsons, *htmls]))
+    return tuple(dict.fromkeys([secret, *urls, *jsons, *htmls]))
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:

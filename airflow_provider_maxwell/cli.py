@@ -15,6 +15,8 @@ import argparse
 import getpass
 import json
 import os
+import re
+import shlex
 import sys
 from urllib.parse import urlsplit
 
@@ -24,6 +26,10 @@ from airflow_provider_maxwell.auth.sources import CLI_API
 from airflow_provider_maxwell.config import crosses_network_in_clear, quotable
 
 DEFAULT_HOST = "https://max-slurm-rest.desy.de/sapi"
+# A portal token as DESY issues it: base64url parts joined by dots (a JWT, or one part), of sane length.
+PORTAL_TOKEN = re.compile(r"[A-Za-z0-9_-]+={0,2}(?:\.[A-Za-z0-9_-]+={0,2})*")
+MAX_PORTAL_TOKEN = 8192  # characters
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # what a shell takes as a variable's name
 
 
 def get_portal_token(portal_url: str, user: str, password: str, verify: bool | str, timeout: float = 30) -> str:
@@ -46,6 +52,28 @@ def get_portal_token(portal_url: str, user: str, password: str, verify: bool | s
             f"maxwell-connection: the portal at {portal_url} answered HTTP {answer.status_code}; check --portal-url"
         )
     return answer.text.strip()
+
+
+def check_portal_token(token: str, portal_url: str) -> str:
+    """The portal's answer if it looks like a portal token; else SystemExit, without quoting the answer
+    (it is printed for a shell to eval, and a hostile or broken portal may have answered anything)."""
+    if len(token) > MAX_PORTAL_TOKEN or not PORTAL_TOKEN.fullmatch(token):
+        raise SystemExit(
+            f"maxwell-connection: the portal at {portal_url} answered {len(token)} characters that are not a "
+            "portal token (base64url parts joined by dots); nothing was printed or stored: check --portal-url"
+        )
+    return token
+
+
+def export_line(conn_id: str, conn: dict[str, object]) -> str:
+    """The connection as a shell line to eval: the variable's name checked, its value quoted for the shell."""
+    name = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if not ENV_NAME.fullmatch(name):
+        raise SystemExit(
+            f"maxwell-connection: --conn-id {conn_id!r} makes no shell variable name ({name!r}): use letters, "
+            "digits and '_' only, or print the connection with --json or store it with --create"
+        )
+    return f"export {name}={shlex.quote(json.dumps(conn))}"
 
 
 def build_connection(args: argparse.Namespace, portal_token: str) -> dict[str, object]:
@@ -155,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     token = get_portal_token(portal_url, args.user, password, args.ca_bundle or True)
     del password
+    check_portal_token(token, portal_url)
     conn = build_connection(args, token)
     if args.create:
         create_in_airflow(args.conn_id, conn, args.replace)
@@ -162,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.json:
         print(json.dumps(conn))
     else:
-        print(f"export AIRFLOW_CONN_{args.conn_id.upper()}='{json.dumps(conn)}'")
+        print(export_line(args.conn_id, conn))
     return 0
 
 

@@ -13,11 +13,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, quote, quote_plus, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 
-from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.exceptions import MaxwellConfigError, secret_forms
 from airflow_provider_maxwell.provider_info import (
     AUTH_METHODS,
     CONN_FIELDS,
@@ -57,9 +57,9 @@ class MaxwellConnectionConfig:
         """Every form in which the connection's secrets could show up in text: for masking in logs and
         scrubbing from messages, whatever the field's name (the signing key as given, base64, and raw)."""
         texts = [t for t in (self.password, self.keycloak_client_secret) if t]
-        # As they travel: URL-encoded in Keycloak's form, JSON-escaped, in the portal's Basic auth header;
-        # a server or proxy echoing the request quotes them so.
-        forms = [form for t in texts for form in (t, quote(t, safe=""), quote_plus(t), json.dumps(t)[1:-1])]
+        # As they travel (URL-encoded in Keycloak's form, in the portal's Basic auth header) and as a server
+        # or proxy echoing the request quotes them (URL-encoded, JSON- or HTML-escaped).
+        forms = [form for t in texts for form in secret_forms(t)]
         if self.password:
             forms.append(base64.b64encode(f"{self.login}:{self.password}".encode()).decode())
         if self.signing_key:

@@ -2,22 +2,88 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
 
 # A JWT (three base64url parts, the first starting with '{"' encoded) or a bearer-looking long token.
 _TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*|[A-Za-z0-9_-]{32,}")
+MIN_SECRET = 4  # characters: a shorter secret is left in text, where it would stand for ordinary words
+# The shortest beginning of a secret that is scrubbed on its own (a server echoing a token cut short).
+# 8 characters are 48 bits of a random token and most of a typical password; shorter beginnings are
+# ordinary words ("pass", "correct") that error messages keep.
+MIN_SECRET_PREFIX = 8
+# How servers write &, <, >, " and ' in HTML: Python's html.escape, Jinja/markupsafe, PHP, XML, quotes as is.
+_HTML_SPELLINGS = [
+    str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **quotes})
+    for quotes in (
+        {'"': "&quot;", "'": "&#x27;"},
+        {'"': "&#34;", "'": "&#39;"},
+        {'"': "&quot;", "'": "&#039;"},
+        {'"': "&quot;", "'": "&apos;"},
+        {},
+    )
+]
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+@functools.lru_cache(maxsize=64)  # every answer is scrubbed of the same few secrets: worked out once each
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """`secret` as a server may echo it: as is, URL-encoded (with '/' encoded or left, '+' or %20 for a
+    space, upper- or lower-case hex), JSON-escaped (ASCII or not, '/' as is or as '\\/'), HTML-escaped."""
+    urls = [quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")]
+    urls += [_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), u) for u in urls]
+    jsons = [json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]
+    jsons += [j.replace("/", "\\/") for j in jsons]
+    htmls = [secret.translate(spelling) for spelling in _HTML_SPELLINGS]
+    return tuple(dict.fromkeys([secret, *urls, *jsons, *htmls]))
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with every given secret and anything shaped like a token replaced by '***', for messages
-    that quote what a server answered."""
-    # Longest first: a secret containing a shorter one would otherwise be replaced only in part.
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _TOKEN_LIKE.sub("***", text)
+    """`text` with every given secret (in any form `secret_forms` lists, or its beginning of at least
+    MIN_SECRET_PREFIX characters) and anything shaped like a token replaced by '***', for messages that
+    quote what a server answered."""
+    forms = {form for s in secrets if s and len(s) >= MIN_SECRET for form in secret_forms(s)}
+    pieces, done = [], 0
+    for start, end in _merged(span for form in forms for span in _matches(text, form)):
+        pieces += [text[done:start], "***"]
+        done = end
+    return _TOKEN_LIKE.sub("***", "".join(pieces) + text[done:])
+
+
+def _matches(text: str, form: str) -> Iterable[tuple[int, int]]:
+    """Where `text` holds `form`, or a beginning of it at least MIN_SECRET_PREFIX characters long, each
+    as long as it goes."""
+    head = form[:MIN_SECRET_PREFIX]
+    at = text.find(head)
+    while at >= 0:
+        end = at + len(head)
+        while end - at < len(form) and end < len(text) and text[end] == form[end - at]:
+            end += 1
+        yield at, end
+        at = text.find(head, at + 1)
+
+
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching spans as one: the longest match of any form wins wherever forms share a
+    beginning (a secret URL-encoded with '/' left as is starts like its double encoding)."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def scrubbed_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
+    """A server's words (a body, a Location, an error text) as a message quotes them: on one line, scrubbed
+    of `secrets` and token-shaped parts, then cut to `limit` characters. Cut after scrubbing: a secret cut
+    in two would no longer be recognised as one."""
+    return scrub(" ".join(text[: 8 * limit].split()), secrets)[:limit]
 
 
 class MaxwellError(Exception):

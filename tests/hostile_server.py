@@ -1,5 +1,6 @@
 """A hostile slurmrestd for the unit suite: a raw socket server whose answers to job requests are
-slow, truncated, huge, nested, redirecting, mislabelled, wrongly typed or compressed bombs (issue 15).
+slow, truncated, huge, nested, redirecting (quoting the token), mislabelled, wrongly typed or
+compressed bombs (issue 15).
 
 slurmctld's ping is answered sanely (version discovery may ask it); every other path gets the
 behaviour under test. Raw sockets, because http.server cannot send a lie in Content-Length.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import threading
 import time
@@ -140,6 +142,13 @@ def _wrong_types(conn: socket.socket, request: bytes, server: HostileServer) -> 
     conn.sendall(whole(json.dumps({**META, "meta": [], "errors": "none", "jobs": [record, 7, None]}).encode()))
 
 
+def _redirect_quoting_the_token(conn: socket.socket, request: bytes, server: HostileServer) -> None:
+    """A sign-on proxy sending the client on with the Slurm token it was given in the Location's query."""
+    token = re.search(rb"(?im)^x-slurm-user-token: *([^\r\n]*)", request)
+    ticket = token.group(1).decode() if token else ""
+    conn.sendall(head("302 Found", 0, Location=f"{server.url}/sso?ticket={ticket}", Connection="close"))
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
     "slow headers": _slow_headers,
     "trickled body": _trickled_body,
@@ -150,6 +159,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "echoed request": _echo,
     "gzip bomb": _gzip_bomb,
     "wrong types": _wrong_types,
+    "redirect quoting the token": _redirect_quoting_the_token,
 }
 
 

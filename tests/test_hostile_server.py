@@ -18,6 +18,8 @@ import pytest
 from airflow_provider_maxwell.client.drivers import whole_request_seconds
 from airflow_provider_maxwell.exceptions import MaxwellError, SlurmApiError, SlurmJobNotFound, SlurmTransientError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+from airflow_provider_maxwell.watch import WatchSpec
 
 from .hostile_server import BEHAVIOURS, HostileServer, redirect_to
 from .strategies import MARK
@@ -35,6 +37,7 @@ EXPECTED: dict[str, type[MaxwellError]] = {
     "echoed request": SlurmTransientError,
     "gzip bomb": SlurmTransientError,
     "wrong types": SlurmJobNotFound,  # no record with a readable job id is taken for job 7
+    "redirect quoting the token": SlurmApiError,  # refused, its Location quoted without the token
 }
 
 
@@ -91,6 +94,24 @@ def test_a_redirect_elsewhere_is_refused_and_the_token_never_sent_there(mode, ho
         get_job(hook_for(server, monkeypatch, token), mode)
     assert elsewhere.requests == [] and failure.value.status == 307
     assert_no_secret(str(failure.value), token)
+
+
+def test_a_redirect_quoting_the_token_is_told_in_the_trigger_event_without_it(hostile_servers, monkeypatch):
+    """The event is stored in Airflow's database, where the log masker does not apply."""
+    server = hostile_servers(BEHAVIOURS["redirect quoting the token"])
+    token = slurm_token()
+    hook = hook_for(server, monkeypatch, token)
+    spec = WatchSpec(job_id=7, user="alice", poll_interval=0.1)
+    trigger = MaxwellJobTrigger(maxwell_conn_id=hook.maxwell_conn_id, spec=spec.to_kwargs())
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    payload = asyncio.run(first_event())
+    assert payload["status"] == "error" and f"redirected to '{server.url}/sso?ticket=***'" in payload["message"]
+    assert_no_secret(json.dumps(payload), token)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

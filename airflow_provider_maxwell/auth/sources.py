@@ -14,7 +14,7 @@ import jwt
 from airflow_provider_maxwell.auth.tokens import MintedToken, UnusableToken, token_from_jwt
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import HttpCall, HttpResult, Protocol, Send, TransportFailure
-from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable, scrub
+from airflow_provider_maxwell.exceptions import MaxwellAuthError, TokenServiceUnreachable, scrubbed_excerpt
 
 CLI_API = "4.6.0"  # the version of DESY's command-line tools the portal expects
 
@@ -64,13 +64,13 @@ class TokenSource:
         if 300 <= result.status < 400:
             location = next((v for k, v in result.headers.items() if k.lower() == "location"), None)
             # A sign-on page's Location may carry a token or session in its query: scrubbed like a body.
-            shown = scrub(location[:300], self.config.secret_texts) if location is not None else None
+            shown = scrubbed_excerpt(location, self.config.secret_texts) if location is not None else None
             return MaxwellAuthError(
                 f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): {url} redirected "
                 f"(HTTP {result.status}) to {shown!r}; credentials are not sent on. Set {self.url_field} to the "
                 "final URL."
             )
-        detail = scrub(" ".join(refusal_text(result.body).split()), self.config.secret_texts)[:200]
+        detail = scrubbed_excerpt(refusal_text(result.body), self.config.secret_texts, 200)
         return MaxwellAuthError(
             f"{what} for connection {self.config.conn_id!r} (auth_method={self.method}): HTTP {result.status} "
             f"from {url}: {detail!r}. {fix}"

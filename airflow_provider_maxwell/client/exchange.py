@@ -22,6 +22,7 @@ from airflow_provider_maxwell.exceptions import (
     SlurmTransientError,
     TokenServiceUnreachable,
     scrub,
+    scrubbed_excerpt,
 )
 from airflow_provider_maxwell.slurm import answers
 from airflow_provider_maxwell.slurm.answers import Answer
@@ -84,25 +85,30 @@ def exchange(
     rate_limited_for, rate_limited_rounds = 0.0, 0  # pauses for slurmctld's rate limit so far
     while True:
         token: MintedToken = yield GetToken(stale)
+        # Whatever the server says is quoted scrubbed of these: it may echo the token it was sent.
+        secrets = [*config.secret_texts, token.value]
         headers = {"X-SLURM-USER-NAME": config.login, "X-SLURM-USER-TOKEN": token.value, "Accept": "application/json"}
         result = yield Send(HttpCall(method, url, params=params, json=body, headers=headers, timeout=timeout))
         attempt += 1
         if isinstance(result, TransportFailure):
             if (resend_safe or result.before_send) and attempt < policy.limit:
                 yield from _pause_to_retry(
-                    policy, f"Slurm REST API unreachable ({result.message})", attempt, method, url
+                    policy, f"Slurm REST API unreachable ({scrub(result.message, secrets)})", attempt, method, url
                 )
                 continue
             raise SlurmTransientError(
-                f"Slurm REST API unreachable after {attempt} attempt(s) ({result.message})",
+                f"Slurm REST API unreachable after {attempt} attempt(s) ({scrub(result.message, secrets)})",
                 status=None,
                 url=url,
                 never_sent=result.before_send,
             )
-        answer = answers.read_answer(result.status, result.body)
+        answer = answers.read_answer(result.status, result.body, secrets)
         if 300 <= answer.status < 400:
+            location = header(result.headers, "location")
+            # A sign-on proxy's Location may carry the token it was sent, or a session, in its query.
+            shown = scrubbed_excerpt(location, secrets) if location is not None else None
             raise SlurmApiError(
-                f"Slurm REST API redirected to {header(result.headers, 'location')!r}; "
+                f"Slurm REST API redirected to {shown!r}; "
                 "credentials are not sent on. Set the connection's host to the final URL",
                 status=answer.status,
                 url=url,
@@ -152,7 +158,7 @@ def exchange(
                 continue
             what = "answered with a body that is not a JSON object" if malformed else "unavailable"
             raise SlurmTransientError(
-                f"Slurm REST API {what} ({scrub(answer.body_excerpt, state.config.secret_texts)!r})",
+                f"Slurm REST API {what} ({answer.body_excerpt!r})",  # scrubbed by read_answer
                 status=answer.status,
                 url=url,
                 retry_after=wait,

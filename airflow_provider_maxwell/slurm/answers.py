@@ -8,11 +8,11 @@ on /slurmdb (measured on 22.05, 24.11 and 26.05).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_maxwell.exceptions import SlurmError, scrub
+from airflow_provider_maxwell.exceptions import SlurmError, scrubbed_excerpt
 from airflow_provider_maxwell.slurm.dialects import Service
 
 AUTH_ERROR_CODES = frozenset({1007, 5005})  # "Protocol authentication error", "Invalid authentication credential"
@@ -57,23 +57,26 @@ class Answer:
         return release if isinstance(release, str) and release else None
 
 
-def read_answer(status: int, body: bytes | str) -> Answer:
-    """An HTTP answer as Slurm's document, errors and status; bodies that are not JSON objects become document=None."""
+def read_answer(status: int, body: bytes | str, secrets: Sequence[str] = ()) -> Answer:
+    """An HTTP answer as Slurm's document, errors and status; bodies that are not JSON objects become document=None.
+
+    The texts it keeps (excerpt, error texts) are scrubbed of `secrets` (the connection's and the Slurm
+    token sent) and of anything token-shaped: a proxy may echo the request's headers.
+    """
     # A listing of 1000 jobs is ~5 MB: no copies of the whole body (decode, strip, split) besides the parse.
     head = body[:1000]
     head_text = head.decode("utf-8", errors="replace") if isinstance(head, bytes) else head
-    head_text = scrub(head_text)  # before cutting: a token cut in two would no longer look like one
     document: Mapping[str, Any] | None
     try:
         parsed = json.loads(body) if body and not body.isspace() else None
         document = parsed if isinstance(parsed, Mapping) else None
     except (ValueError, RecursionError):  # invalid JSON or UTF-8, or nested deeper than Python parses
         document = None
-    excerpt = " ".join(head_text.split())[:200]
-    return Answer(status, document, tuple(parse_errors(document)), excerpt)
+    excerpt = scrubbed_excerpt(head_text, secrets, 200)
+    return Answer(status, document, tuple(parse_errors(document, secrets)), excerpt)
 
 
-def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
+def parse_errors(document: Mapping[str, Any] | None, secrets: Sequence[str] = ()) -> list[SlurmError]:
     """Slurm's `errors` list, in either dialect (`error_code` on submit, `error_number` elsewhere)."""
     entries = (document or {}).get("errors") or []
     errors = []
@@ -84,9 +87,9 @@ def parse_errors(document: Mapping[str, Any] | None) -> list[SlurmError]:
         errors.append(
             SlurmError(
                 code=error_code(code),
-                message=quoted(entry.get("error") or entry.get("description")),
-                description=quoted(entry.get("description")),
-                source=quoted(entry.get("source")),
+                message=quoted(entry.get("error") or entry.get("description"), secrets),
+                description=quoted(entry.get("description"), secrets),
+                source=quoted(entry.get("source"), secrets),
             )
         )
     return errors
@@ -103,10 +106,10 @@ def error_code(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**32 else None
 
 
-def quoted(value: Any) -> str:
-    """One of Slurm's texts in an answer as an error message quotes it: text only, token-shaped parts
-    removed (a proxy may echo the request's headers), cut short."""
-    return scrub(" ".join(value.split()))[:MAX_ERROR_TEXT] if isinstance(value, str) else ""
+def quoted(value: Any, secrets: Sequence[str] = ()) -> str:
+    """One of Slurm's texts in an answer as an error message quotes it: text only, `secrets` and
+    token-shaped parts removed (a proxy may echo the request's headers), cut short."""
+    return scrubbed_excerpt(value, secrets, MAX_ERROR_TEXT) if isinstance(value, str) else ""
 
 
 GENERIC_ERROR = -1

@@ -94,12 +94,13 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
         sealed with this task instance's key."""
         from airflow_provider_maxwell.operators.job import comment_tag
         from airflow_provider_maxwell.return_values import ReturnValues, login_uid, task_key
+        from airflow_provider_maxwell.slurm.submit import default_working_directory
 
         config = self._hook().config
         ti = context["ti"]
         tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
         return ReturnValues(
-            folder=self.current_working_directory or f"/home/{config.login}",
+            folder=self.current_working_directory or default_working_directory(config.login),
             key=task_key([config.password, config.keycloak_client_secret, config.signing_key], tag),
             serializer=self.serializer,
             owner=login_uid(config.login),

@@ -24,6 +24,7 @@ from airflow_provider_maxwell.exceptions import (
     SlurmTransientError,
 )
 from airflow_provider_maxwell.slurm.job import SlurmJob
+from airflow_provider_maxwell.slurm.states import accounting_due
 
 SUBMIT_CLOCK_SLACK = 60.0  # seconds: Slurm's and the worker's clocks may disagree a little
 SLURM_CLOCK_SLACK = 1.0  # seconds: a submit time read from Slurm itself, compared with Slurm's records
@@ -166,10 +167,10 @@ class JobWatch:
                 f"Slurm job {self.spec.job_id} still {self.last_progress or 'unknown'} at the deadline"
             )
 
-    def still_running(self, live: list[SlurmJob] | None) -> bool:
-        """slurmctld shows the job and not all of it has ended: accounting need not be asked yet."""
-        ours = _tasks(_ours(self.spec, live or []))
-        return bool(ours) and not (all(j.is_terminal for j in ours) and len(ours) >= self.spec.expected_tasks)
+    def asks_accounting(self, live: list[SlurmJob] | None) -> bool:
+        """Whether accounting is asked now, from slurmctld's records under the id (`accounting_due`):
+        it holds none of ours, or all of it has ended."""
+        return accounting_due(_ours(self.spec, live or []), ending_will_do=False)
 
     def step(self, seen: Observation, now: float) -> tuple[list[str], list[SlurmJob] | None]:
         """Progress notes, and the final records once every task has one (raises when giving up)."""
@@ -218,7 +219,7 @@ def observe(ops: SlurmOperations, job_watch: JobWatch) -> Protocol[Observation]:
     job_id = job_watch.spec.job_id
     try:
         live = yield from ops.controller_jobs(job_id)
-        if job_watch.still_running(live):
+        if not job_watch.asks_accounting(live):
             return Observation(live=live)
         return Observation(live=live, final=(yield from ops.accounting_jobs(job_id)))
     except (SlurmAccountingUnavailable, SlurmTransientError) as error:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from airflow_provider_maxwell import poll_round
 from airflow_provider_maxwell.effects import HttpCall, HttpResult
 from airflow_provider_maxwell.triggers import poller as poller_module
 from airflow_provider_maxwell.triggers.poller import JobPoller, Subscriber
 
 from .test_poller_rounds import ACCOUNTING, STATES, ScriptedClient, received, states, subscriber
-from .test_protocol_steps import Script, jobs, record
+from .test_protocol_steps import Script, job_doc, jobs, record
 
 
 def states_of(answers: dict[str, list[tuple[str, str]]]) -> Any:
@@ -91,11 +92,16 @@ def test_a_sensor_on_an_arrays_id_as_one_job_gets_only_the_entries_under_that_id
 
 
 def test_arrays_beyond_the_per_round_limit_take_turns_and_meanwhile_read_accounting(monkeypatch):
-    monkeypatch.setattr(poller_module, "ARRAY_STATE_REQUESTS", 1)
+    monkeypatch.setattr(poll_round, "ARRAY_STATE_REQUESTS", 1)
     clock = [1_000.0]
     monkeypatch.setattr(poller_module.time, "time", lambda: clock[0])
     answers = {"100": [("100_0", "RUNNING")], "200": [("200_0", "RUNNING")]}
-    script = Script({STATES: [states_of(answers)], ACCOUNTING: [jobs()]})
+    # Accounting shows neither yet: the one not asked of jobs/state is looked up on its own too.
+    lookups = {
+        f"/slurm/v0.0.45/job/{i}": [jobs(job_doc(i + 1, "RUNNING", array_job_id=i, array_task_id=0))]
+        for i in (100, 200)
+    }
+    script = Script({STATES: [states_of(answers)], ACCOUNTING: [jobs()], **lookups})
     first, second = (subscriber(i, expected_tasks=2, submitted_after=0.0) for i in (100, 200))
     poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
     rounds = []

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell import poll_round
 from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.triggers import poller as poller_module
@@ -88,7 +89,7 @@ def test_while_slurmctld_says_a_job_lives_accounting_is_asked_only_for_its_refre
     monkeypatch.setattr(poller_module.time, "time", lambda: clock[0])
     script = Script({STATES: [states(("7", "PENDING"))], ACCOUNTING: [jobs(record(7, "RUNNING"))]})
     waiting = subscriber(7, submitted_after=9_000.0)  # submitted by the operator: the id is its job
-    waiting.refresh_at = clock[0] + poller_module.REFRESH_AFTER
+    waiting.refresh_at = clock[0] + poll_round.REFRESH_AFTER
     poller = JobPoller(ScriptedClient(script), "key")  # type: ignore[arg-type]
 
     def round_() -> list[str]:
@@ -101,7 +102,7 @@ def test_while_slurmctld_says_a_job_lives_accounting_is_asked_only_for_its_refre
     assert round_() == [STATES]
     script.replies[STATES] = [states(("7", "RUNNING"))]
     assert round_() == [STATES]  # it started: progress from slurmctld, not a record from accounting
-    clock[0] += poller_module.REFRESH_AFTER * 1.5  # however quiet: read from accounting now and then
+    clock[0] += poll_round.REFRESH_AFTER * 1.5  # however quiet: read from accounting now and then
     assert round_() == [STATES, ACCOUNTING]
     assert round_() == [STATES]
     script.replies[STATES] = [states(("7", "COMPLETED"))]
@@ -164,14 +165,20 @@ def test_a_rounds_answers_follow_the_waited_jobs_not_the_users_history():
     # never a day of the user's records (the old listing asked for start_time = oldest wait).
     fresh = [subscriber(j, submitted_after=200_000.0) for j in range(10, 20)]
     old = subscriber(5, submitted_after=200_000.0 - 86400)
-    script = Script({STATES: [states(*((str(j), "RUNNING") for j in range(10, 20)))], ACCOUNTING: [jobs()]})
+    script = Script(
+        {
+            STATES: [states(*((str(j), "RUNNING") for j in range(10, 20)))],
+            ACCOUNTING: [jobs()],
+            "/slurm/v0.0.45/job/5": [jobs(job_doc(5, "RUNNING"))],  # accounting does not show it: looked up
+        }
+    )
     one_round(ScriptedClient(script), [*fresh, old])
     assert [set(c.params or {}) for c in script.sent[:2]] == [{"job_id"}, {"step", "skip_steps", "users"}]
     assert script.sent[1].params["step"] == ["5"]  # the running fresh ones: jobs/state's word suffices
 
 
 def test_22_05s_lost_exit_code_comes_from_slurmctld_per_ended_job_a_bounded_number_per_round(monkeypatch):
-    monkeypatch.setattr(poller_module, "EXIT_CODE_LOOKUPS", 1)
+    monkeypatch.setattr(poll_round, "EXIT_CODE_LOOKUPS", 1)
     accounting = "/slurmdb/v0.0.38/jobs"
     script = Script(
         {
@@ -214,7 +221,7 @@ def test_a_trigger_on_an_array_gets_every_tasks_record_and_a_task_only_its_own()
 
 
 def test_unlisted_jobs_are_looked_up_oldest_lookup_first_and_an_error_stays_with_its_trigger(monkeypatch):
-    monkeypatch.setattr(poller_module, "LOOKUPS_PER_ROUND", 2)
+    monkeypatch.setattr(poll_round, "LOOKUPS_PER_ROUND", 2)
     monkeypatch.setattr(poller_module.time, "time", lambda: 5000.0)
     script = Script(
         {

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell import poll_round
 from airflow_provider_maxwell.effects import HttpCall, HttpResult
 from airflow_provider_maxwell.exceptions import SlurmApiError
+from airflow_provider_maxwell.poll_round import ENDS_AHEAD, ENDS_OVERLAP
 from airflow_provider_maxwell.slurm import dialects
 from airflow_provider_maxwell.triggers import poller as poller_module
-from airflow_provider_maxwell.triggers.poller import ENDS_AHEAD, ENDS_OVERLAP, JobPoller, Subscriber
+from airflow_provider_maxwell.triggers.poller import JobPoller, Subscriber
 
 from .test_poller_rounds import ACCOUNTING, STATES, ScriptedClient, received, states, subscriber
 from .test_protocol_steps import Script, jobs, record, slurm_error
@@ -197,7 +199,7 @@ def test_ten_thousand_waits_cost_at_most_three_requests_a_round(clock):
 def test_an_end_seen_on_the_jobs_turn_is_asked_of_accounting_every_round_until_it_is_there(clock, monkeypatch):
     # slurmctld says 101 ended on its turn, but accounting has not written the end yet (it lags);
     # the next rounds are not 101's turn, and still ask accounting for it until the record is there.
-    monkeypatch.setattr(poller_module, "LOOKUPS_PER_ROUND", 0)
+    monkeypatch.setattr(poll_round, "LOOKUPS_PER_ROUND", 0)
     cluster = Cluster()
     subscribers = waits(101, 102, 103, 104, 105, 106)
     poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
@@ -262,7 +264,7 @@ def test_jobs_state_refused_by_a_proxy_for_an_array_ends_turns_and_windows(clock
     subscribers = [*waits(101, 102, 103, 104), subscriber(200, expected_tasks=2, submitted_after=SUBMITTED)]
     poller = JobPoller(ScriptedClient(cluster.script), "key")  # type: ignore[arg-type]
     first = cluster.round(poller, subscribers)
-    assert poller.statuses_unavailable and not poller.taking_turns
+    assert poller.poll_state.statuses_unavailable and not poller.poll_state.taking_turns
     assert "state" not in first[-1] and len(first[-1]["step"]) == 5  # every wait by id, no window
     clock[0] += 10
     assert [r["path"] for r in cluster.round(poller, subscribers)] == ["jobs"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.triggers import poller as poller_module
+from airflow_provider_maxwell import poll_round
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from airflow_provider_maxwell.triggers.poller import JobPoller
 from airflow_provider_maxwell.watch import WatchSpec
@@ -64,7 +64,7 @@ def test_one_listing_per_round_serves_every_trigger_its_own_outcome(fake):
 
 
 def test_jobs_the_listing_misses_are_looked_up_a_bounded_number_per_round(fake, monkeypatch):
-    monkeypatch.setattr(poller_module, "LOOKUPS_PER_ROUND", 2)
+    monkeypatch.setattr(poll_round, "LOOKUPS_PER_ROUND", 2)
     fake.script[LISTING] = [listing()]  # accounting lists none of them (lag, or ended long ago)
     for job_id in range(10, 15):
         fake.script[f"/slurm/v0.0.44/job/{job_id}"] = [(404, {}, {**META, "errors": [{"error_number": 2017}]})]

@@ -78,7 +78,7 @@ def test_an_array_ends_only_when_every_task_has_a_final_record():
     watch = JobWatch(WatchSpec(job_id=7, user="alice", expected_tasks=2))
     one = slurm_job(JobState.COMPLETED, task=0)
     assert watch.step(Observation(live=[], final=[one]), 0.0)[1] is None
-    assert not watch.still_running([])
+    assert watch.asks_accounting([])
     both = [one, slurm_job(JobState.COMPLETED, task=1)]
     assert watch.step(Observation(live=[], final=both), 1.0)[1] == both
 
@@ -86,11 +86,16 @@ def test_an_array_ends_only_when_every_task_has_a_final_record():
 def test_slurmctld_showing_every_task_ended_lets_accounting_be_asked():
     watch = JobWatch(WatchSpec(job_id=7, user="alice", expected_tasks=2))
     ended = [slurm_job(JobState.COMPLETED, task=i, source="slurmctld") for i in (0, 1)]
-    assert not watch.still_running(ended)
-    assert watch.still_running(ended[:1])  # the other task is not listed yet
+    assert watch.asks_accounting(ended)
+    # Tasks not started yet are held as the array's pending entry (no task id of its own): they hold it back.
+    not_started = slurm_job(JobState.PENDING, None, source="slurmctld", array_job_id=7)
+    assert not watch.asks_accounting([ended[0], not_started])
+    # A task slurmctld no longer holds ended before (purged): the held tasks' ends are enough, as in the poller.
+    assert watch.asks_accounting(ended[:1])
+    # The worker's and sensor's accounting read carries the usage: an ending job's epilog is left to finish.
     completing = slurm_job(JobState.COMPLETED, task=0, source="slurmctld", flags=frozenset({"COMPLETING"}))
-    assert watch.still_running([completing, ended[1]])
-    assert not watch.still_running(None)
+    assert not watch.asks_accounting([completing, ended[1]])
+    assert watch.asks_accounting(None)
 
 
 # ---------------------------------------------------------------- giving up

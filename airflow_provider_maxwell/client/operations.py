@@ -35,6 +35,7 @@ from airflow_provider_maxwell.slurm.job import (
     parse_controller_jobs,
     parse_job_statuses,
 )
+from airflow_provider_maxwell.slurm.states import ended_or_ending
 from airflow_provider_maxwell.slurm.submit import build_submit_body, default_working_directory
 
 BLOCKED_BY_PROXY = (403, 404, 405, 501)  # a proxy's answers to a path it does not pass on
@@ -333,7 +334,7 @@ class SlurmOperations:
         if live is None:
             raise SlurmJobNotFound(job_id, status=None, url=self.url(route))
         job = newest_record(live, job_id)
-        if job is not None and not job.is_terminal and "COMPLETING" not in job.flags:
+        if job is not None and not ended_or_ending(job):
             owner = f" (a job of user {job.user!r})" if job.user and job.user != self.state.config.login else ""
             raise SlurmApiError(
                 f"Slurm did not cancel job {job_id}{owner}: it is still {job.state_text}",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from airflow_provider_maxwell.exceptions import MaxwellConfigError, MaxwellError
-from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState
+from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState, has_ended
 from airflow_provider_maxwell.slurm.usage import JobUsage, parse_usage
 
 Source = Literal["slurmctld", "slurmdb"]
@@ -51,8 +51,8 @@ class SlurmJob:
 
     @property
     def is_terminal(self) -> bool:
-        """Slurm's own rule: a final base state and no COMPLETING flag (processes may still run)."""
-        return self.state.is_terminal and "COMPLETING" not in self.flags
+        """Ended, by Slurm's own rule (`states.has_ended`)."""
+        return has_ended(self)
 
     def succeeded(self, success_states: frozenset[str] = DEFAULT_SUCCESS_STATES) -> bool:
         """The one definition of success: ended in one of `success_states`, and COMPLETED only with exit
@@ -281,8 +281,8 @@ class JobStatus:
 
     @property
     def is_terminal(self) -> bool:
-        """Ended, as `SlurmJob.is_terminal` says."""
-        return self.state.is_terminal and "COMPLETING" not in self.flags
+        """Ended, by Slurm's own rule (`states.has_ended`)."""
+        return has_ended(self)
 
     def as_job(self, array_job_id: int | None = None) -> SlurmJob:
         """slurmctld's word as a job record for progress lines: no user, name or submit time (unknown

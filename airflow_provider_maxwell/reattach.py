@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
+JOB_ID_STATE_KEY = "maxwell_job_id"  # task_state_store key; renaming it breaks in-flight retries
+COMMENT_TAG_PREFIX = "airflow:"
+
+
+def comment_tag(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
+    """What every job carries in its comment, so a retry can find the job of its task instance."""
+    return f"{COMMENT_TAG_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index if map_index is not None else -1}"
+
 
 def job_to_build_on(
     hook: MaxwellHook,

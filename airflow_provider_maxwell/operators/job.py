@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_maxwell.compat import conf
 from airflow_provider_maxwell.links import SlurmJobLink
+from airflow_provider_maxwell.reattach import JOB_ID_STATE_KEY, comment_tag, job_to_build_on
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,14 +26,6 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.slurm.job import SlurmJob
     from airflow_provider_maxwell.watch import WatchSpec
-
-JOB_ID_STATE_KEY = "maxwell_job_id"  # task_state_store key; renaming it breaks in-flight retries
-COMMENT_TAG_PREFIX = "airflow:"
-
-
-def comment_tag(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
-    """What every job carries in its comment, so a retry can find the job of its task instance."""
-    return f"{COMMENT_TAG_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index if map_index is not None else -1}"
 
 
 class MaxwellSubmitJobOperator(BaseOperator):
@@ -186,13 +179,11 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def execute(self, context: Context) -> int:
         """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
         from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
-        from airflow_provider_maxwell.reattach import job_to_build_on
 
         hook = self._hook()
         store = context.get("task_state_store")
         self.array = narrow_to_failed_indices(store, self.array, self.rerun_failed_indices, self.log)
         fields = self._fields(context)
-        tag = fields["comment"].split(" ", 1)[0]
         found = None
         if self.durable:
             found = job_to_build_on(
@@ -201,7 +192,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
                 saved_id_key=self.external_id_key,
                 try_number=getattr(context["ti"], "try_number", 1),
                 name=fields["name"],
-                tag=tag,
+                tag=fields["comment"].split(" ", 1)[0],
                 is_array=bool(self.array),
                 log=self.log,
             )
@@ -218,7 +209,6 @@ class MaxwellSubmitJobOperator(BaseOperator):
         else:
             self.job_id = hook.submit_job(self.script, **fields)
             self.log.info("Submitted Slurm job %s (%s) as %s", self.job_id, fields["name"], hook.config.login)
-            store = context.get("task_state_store")
             if store is not None and self.durable:
                 store.set(self.external_id_key, self.job_id)
             found = None

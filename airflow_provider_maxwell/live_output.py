@@ -268,7 +268,7 @@ class OutputFollower:
 
 def follower_from_kwargs(kwargs: dict[str, Any] | None) -> OutputFollower | None:
     """The follower the worker handed on in trigger kwargs (None: live output is off, or the kwargs carry no
-    rule for which file may be read, as those of releases before the rule do: then nothing is read)."""
+    readable rule for which file may be read: then nothing is read)."""
     if not kwargs:
         return None
     access = OutputAccess.from_kwargs(kwargs.get("access"))

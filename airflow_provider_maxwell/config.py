@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import warnings
@@ -56,28 +57,8 @@ class MaxwellConnectionConfig:
     @property
     def fingerprint(self) -> str:
         """Identifies these exact settings (secrets included, hashed) for per-process caches."""
-        material = json.dumps(
-            [
-                self.conn_id,
-                self.host,
-                self.login,
-                self.auth_method,
-                self.password,
-                self.portal_url,
-                self.token_lifespan,
-                self.keycloak_url,
-                self.keycloak_realm,
-                self.keycloak_client_id,
-                self.keycloak_client_secret,
-                self.keycloak_scope,
-                self.signing_key.hex() if self.signing_key else None,
-                self.api_version,
-                self.verify,
-                self.timeout,
-                self.shared_cache,
-                self.job_url_template,
-            ],
-        )
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))  # every setting, in field order
+        material = json.dumps([v.hex() if isinstance(v, bytes) else v for v in values])
         return hashlib.sha256(material.encode()).hexdigest()
 
     @classmethod

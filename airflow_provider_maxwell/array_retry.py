@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_maxwell.compat import TaskLog
+from airflow_provider_maxwell.watch import array_indices
+
 FAILED_INDICES_KEY = "maxwell_array_failed_indices"  # task_state_store keys: renaming them breaks in-flight retries
 RESULTS_KEY = "maxwell_array_results"
 
@@ -62,3 +65,40 @@ def merged_results(
             "job_id": job_id,
         }
     return dict(sorted(results.items(), key=lambda item: int(item[0])))
+
+
+def narrow_to_failed_indices(
+    store: Any, array: str | None, rerun_failed_indices: bool, log: TaskLog | None = None
+) -> str | None:
+    """The array this try submits: only the indices the last try left failed, when there were any and
+    reruns are on; else `array` as it is. `log` says so (the worker does; on resuming from the triggerer,
+    where the resumed operator is a new instance, it was said already)."""
+    if not (array and rerun_failed_indices and store is not None):
+        return array
+    failed = stored_indices(store.get(FAILED_INDICES_KEY))
+    if not failed:
+        return array
+    narrowed = narrowed_array(array, failed)
+    if log is not None:
+        log.info("Rerunning only the array tasks that failed in the last try: %s (of %s)", narrowed, array)
+    return narrowed
+
+
+def record_array_try(
+    store: Any, array: str | None, rerun_failed_indices: bool, summary: dict[str, Any], try_number: int
+) -> None:
+    """Keep this try's per-index results in `store` for the next try, and the merged record of all tries
+    in the `summary` (under ``array_results``)."""
+    if not (array and store is not None and "array_tasks" in summary):
+        return
+    failed = summary.get("failed_tasks", [])
+    results = merged_results(
+        stored_results(store.get(RESULTS_KEY)) if rerun_failed_indices else None,
+        array_indices(array),
+        failed,
+        try_number,
+        int(summary["job_id"]),
+    )
+    store.set(RESULTS_KEY, results)
+    store.set(FAILED_INDICES_KEY, [int(t["index"]) for t in failed if t.get("index") is not None])
+    summary["array_results"] = results

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from airflow_provider_maxwell.auth.sources import CLI_API
-from airflow_provider_maxwell.config import crosses_network_in_clear, quotable
+from airflow_provider_maxwell.urls import crosses_network_in_clear, quotable
 
 DEFAULT_HOST = "https://max-slurm-rest.desy.de/sapi"
 # A portal token as DESY issues it: base64url parts joined by dots (a JWT, or one part), of sane length.

@@ -6,6 +6,8 @@ in Airflow core. Import them from here, never from either place directly.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 try:
     from airflow.sdk import conf
 except ImportError:  # Airflow 3.1
@@ -16,4 +18,16 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowFailException, AirflowSkipException  # type: ignore[no-redef]
 
-__all__ = ["AirflowFailException", "AirflowSkipException", "conf"]
+
+class TaskLog(Protocol):
+    """A task's logger (`self.log`) as code outside the operator writes to it: Airflow's own type lives
+    in a private module of the Task SDK, and `logging.Logger` fits too."""
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any:
+        """A line at INFO, %-formatted with `args`."""
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any:
+        """A line at WARNING, %-formatted with `args`."""
+
+
+__all__ = ["AirflowFailException", "AirflowSkipException", "TaskLog", "conf"]

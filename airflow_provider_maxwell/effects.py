@@ -46,6 +46,15 @@ class HttpResult:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def header(self, name: str) -> str | None:
+        """A header's value, whatever case the server wrote its name in."""
+        return header(self.headers, name)
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value by its lower-case `name`, whatever case the server wrote it in."""
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
 
 @dataclass(frozen=True)
 class TransportFailure:

@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.usage import MIB, JobUsage
+from airflow_provider_maxwell.slurm.values import duration_text
 
 UNDER_USED = 0.25  # below this share of its memory or time limit a job asked for too much
 HEADROOM = 1.5  # advice: the peak seen plus half again
@@ -131,11 +132,6 @@ def _percent(ratio: float) -> str:
     return "<1%" if 0 < ratio < 0.005 else f"{ratio:.0%}"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def hints(usage: Mapping[str, Any]) -> list[str]:
     """Right-sizing advice when the job (every task of an array) used under UNDER_USED of its memory or time."""
     advice = []
@@ -152,7 +148,7 @@ def hints(usage: Mapping[str, Any]) -> list[str]:
         minutes = max(MIN_ADVISED_MINUTES, -(-int(longest * HEADROOM) // 60))
         if minutes * 60 < limit:
             advice.append(
-                f"used {_percent(time_used)} of its time limit ({_duration(longest)} of {_duration(limit)}): "
+                f"used {_percent(time_used)} of its time limit ({duration_text(longest)} of {duration_text(limit)}): "
                 f"time_limit={minutes} (minutes) would do"
             )
     return advice
@@ -164,13 +160,13 @@ def usage_line(job_id: int, usage: Mapping[str, Any]) -> str:
     parts = []
     tasks = f" ({usage['tasks']} tasks)" if "tasks" in usage else ""
     if "elapsed_s" in usage:
-        run = _duration(usage["elapsed_s"])
+        run = duration_text(usage["elapsed_s"])
         if "time_limit_s" in usage and "time_used" in usage:
             longest = "longest task " if tasks else ""
-            run += f" ({longest}{_percent(usage['time_used'])} of its {_duration(usage['time_limit_s'])} limit)"
+            run += f" ({longest}{_percent(usage['time_used'])} of its {duration_text(usage['time_limit_s'])} limit)"
         parts.append(f"ran {run}")
     if "cpu_time_s" in usage:
-        cpu = f"CPU time {_duration(usage['cpu_time_s'])}"
+        cpu = f"CPU time {duration_text(usage['cpu_time_s'])}"
         if "cpus" in usage:
             cpu += f" on {usage['cpus']} CPU{'s' if usage['cpus'] != 1 else ''}"
         if "cpu_efficiency" in usage:

@@ -16,6 +16,7 @@ MIN_SECRET = 4  # characters: a shorter secret is left in text, where it would s
 # 8 characters are 48 bits of a random token and most of a typical password; shorter beginnings are
 # ordinary words ("pass", "correct") that error messages keep.
 MIN_SECRET_PREFIX = 8
+SHOWN_LENGTH = 60  # characters of a bad value an error message quotes: enough to recognise it
 # How servers write &, <, >, " and ' in HTML: Python's html.escape, Jinja/markupsafe, PHP, XML, quotes as is.
 _HTML_SPELLINGS = [
     str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **quotes})
@@ -84,6 +85,13 @@ def scrubbed_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int =
     of `secrets` and token-shaped parts, then cut to `limit` characters. Cut after scrubbing: a secret cut
     in two would no longer be recognised as one."""
     return scrub(" ".join(text[: 8 * limit].split()), secrets)[:limit]
+
+
+def shown(value: object) -> str:
+    """A (non-secret) bad value as an error message quotes it: its repr, cut short if it is long. A huge
+    integer is named, not written out (Python refuses to print one of more than 4300 digits)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**100 else "a huge number"
+    return text if len(text) <= SHOWN_LENGTH else f"{text[:SHOWN_LENGTH]}... ({len(text)} characters)"
 
 
 class MaxwellError(Exception):

@@ -36,16 +36,11 @@ PRUNE_AFTER = 2 * 86400.0  # seconds: a file untouched this long belongs to a co
 LOCK_POLL = 0.05  # seconds between attempts to take a lock another process holds
 MAX_FILE = 1 << 20  # bytes read of a shared file at most
 
-# The names this provider gives its files (own_name, then a suffix; temporaries while written), and
-# the names of earlier releases: only these are ever pruned, since MAXWELL_SHARED_DIR may name a folder
-# that holds the user's own files too.
+# The names this provider gives its files (own_name, then a suffix; temporaries while written): only
+# these are ever pruned, since MAXWELL_SHARED_DIR may name a folder that holds the user's own files too.
 OWN_NAME = re.compile(
     r"(?:token|api)-[0-9a-f]{40}\.(?:token|json|lock)|\.(?:token|api)-[0-9a-f]{40}\.[0-9a-f]{16}\.part"
 )
-EARLIER_NAME = re.compile(r"[0-9a-f]{40}\.(?:token|lock)|\.[a-z0-9_]{8}\.part")
-# Token files of earlier releases were named by a slow hash of the connection's secret: a name anyone
-# listing the folder could test password guesses against. They go at the next prune, whatever their age.
-EARLIER_SECRET_NAME = re.compile(r"[0-9a-f]{40}\.token")
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +111,7 @@ class HostFolder:
 def _due(entry: os.DirEntry[str], limit: float) -> bool:
     if not entry.is_file(follow_symlinks=False):
         return False
-    if EARLIER_SECRET_NAME.fullmatch(entry.name):
-        return True
-    provider = OWN_NAME.fullmatch(entry.name) or EARLIER_NAME.fullmatch(entry.name)
-    return bool(provider) and entry.stat(follow_symlinks=False).st_mtime < limit
+    return bool(OWN_NAME.fullmatch(entry.name)) and entry.stat(follow_symlinks=False).st_mtime < limit
 
 
 def private_file(info: os.stat_result) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_maxwell.effects import Protocol, Sleep
+from airflow_provider_maxwell.trigger_kwargs import as_kwargs
 
 MAX_LINE_CHARS = 500  # longer lines are cut: a progress bar redrawn with \r makes one endless line
 MAX_TOTAL_LINES = 2000  # per follow: beyond it, only the end-of-job tail
@@ -51,7 +52,7 @@ class OutputAccess:
 
     def to_kwargs(self) -> dict[str, Any]:
         """The rule as plain values (lists, not tuples: trigger kwargs are stored as JSON)."""
-        return {"owner_uid": self.owner_uid, "folders": list(self.folders), "patterns": list(self.patterns)}
+        return as_kwargs(self)
 
     @classmethod
     def from_kwargs(cls, kwargs: object) -> OutputAccess | None:
@@ -195,17 +196,7 @@ class OutputFollower:
 
     def to_kwargs(self) -> dict[str, Any]:
         """Where to go on from, as plain values (for trigger kwargs): the path, the rule, the offset, the limits."""
-        return {
-            "path": self.path,
-            "access": self.access.to_kwargs(),
-            "lines_per_read": self.lines_per_read,
-            "offset": self.offset,
-            "emitted": self.emitted,
-            "max_line_chars": self.max_line_chars,
-            "max_total_lines": self.max_total_lines,
-            "max_read_bytes": self.max_read_bytes,
-            "refused": self.refused,
-        }
+        return as_kwargs(self)
 
     def read(self) -> list[str]:
         """The complete lines written since the last read (bounded), with notes in [brackets] where lines were
@@ -277,7 +268,7 @@ class OutputFollower:
 
 def follower_from_kwargs(kwargs: dict[str, Any] | None) -> OutputFollower | None:
     """The follower the worker handed on in trigger kwargs (None: live output is off, or the kwargs carry no
-    rule for which file may be read, as those of releases before the rule do: then nothing is read)."""
+    readable rule for which file may be read: then nothing is read)."""
     if not kwargs:
         return None
     access = OutputAccess.from_kwargs(kwargs.get("access"))

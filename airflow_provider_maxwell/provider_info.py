@@ -110,11 +110,6 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Extra names of earlier releases, still read (with a deprecation warning): name -> its new name.
-# `token_lifespan` was shown as "***" and saved as that text by the UI (its name holds "token");
-# `signing_key` was shown in clear by the UI and the REST API (its name holds no sensitive word).
-DEPRECATED_FIELD_NAMES: dict[str, str] = {"token_lifespan": "jwt_lifespan", "signing_key": "signing_secret"}
-
 
 def field_default(name: str) -> Any:
     """The default of a connection extra field: the one value the form, the validation and the docs use."""

@@ -52,7 +52,7 @@ def serializer_module(name: str) -> Any:
 
 def task_key(secrets: Iterable[str | bytes | None], task_instance: str) -> bytes:
     """The key of one task instance's return values, from the connection's secrets and the task
-    instance's identity (`operators.job.comment_tag`): the same on every worker and every try, unknown
+    instance's identity (`reattach.comment_tag`): the same on every worker and every try, unknown
     to anyone without the connection's secret, and different for every task instance."""
     material = [s.decode("latin-1") if isinstance(s, bytes) else s for s in secrets if s]
     if not material:

@@ -25,6 +25,8 @@ from airflow_provider_maxwell.exceptions import (
 )
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.states import accounting_due
+from airflow_provider_maxwell.slurm.values import duration_text
+from airflow_provider_maxwell.trigger_kwargs import as_kwargs
 
 SUBMIT_CLOCK_SLACK = 60.0  # seconds: Slurm's and the worker's clocks may disagree a little
 SLURM_CLOCK_SLACK = 1.0  # seconds: a submit time read from Slurm itself, compared with Slurm's records
@@ -65,7 +67,7 @@ class WatchSpec:
 
     def to_kwargs(self) -> dict[str, Any]:
         """The spec as plain values, for trigger kwargs."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return as_kwargs(self)
 
 
 class WatchDeadlineExceeded(Exception):
@@ -264,5 +266,4 @@ def elapsed_text(start: datetime | None, end: datetime | None) -> str:
     """A duration as H:MM:SS, as Slurm prints elapsed times."""
     if start is None or end is None:
         return "0:00:00"
-    seconds = max(int((end - start).total_seconds()), 0)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return duration_text(max((end - start).total_seconds(), 0))

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 
-from airflow_provider_maxwell.array_retry import merged_results, narrowed_array, stored_indices, stored_results
+from airflow_provider_maxwell.array_retry import (
+    FAILED_INDICES_KEY,
+    RESULTS_KEY,
+    merged_results,
+    narrow_to_failed_indices,
+    narrowed_array,
+    record_array_try,
+    stored_indices,
+    stored_results,
+)
 from airflow_provider_maxwell.watch import array_indices, array_size
 
 
@@ -45,3 +57,44 @@ def test_what_the_store_gives_back_is_checked_before_use():
     assert stored_indices({"1": 2}) == [] and stored_indices(None) == []
     assert stored_results({"1": {"state": "FAILED"}, "x": {}, "2": 5}) == {"1": {"state": "FAILED"}}
     assert stored_results([1]) == {}
+
+
+class Store(dict):  # Airflow's task state store, as these functions use it
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def test_a_retry_narrows_to_what_the_store_says_failed_and_says_so(caplog):
+    store = Store({FAILED_INDICES_KEY: [3, 4, 9]})
+    with caplog.at_level(logging.INFO):
+        assert narrow_to_failed_indices(store, "0-9%2", True, logging.getLogger("t")) == "3-4,9%2"
+    assert "Rerunning only the array tasks that failed in the last try: 3-4,9%2 (of 0-9%2)" in caplog.text
+    assert narrow_to_failed_indices(store, "0-9%2", False) == "0-9%2"  # reruns switched off
+    assert narrow_to_failed_indices(None, "0-9%2", True) == "0-9%2"  # no store (Airflow before 3.3)
+    assert narrow_to_failed_indices(Store(), "0-9%2", True) == "0-9%2"  # nothing failed
+    assert narrow_to_failed_indices(store, None, True) is None  # not an array
+
+
+def test_a_try_of_an_array_is_recorded_for_the_next_and_in_the_summary():
+    store = Store({RESULTS_KEY: {"0": {"state": "COMPLETED", "exit_code": 0, "try": 1, "job_id": 7}}})
+    summary: dict[str, Any] = {
+        "job_id": 8,
+        "array_tasks": 2,
+        "failed_tasks": [{"index": 2, "state": "FAILED", "exit_code": 3}],
+    }
+    record_array_try(store, "1-2", True, summary, 2)
+    assert store[FAILED_INDICES_KEY] == [2]
+    assert (
+        summary["array_results"]
+        == store[RESULTS_KEY]
+        == {
+            "0": {"state": "COMPLETED", "exit_code": 0, "try": 1, "job_id": 7},
+            "1": {"state": "COMPLETED", "exit_code": 0, "try": 2, "job_id": 8},
+            "2": {"state": "FAILED", "exit_code": 3, "try": 2, "job_id": 8},
+        }
+    )
+    record_array_try(store, "1-2", False, summary, 3)  # reruns off: earlier tries are not merged in
+    assert set(store[RESULTS_KEY]) == {"1", "2"}
+    untouched = Store()
+    record_array_try(untouched, "1-2", True, {"job_id": 8}, 2)  # a summary without array tasks
+    assert untouched == {}

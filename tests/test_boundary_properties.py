@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_maxwell.config import MaxwellConnectionConfig, crosses_network_in_clear
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.provider_info import (
     MAX_TOKEN_LIFESPAN,
@@ -26,6 +26,7 @@ from airflow_provider_maxwell.provider_info import (
 from airflow_provider_maxwell.slurm.dialects import DIALECTS
 from airflow_provider_maxwell.slurm.job import MAX_JOB_ID, parse_job_id
 from airflow_provider_maxwell.slurm.submit import DEFAULT_PATH, build_submit_body
+from airflow_provider_maxwell.urls import crosses_network_in_clear
 
 from .strategies import (
     MARK,

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from airflow._shared.secrets_masker import should_hide_value_for_key
-from airflow.exceptions import AirflowProviderDeprecationWarning
 
 from airflow_provider_maxwell.cli import main as maxwell_connection
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.exceptions import MaxwellConfigError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
-from airflow_provider_maxwell.provider_info import CONN_FIELDS, DEPRECATED_FIELD_NAMES, field_default
+from airflow_provider_maxwell.provider_info import CONN_FIELDS, field_default
 
 from .fake_slurm import META
 
@@ -150,45 +149,15 @@ def test_the_mask_saved_as_a_value_is_named_not_used():
         config({"jwt_lifespan": "***"})
 
 
-# ------------------------------------------------------------------ names of earlier releases
+# ------------------------------------------------------------------ names the masker misreads
 
 
-def test_an_existing_token_lifespan_still_works_with_a_deprecation_naming_the_new_field():
-    with pytest.warns(
-        AirflowProviderDeprecationWarning, match=r"extra\.token_lifespan is deprecated.*extra\.jwt_lifespan"
-    ):
-        assert config({"token_lifespan": 3600}).token_lifespan == 3600
-
-
-def test_an_existing_signing_key_still_works_with_a_deprecation_naming_the_new_field():
-    with pytest.warns(
-        AirflowProviderDeprecationWarning, match=r"extra\.signing_key is deprecated.*extra\.signing_secret"
-    ):
-        made = config({"auth_method": "signing_key", "signing_key": KEY_B64}, password=None)
-    assert made.signing_key == KEY
-    with pytest.warns(AirflowProviderDeprecationWarning):  # the prefixed form of Airflow 3.1's form
-        made = config({"auth_method": "signing_key", "extra__maxwell__signing_key": KEY_B64}, password=None)
-    assert made.signing_key == KEY
-
-
-def test_errors_about_a_deprecated_field_name_it_as_the_user_wrote_it():
-    with (
-        pytest.warns(AirflowProviderDeprecationWarning),
-        pytest.raises(MaxwellConfigError, match=re.escape("extra.token_lifespan is 90000 s")),
-    ):
-        config({"token_lifespan": 90000})
-
-
-@pytest.mark.parametrize(("old", "new"), list(DEPRECATED_FIELD_NAMES.items()))
-def test_old_and_new_name_with_different_values_is_refused(old, new):
-    values = {"token_lifespan": (3600, 7200), "signing_key": (KEY_B64, base64.b64encode(b"k" * 32).decode())}[old]
-    with pytest.raises(MaxwellConfigError, match=re.escape(f"extra.{old} and extra.{new} are both set")):
-        config({"auth_method": "signing_key", old: values[0], new: values[1]}, password=None)
-
-
-def test_the_new_names_raise_no_deprecation(recwarn):
-    config({"auth_method": "signing_key", "signing_secret": KEY_B64, "jwt_lifespan": 60}, password=None)
-    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+@pytest.mark.parametrize("name", ["token_lifespan", "signing_key"])
+def test_names_the_ui_would_mask_or_show_are_no_fields(name):
+    # `token_lifespan` would be shown as '***' and saved as that text (its name holds "token"); a key
+    # under `signing_key` would be shown in clear (its name holds no sensitive word).
+    with pytest.raises(MaxwellConfigError, match=re.escape(f"extra has unknown keys ['{name}']")):
+        config({"auth_method": "signing_key", name: KEY_B64}, password=None)
 
 
 # ------------------------------------------------------------------ Test: the user's connection id

@@ -122,19 +122,19 @@ def test_a_refused_folder_is_reported_once_naming_it_and_the_fix(
     assert "portal-token" not in message
 
 
-def test_token_files_of_earlier_releases_named_after_the_secret_go_at_the_next_save(shared_folder: Path):
-    # Their names were a slow hash of the secret, to test password guesses against: gone at once, not
-    # after two days; the other files of earlier releases (locks, temporaries) age out as before.
+def test_files_not_named_as_this_providers_stay_whatever_their_age(shared_folder: Path):
+    # MAXWELL_SHARED_DIR may name a folder that holds the user's own files: only own names are pruned.
     shared_folder.mkdir(mode=0o700)
-    secret_named, old_lock, part = "ab" * 20 + ".token", "cd" * 20 + ".lock", ".k3x_9zq1.part"
+    others = ["ab" * 20 + ".token", "cd" * 20 + ".lock", ".k3x_9zq1.part", "token-" + "e" * 40 + ".txt"]
     long_ago = time.time() - host_files.PRUNE_AFTER - 60
-    for name in (secret_named, old_lock, part):
-        (shared_folder / name).write_bytes(b"sealed")
-    os.utime(shared_folder / part, (long_ago, long_ago))
+    own_old = "api-" + "f" * 40 + ".json"  # one of this provider's, as old: pruned by the same save
+    for name in [*others, own_old]:
+        (shared_folder / name).write_bytes(b"the user's")
+        os.utime(shared_folder / name, (long_ago, long_ago))
     stored = SharedTokenFile.for_connection(config())
     assert stored is not None
     stored.save(token("slurm-token-" + "x" * 40))
-    assert sorted(os.listdir(shared_folder)) == sorted([old_lock, stored.path.name])
+    assert sorted(os.listdir(shared_folder)) == sorted([*others, stored.path.name])
 
 
 def test_a_folder_gone_and_made_again_is_shared_again(shared_folder: Path):

@@ -62,7 +62,7 @@ class TokenSource:
                 f"{result.message}. Check the URL and the network."
             )
         if 300 <= result.status < 400:
-            location = next((v for k, v in result.headers.items() if k.lower() == "location"), None)
+            location = result.header("location")
             # A sign-on page's Location may carry a token or session in its query: scrubbed like a body.
             shown = scrubbed_excerpt(location, self.config.secret_texts) if location is not None else None
             return MaxwellAuthError(

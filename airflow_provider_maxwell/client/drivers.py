@@ -170,7 +170,8 @@ class SlurmClient:
         return b"".join(chunks)
 
     def _count(self, seconds: float, size: int) -> None:
-        """The server's answer time and body size of one answered request, for the slow-server rule and costs."""
+        """The server's answer time and body size of one answered request: the poller rests in proportion to
+        the server's time, and the bytes say what polling costs the network."""
         self.state.last_response_seconds = seconds
         self.state.server_seconds += seconds
         self.state.bytes_received += size

@@ -9,12 +9,23 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.state import ConnectionState
-from airflow_provider_maxwell.effects import GetToken, HttpCall, Note, Protocol, Send, Sleep, TransportFailure
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
+from airflow_provider_maxwell.effects import (
+    GetToken,
+    HttpCall,
+    HttpResult,
+    Note,
+    Protocol,
+    Send,
+    Sleep,
+    TransportFailure,
+    header,
+)
 from airflow_provider_maxwell.exceptions import (
     MaxwellAuthError,
     SlurmAccountingUnavailable,
@@ -59,6 +70,28 @@ def mint(state: ConnectionState, policy: RetryPolicy) -> Protocol[MintedToken]:
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+@dataclass
+class _Call:
+    """One REST call across its attempts: what it asks, and what it has been through so far."""
+
+    policy: RetryPolicy
+    method: str
+    url: str
+    resend_safe: bool
+    attempts: int = 0  # sent and answered (or not), rate-limited ones aside
+    stale: str | None = None  # the token Slurm refused: the next GetToken renews past it
+    rate_limited_for: float = 0.0  # seconds paused for slurmctld's rate limit so far
+    rate_limited_rounds: int = 0
+    # The attempt under way: its token, its headers, and what its answer is scrubbed of (the server may echo the token).
+    token: str = field(default="", repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets: list[str] = field(default_factory=list, repr=False)
+
+    def may_repeat(self, never_sent: bool = False) -> bool:
+        """Whether another attempt is allowed: safe to send again (or certainly not carried out), and left."""
+        return (self.resend_safe or never_sent) and self.attempts < self.policy.limit
+
+
 def exchange(
     state: ConnectionState,
     policy: RetryPolicy,
@@ -72,108 +105,131 @@ def exchange(
 ) -> Protocol[Answer]:
     """One REST call with token, one renewal on a refused token, and retries where they are safe.
 
-    `resend_safe=False` (job submission): the request is repeated only when it certainly was not
-    carried out (it never reached slurmrestd, or slurmctld said it backed off), so a job is never
-    submitted twice by a blind retry; SlurmTransientError leaves the caller to find out.
+    Each attempt: get a token, send, then judge the answer (`_judge`): done, ask again (after the pause
+    it yielded), or raise. `resend_safe=False` (job submission): the request is repeated only when it
+    certainly was not carried out (it never reached slurmrestd, or slurmctld said it backed off), so a
+    job is never submitted twice by a blind retry; SlurmTransientError leaves the caller to find out.
     `timeout`: seconds for this request as a whole, instead of the connection's.
     """
     config = state.config
-    url = f"{config.host}{route.path}"
-    stale: str | None = None
-    renewed = False
-    attempt = 0
-    rate_limited_for, rate_limited_rounds = 0.0, 0  # pauses for slurmctld's rate limit so far
+    call = _Call(policy, method, f"{config.host}{route.path}", resend_safe)
     while True:
-        token: MintedToken = yield GetToken(stale)
-        # Whatever the server says is quoted scrubbed of these: it may echo the token it was sent.
-        secrets = [*config.secret_texts, token.value]
-        headers = {"X-SLURM-USER-NAME": config.login, "X-SLURM-USER-TOKEN": token.value, "Accept": "application/json"}
-        result = yield Send(HttpCall(method, url, params=params, json=body, headers=headers, timeout=timeout))
-        attempt += 1
+        token: MintedToken = yield GetToken(call.stale)
+        call.token, call.secrets = token.value, [*config.secret_texts, token.value]
+        call.headers = {
+            "X-SLURM-USER-NAME": config.login,
+            "X-SLURM-USER-TOKEN": token.value,
+            "Accept": "application/json",
+        }
+        result = yield Send(HttpCall(method, call.url, params=params, json=body, headers=call.headers, timeout=timeout))
+        call.attempts += 1
         if isinstance(result, TransportFailure):
-            if (resend_safe or result.before_send) and attempt < policy.limit:
-                yield from _pause_to_retry(
-                    policy, f"Slurm REST API unreachable ({scrub(result.message, secrets)})", attempt, method, url
-                )
-                continue
-            raise SlurmTransientError(
-                f"Slurm REST API unreachable after {attempt} attempt(s) ({scrub(result.message, secrets)})",
-                status=None,
-                url=url,
-                never_sent=result.before_send,
-            )
-        answer = answers.read_answer(result.status, result.body, secrets)
-        if 300 <= answer.status < 400:
-            location = header(result.headers, "location")
-            # A sign-on proxy's Location may carry the token it was sent, or a session, in its query.
-            shown = scrubbed_excerpt(location, secrets) if location is not None else None
-            raise SlurmApiError(
-                f"Slurm REST API redirected to {shown!r}; "
-                "credentials are not sent on. Set the connection's host to the final URL",
-                status=answer.status,
-                url=url,
-            )
-        definite = answers.is_auth_failure(answer)
-        ambiguous = not definite and answers.may_be_auth_failure(answer, route.service)
-        if ambiguous and (down := (yield from _controller_down(state, route, headers))):
-            # slurmctld is stopped or restarting: its "error -1" is no verdict on the token.
-            if resend_safe and attempt < policy.limit:
-                yield from _pause_to_retry(policy, down, attempt, method, url)
-                continue
-            raise SlurmTransientError(down, status=answer.status, url=url, errors=answer.errors)
-        if definite or ambiguous:
-            if not renewed:
-                renewed, stale = True, token.value
-                continue
-            if route.service is Service.SLURMDB and answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
-                raise SlurmAccountingUnavailable(
-                    "Slurm accounting (slurmdbd) is unavailable", status=answer.status, url=url, errors=answer.errors
-                )
-            raise MaxwellAuthError(
-                f"Slurm {'refused' if definite else 'failed on'} a freshly minted token for user "
-                f"{config.login!r} (connection {config.conn_id!r}, auth_method={config.auth_method}): "
-                f"HTTP {answer.status} from {url}"
-                + (f": {'; '.join(map(str, answer.errors))}" if answer.errors else "")
-                + ". Check the token's source (portal token, password, key) and that the user has a Slurm account"
-            )
-        if answers.is_rate_limited(answer) and rate_limited_for < RATE_LIMIT_PATIENCE:
-            # Not counted as an attempt: slurmctld did nothing and asks for patience, not for giving up.
-            pause = retry_after(result.headers) or policy.backoff(min(rate_limited_rounds, 4))
-            rate_limited_for, rate_limited_rounds = rate_limited_for + pause, rate_limited_rounds + 1
-            attempt -= 1
-            yield Note(f"slurmctld's rate limit: {method} {url} again in {pause:.1f} s")
-            yield Sleep(pause)
+            yield from _unanswered(call, result)
             continue
-        malformed = answer.status < 300 and answer.document is None
-        if (
-            malformed
-            or answers.is_transient(answer)
-            or (answer.status >= 500 and not answer.is_slurm and not answer.errors)
-        ):
-            wait = retry_after(result.headers)
-            if resend_safe and attempt < policy.limit:
-                yield from _pause_to_retry(
-                    policy, f"Slurm REST API answered HTTP {answer.status}", attempt, method, url, wait
-                )
-                continue
-            what = "answered with a body that is not a JSON object" if malformed else "unavailable"
-            raise SlurmTransientError(
-                f"Slurm REST API {what} ({answer.body_excerpt!r})",  # scrubbed by read_answer
-                status=answer.status,
-                url=url,
-                retry_after=wait,
-            )
+        answer = answers.read_answer(result.status, result.body, call.secrets)
+        if (yield from _judge(state, route, call, answer, result)):
+            continue
         if state.release is None and answer.release:
             state.release = answer.release
         return answer
 
 
-def _pause_to_retry(
-    policy: RetryPolicy, why: str, attempt: int, method: str, url: str, delay: float | None = None
-) -> Protocol[None]:
+def _unanswered(call: _Call, result: TransportFailure) -> Protocol[None]:
+    """No answer came: pause before the next attempt, or raise when none may follow."""
+    if not call.may_repeat(never_sent=result.before_send):
+        raise SlurmTransientError(
+            f"Slurm REST API unreachable after {call.attempts} attempt(s) ({scrub(result.message, call.secrets)})",
+            status=None,
+            url=call.url,
+            never_sent=result.before_send,
+        )
+    yield from _pause_to_retry(call, f"Slurm REST API unreachable ({scrub(result.message, call.secrets)})")
+
+
+def _judge(state: ConnectionState, route: Route, call: _Call, answer: Answer, result: HttpResult) -> Protocol[bool]:
+    """Whether the call must be made again (after the pause this yields); False: `answer` is the answer.
+    Raises what the answer means when it ends the call: a redirect, a refusal, the last transient failure."""
+    if 300 <= answer.status < 400:
+        raise _redirected(call, answer, result)
+    definite = answers.is_auth_failure(answer)
+    ambiguous = not definite and answers.may_be_auth_failure(answer, route.service)
+    if ambiguous and (down := (yield from _controller_down(state, route, call.headers))):
+        # slurmctld is stopped or restarting: its "error -1" is no verdict on the token.
+        if not call.may_repeat():
+            raise SlurmTransientError(down, status=answer.status, url=call.url, errors=answer.errors)
+        yield from _pause_to_retry(call, down)
+        return True
+    if definite or ambiguous:
+        if call.stale is None:  # renewed once only: a fresh token refused is the answer
+            call.stale = call.token
+            return True
+        raise _refused(state.config, route, call, answer, definite)
+    if answers.is_rate_limited(answer) and call.rate_limited_for < RATE_LIMIT_PATIENCE:
+        yield from _wait_out_rate_limit(call, result)
+        return True
+    malformed = answer.status < 300 and answer.document is None
+    if (
+        malformed
+        or answers.is_transient(answer)
+        or (answer.status >= 500 and not answer.is_slurm and not answer.errors)
+    ):
+        wait = retry_after(result.headers)
+        if not call.may_repeat():
+            what = "answered with a body that is not a JSON object" if malformed else "unavailable"
+            raise SlurmTransientError(
+                f"Slurm REST API {what} ({answer.body_excerpt!r})",  # scrubbed by read_answer
+                status=answer.status,
+                url=call.url,
+                retry_after=wait,
+            )
+        yield from _pause_to_retry(call, f"Slurm REST API answered HTTP {answer.status}", wait)
+        return True
+    return False
+
+
+def _wait_out_rate_limit(call: _Call, result: HttpResult) -> Protocol[None]:
+    """Pause as slurmctld's rate limit asks. Not counted as an attempt: slurmctld did nothing and asks for
+    patience, not for giving up (RATE_LIMIT_PATIENCE bounds it)."""
+    pause = retry_after(result.headers) or call.policy.backoff(min(call.rate_limited_rounds, 4))
+    call.rate_limited_for, call.rate_limited_rounds = call.rate_limited_for + pause, call.rate_limited_rounds + 1
+    call.attempts -= 1
+    yield Note(f"slurmctld's rate limit: {call.method} {call.url} again in {pause:.1f} s")
+    yield Sleep(pause)
+
+
+def _redirected(call: _Call, answer: Answer, result: HttpResult) -> SlurmApiError:
+    location = result.header("location")
+    # A sign-on proxy's Location may carry the token it was sent, or a session, in its query.
+    shown = scrubbed_excerpt(location, call.secrets) if location is not None else None
+    return SlurmApiError(
+        f"Slurm REST API redirected to {shown!r}; credentials are not sent on. Set the connection's host to the "
+        "final URL",
+        status=answer.status,
+        url=call.url,
+    )
+
+
+def _refused(
+    config: MaxwellConnectionConfig, route: Route, call: _Call, answer: Answer, definite: bool
+) -> SlurmApiError | MaxwellAuthError:
+    """What a renewed token refused again means: accounting down (slurmdbd says so), else the credentials."""
+    if route.service is Service.SLURMDB and answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
+        return SlurmAccountingUnavailable(
+            "Slurm accounting (slurmdbd) is unavailable", status=answer.status, url=call.url, errors=answer.errors
+        )
+    return MaxwellAuthError(
+        f"Slurm {'refused' if definite else 'failed on'} a freshly minted token for user "
+        f"{config.login!r} (connection {config.conn_id!r}, auth_method={config.auth_method}): "
+        f"HTTP {answer.status} from {call.url}"
+        + (f": {'; '.join(map(str, answer.errors))}" if answer.errors else "")
+        + ". Check the token's source (portal token, password, key) and that the user has a Slurm account"
+    )
+
+
+def _pause_to_retry(call: _Call, why: str, delay: float | None = None) -> Protocol[None]:
     """Say why and when the request is repeated, then wait: `delay` (a Retry-After) or the backoff."""
-    delay = delay or policy.backoff(attempt - 1)
-    yield Note(f"{why}; retry {attempt} of {policy.limit - 1} in {delay:.1f} s: {method} {url}")
+    delay = delay or call.policy.backoff(call.attempts - 1)
+    yield Note(f"{why}; retry {call.attempts} of {call.policy.limit - 1} in {delay:.1f} s: {call.method} {call.url}")
     yield Sleep(delay)
 
 
@@ -189,11 +245,6 @@ def _controller_down(state: ConnectionState, route: Route, headers: Mapping[str,
     if answers.controller_down(answers.read_answer(result.status, result.body)):
         return f"slurmctld is not responding (ping at {url})"
     return None
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever case the server wrote its name in."""
-    return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -92,7 +92,7 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
     def _return_values(self, context: Context) -> ReturnValues:
         """Where the job leaves its value (its working directory; the submit default when none is set),
         sealed with this task instance's key."""
-        from airflow_provider_maxwell.operators.job import comment_tag
+        from airflow_provider_maxwell.reattach import comment_tag
         from airflow_provider_maxwell.return_values import ReturnValues, login_uid, task_key
         from airflow_provider_maxwell.slurm.submit import default_working_directory
 

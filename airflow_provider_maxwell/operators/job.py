@@ -10,12 +10,13 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_maxwell.compat import conf
 from airflow_provider_maxwell.links import SlurmJobLink
+from airflow_provider_maxwell.reattach import JOB_ID_STATE_KEY, comment_tag, job_to_build_on
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,14 +26,6 @@ if TYPE_CHECKING:
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.slurm.job import SlurmJob
     from airflow_provider_maxwell.watch import WatchSpec
-
-JOB_ID_STATE_KEY = "maxwell_job_id"  # task_state_store key; renaming it breaks in-flight retries
-COMMENT_TAG_PREFIX = "airflow:"
-
-
-def comment_tag(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
-    """What every job carries in its comment, so a retry can find the job of its task instance."""
-    return f"{COMMENT_TAG_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index if map_index is not None else -1}"
 
 
 class MaxwellSubmitJobOperator(BaseOperator):
@@ -185,11 +178,24 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
     def execute(self, context: Context) -> int:
         """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
+        from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
+
         hook = self._hook()
-        self._narrow_to_failed_indices(context)
+        store = context.get("task_state_store")
+        self.array = narrow_to_failed_indices(store, self.array, self.rerun_failed_indices, self.log)
         fields = self._fields(context)
-        tag = fields["comment"].split(" ", 1)[0]
-        found = self._reattach(context, hook, fields["name"], tag) if self.durable else None
+        found = None
+        if self.durable:
+            found = job_to_build_on(
+                hook,
+                store,
+                saved_id_key=self.external_id_key,
+                try_number=getattr(context["ti"], "try_number", 1),
+                name=fields["name"],
+                tag=fields["comment"].split(" ", 1)[0],
+                is_array=bool(self.array),
+                log=self.log,
+            )
         if found is not None and found.is_terminal and found.is_success:
             from airflow_provider_maxwell.links import persist_job_link
 
@@ -203,7 +209,6 @@ class MaxwellSubmitJobOperator(BaseOperator):
         else:
             self.job_id = hook.submit_job(self.script, **fields)
             self.log.info("Submitted Slurm job %s (%s) as %s", self.job_id, fields["name"], hook.config.login)
-            store = context.get("task_state_store")
             if store is not None and self.durable:
                 store.set(self.external_id_key, self.job_id)
             found = None
@@ -216,96 +221,6 @@ class MaxwellSubmitJobOperator(BaseOperator):
         if self.deferrable:
             return self._defer_unless_done(context, hook, spec)
         return self._finish(context, hook, spec, self._follower(hook, self.job_id, found))
-
-    def _narrow_to_failed_indices(self, context: Context, say: bool = True) -> None:
-        """A retry of an array whose last try ended with failed tasks runs only those (array_retry.py).
-        Also on resuming from the triggerer: the resumed operator is a new instance."""
-        store = context.get("task_state_store")
-        if not (self.array and self.rerun_failed_indices and store is not None):
-            return
-        from airflow_provider_maxwell.array_retry import FAILED_INDICES_KEY, narrowed_array, stored_indices
-
-        failed = stored_indices(store.get(FAILED_INDICES_KEY))
-        if failed:
-            whole, self.array = self.array, narrowed_array(self.array, failed)
-            if say:
-                self.log.info(
-                    "Rerunning only the array tasks that failed in the last try: %s (of %s)", self.array, whole
-                )
-
-    def _record_array_try(self, context: Context, outcome: Outcome) -> None:
-        """Keep this try's per-index results for the next try and the merged record in the summary."""
-        store = context.get("task_state_store")
-        if not (self.array and store is not None and "array_tasks" in outcome.summary):
-            return
-        from airflow_provider_maxwell.array_retry import (
-            FAILED_INDICES_KEY,
-            RESULTS_KEY,
-            merged_results,
-            stored_results,
-        )
-        from airflow_provider_maxwell.watch import array_indices
-
-        failed = outcome.summary.get("failed_tasks", [])
-        results = merged_results(
-            stored_results(store.get(RESULTS_KEY)) if self.rerun_failed_indices else None,
-            array_indices(self.array),
-            failed,
-            int(getattr(context["ti"], "try_number", 1)),
-            int(outcome.summary["job_id"]),
-        )
-        store.set(RESULTS_KEY, cast("dict[str, Any]", results))
-        store.set(FAILED_INDICES_KEY, [int(t["index"]) for t in failed if t.get("index") is not None])
-        outcome.summary["array_results"] = results
-
-    def _reattach(self, context: Context, hook: MaxwellHook, name: str, tag: str) -> SlurmJob | None:
-        """The job a previous try of this task instance submitted, if there is one to build on.
-
-        Saved job id first (task_state_store); else, after a crash between submit and save, the
-        newest job of this user with this name whose comment carries this task instance's tag.
-        A failed earlier job is not built on: the caller submits afresh.
-        """
-        from airflow_provider_maxwell.exceptions import SlurmJobNotFound
-
-        store = context.get("task_state_store")
-        stored = store.get(self.external_id_key) if store is not None else None
-        if stored:
-            try:
-                job = hook.get_job(int(str(stored)))
-            except SlurmJobNotFound:
-                self.log.warning("Saved Slurm job %s is unknown to Slurm: submitting afresh", stored)
-                return None
-            if job.user == hook.config.login:
-                if self.array:
-                    return self._whole_array(hook, job)
-                return job if (not job.is_terminal or job.is_success) else None
-        ti = context["ti"]
-        if getattr(ti, "try_number", 1) <= 1 and not stored:
-            return None  # a first try has nothing to re-attach to: skip the search
-        candidates = [j for j in hook.find_jobs_by_name(name) if j.comment and j.comment.split(" ", 1)[0] == tag]
-        if not candidates:
-            return None
-        job = candidates[-1]
-        if self.array:
-            return self._whole_array(hook, job)
-        if job.is_terminal and not job.is_success:
-            self.log.info(
-                "Earlier Slurm job %s of this task instance ended %s: submitting afresh", job.job_id, job.state_text
-            )
-            return None
-        return hook.get_job(job.job_id) if not job.is_terminal else job
-
-    def _whole_array(self, hook: MaxwellHook, job: SlurmJob) -> SlurmJob | None:
-        """An earlier array job to build on, judged by all its tasks (one record says one task's state):
-        a live task to re-attach to, the job if every task completed, else None (submit afresh)."""
-        tasks = hook.get_controller_jobs(job.job_id) or hook.get_accounting_jobs(job.job_id) or [job]
-        live = [t for t in tasks if not t.is_terminal]
-        if live:
-            return live[0]
-        if all(t.is_success for t in tasks):
-            return job
-        self.log.info("Earlier Slurm array job %s of this task instance had failed tasks: submitting anew", job.job_id)
-        return None
 
     def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> WatchSpec:
         from airflow_provider_maxwell.watch import WatchSpec, array_size
@@ -401,11 +316,12 @@ class MaxwellSubmitJobOperator(BaseOperator):
         """Resume after the trigger's event: succeed, fail with the job's outcome, or report the wait's error."""
         from airflow.sdk.exceptions import AirflowException
 
+        from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
         from airflow_provider_maxwell.triggers.job import JobEvent
 
         job_event = JobEvent.from_payload(event)
         self.job_id = job_event.job_id
-        self._narrow_to_failed_indices(context, say=False)
+        self.array = narrow_to_failed_indices(context.get("task_state_store"), self.array, self.rerun_failed_indices)
         outcome = job_event.outcome
         if outcome is not None:
             return self._conclude(context, outcome)
@@ -414,10 +330,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def _conclude(self, context: Context, outcome: Outcome) -> int:
         from airflow.sdk.exceptions import AirflowException
 
+        from airflow_provider_maxwell.array_retry import record_array_try
         from airflow_provider_maxwell.compat import AirflowFailException
         from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
 
-        self._record_array_try(context, outcome)
+        store = context.get("task_state_store")
+        try_number = int(getattr(context["ti"], "try_number", 1))
+        record_array_try(store, self.array, self.rerun_failed_indices, outcome.summary, try_number)
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
         self._log_output_tail(outcome.summary.get("output"))
         if "usage" in outcome.summary:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from airflow_provider_maxwell.exceptions import MaxwellConfigError, MaxwellError
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES, TRANSIENT_FLAGS, JobState, has_ended
 from airflow_provider_maxwell.slurm.usage import JobUsage, parse_usage
+from airflow_provider_maxwell.slurm.values import unwrapped
 
 Source = Literal["slurmctld", "slurmdb"]
 
@@ -168,10 +169,7 @@ def _expand(pattern: str | None, job: SlurmJob, default: str | None) -> str | No
 
 def number(value: Any) -> int | None:
     """A plain integer or a {set, infinite, number} struct; None when unset or infinite."""
-    if isinstance(value, Mapping):
-        if not value.get("set", True) or value.get("infinite", False):
-            return None
-        value = value.get("number")
+    value = unwrapped(value)
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -237,9 +235,7 @@ class UnreadableJobRecord(MaxwellError, ValueError):
 def record_job_id(doc: Mapping[str, Any]) -> int:
     """A record's `job_id` (plain, or a {set, number} struct); UnreadableJobRecord for anything else (a
     record of job 0 would pass for the job asked about)."""
-    value = doc.get("job_id")
-    if isinstance(value, Mapping):
-        value = value.get("number") if value.get("set", True) and not value.get("infinite", False) else None
+    value = unwrapped(doc.get("job_id"))
     job_id = readable_job_id(value)
     if job_id is None:
         raise UnreadableJobRecord(f"a job record's job_id is not a Slurm job id (a {type(value).__name__})")

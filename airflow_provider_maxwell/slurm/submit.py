@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_maxwell.exceptions import MaxwellConfigError
+from airflow_provider_maxwell.exceptions import MaxwellConfigError, shown
 from airflow_provider_maxwell.slurm.dialects import ApiDialect
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -175,12 +175,6 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
 def _a(noun: str) -> str:
     """The noun with its article: 'a float', 'an int'."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
-
-
-def shown(value: Any) -> str:
-    """A bad value as an error message quotes it: its repr, cut short (a job field may hold anything)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**100 else "a huge number"
-    return text if len(text) <= 60 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _node_range(value: Any) -> tuple[int, int]:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_maxwell.slurm.values import unwrapped
+
 MIB = 1024 * 1024
 
 
@@ -32,10 +34,7 @@ class JobUsage:
 
 def _count(value: Any) -> int | None:
     """A TRES count, or a {set, number} struct; None for unset, infinite or negative (-2: 'not measured')."""
-    if isinstance(value, Mapping):
-        if not value.get("set", True) or value.get("infinite", False):
-            return None
-        value = value.get("number")
+    value = unwrapped(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:

@@ -20,7 +20,7 @@ EXPECTED = {
     "empty_script": r"script is empty: give the batch script's text",
     "missing_script_file": r"script: the file 'no_such_script.sh' does not exist \(looked in .*\)\. Give a path",
     "unknown_auth_method": r"Maxwell connection 'maxwell_bad_auth_method': extra.auth_method .*kerberos",
-    "lifespan_above_86400": r"Maxwell connection 'maxwell_bad_lifespan': extra.token_lifespan is 90000 s",
+    "lifespan_above_86400": r"Maxwell connection 'maxwell_bad_lifespan': extra.jwt_lifespan is 90000 s",
     "missing_password": r"Maxwell connection 'maxwell_bad_no_password': password ",
     "malformed_host": r"Maxwell connection 'maxwell_bad_host': host ",
     "job_id_not_a_number": r"job_id must be a Slurm job id \(a positive whole number\), not '12ab': check",
@@ -32,7 +32,7 @@ def bad_connections(cluster) -> dict[str, str]:
     base = {"conn_type": "maxwell", "host": cluster["front_door"] + "/sapi", "login": "mxuser1", "password": "x"}
     variants = {
         "maxwell_bad_auth_method": {"extra": {"auth_method": "kerberos"}},
-        "maxwell_bad_lifespan": {"extra": {"auth_method": "portal", "token_lifespan": 90000}},
+        "maxwell_bad_lifespan": {"extra": {"auth_method": "portal", "jwt_lifespan": 90000}},
         "maxwell_bad_no_password": {"password": None, "extra": {"auth_method": "portal"}},
         "maxwell_bad_host": {"host": "max-slurm-rest.desy.de/sapi", "extra": {"auth_method": "portal"}},
     }

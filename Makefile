@@ -40,6 +40,7 @@ cluster-status:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python tools/check_structure.py
 
 # Everything: lint, unit tests on the lowest Airflow, then the whole suite on the newest against the
 # local Maxwell (brought up and down if needed), packaging included.

@@ -105,13 +105,8 @@ def default_working_directory(login: str) -> str:
     return f"/home/{login}"
 
 
-def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any], default_cwd: str) -> dict[str, Any]:
-    """The JSON body of POST /slurm/vX/job/submit for `dialect`.
-
-    `fields` uses the neutral names (`time_limit` in minutes or a timedelta, `environment` as a dict,
-    `nodes`, `ntasks`, `cpus_per_task`, `memory_per_node`, ...); any other key is a Slurm job field
-    passed through as it is, for the caller to shape for the version.
-    """
+def check_script(script: object) -> None:
+    """Refuse what sbatch would not run as a batch script, naming what is wrong with it."""
     if not isinstance(script, str):
         raise MaxwellConfigError(
             f"script must be text (str), not {type(script).__name__}: decode it first (e.g. data.decode())"
@@ -127,6 +122,16 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
             "script must start with an interpreter line such as '#!/bin/bash', as sbatch requires; "
             f"it starts with {script[:30]!r}"
         )
+
+
+def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any], default_cwd: str) -> dict[str, Any]:
+    """The JSON body of POST /slurm/vX/job/submit for `dialect`.
+
+    `fields` uses the neutral names (`time_limit` in minutes or a timedelta, `environment` as a dict,
+    `nodes`, `ntasks`, `cpus_per_task`, `memory_per_node`, ...); any other key is a Slurm job field
+    passed through as it is, for the caller to shape for the version.
+    """
+    check_script(script)
     rest = dict(fields)
     if "script" in rest:
         raise MaxwellConfigError(

@@ -84,7 +84,8 @@ def scrubbed_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int =
     """A server's words (a body, a Location, an error text) as a message quotes them: on one line, scrubbed
     of `secrets` and token-shaped parts, then cut to `limit` characters. Cut after scrubbing: a secret cut
     in two would no longer be recognised as one."""
-    return scrub(" ".join(text[: 8 * limit].split()), secrets)[:limit]
+    # Scrubbed before the whitespace is folded: a secret with two spaces in a row would no longer match.
+    return " ".join(scrub(text[: 8 * limit], secrets).split())[:limit]
 
 
 def shown(value: object) -> str:

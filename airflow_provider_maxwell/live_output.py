@@ -43,12 +43,13 @@ class OutputRefused(Exception):
 @dataclass(frozen=True)
 class OutputAccess:
     """Which files may be read as one job's output on this host: regular files of the job's user (`owner_uid`),
-    under the job's working directory as the task set it (`folders`) or at an output path the task set
-    (`patterns`, absolute, with Slurm's %-patterns). Plain values (`to_kwargs`): the trigger carries it."""
+    at an output path the task set or Slurm's default name in the job's working directory (`patterns`,
+    absolute, with Slurm's %-patterns), written since the job was submitted (`written_after`, seconds since
+    the epoch; None: not checked). Plain values (`to_kwargs`): the trigger carries it."""
 
     owner_uid: int | None  # None: the job's user is not known on this host, so no file can be told to be theirs
-    folders: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
+    written_after: float | None = None
 
     def to_kwargs(self) -> dict[str, Any]:
         """The rule as plain values (lists, not tuples: trigger kwargs are stored as JSON)."""
@@ -59,22 +60,42 @@ class OutputAccess:
         """What `to_kwargs` wrote; None for anything else (nothing is then read)."""
         if not isinstance(kwargs, Mapping):
             return None
-        owner, folders, patterns = kwargs.get("owner_uid"), kwargs.get("folders"), kwargs.get("patterns")
+        owner, patterns, after = kwargs.get("owner_uid"), kwargs.get("patterns"), kwargs.get("written_after")
         if not (owner is None or (isinstance(owner, int) and not isinstance(owner, bool))):
             return None
-        if not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in (folders, patterns)):
+        if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
             return None
-        return cls(owner, tuple(folders or ()), tuple(patterns or ()))
+        if not (after is None or (isinstance(after, int | float) and not isinstance(after, bool))):
+            return None
+        return cls(owner, tuple(patterns), None if after is None else float(after))
+
+
+# Where a job's output goes: the task's job fields, #SBATCH lines in its script, else Slurm's own names.
+_SBATCH_OUTPUT = re.compile(r"^#SBATCH[ \t]+(?:--output|--error|-o|-e)(?:=|[ \t]+)(\S+)", re.MULTILINE)
+SLURM_DEFAULT_OUTPUTS = ("slurm-%j.out", "slurm-%A_%a.out")
+CLOCK_SLACK = 120.0  # seconds: the file server's clock (a file's mtime) may disagree with slurmctld's
 
 
 def output_access(
-    login: str, record_uid: int | None, working_directory: str, declared: Iterable[str] = ()
+    login: str,
+    record_uid: int | None,
+    working_directory: str,
+    declared: Iterable[str] = (),
+    script: str = "",
+    submitted_at: float | None = None,
 ) -> OutputAccess:
-    """The rule for the output of a job of `login` that the task sent to `working_directory`, with the output
-    paths it declared (`standard_output`/`standard_error`, relative ones under the working directory)."""
+    """The rule for the output of a job of `login` that the task sent to `working_directory`: the output paths
+    it declared (`standard_output`/`standard_error`, and `#SBATCH --output/--error` in `script`; relative
+    ones under the working directory) and Slurm's default names there, never a path the server names
+    elsewhere (a file of the job's user under its home, say, such as airflow.cfg); written since
+    `submitted_at` (a file moved into the output's place keeps its older mtime)."""
     folder = os.path.normpath(working_directory)
-    patterns = tuple(os.path.normpath(os.path.join(folder, path)) for path in declared if path)
-    return OutputAccess(job_owner_uid(login, record_uid), (folder,), patterns)
+    named = [*declared, *(path.strip("'\"") for path in _SBATCH_OUTPUT.findall(script))]
+    patterns = tuple(
+        dict.fromkeys(os.path.normpath(os.path.join(folder, p)) for p in [*named, *SLURM_DEFAULT_OUTPUTS] if p)
+    )
+    after = submitted_at - CLOCK_SLACK if submitted_at is not None else None
+    return OutputAccess(job_owner_uid(login, record_uid), patterns, after)
 
 
 def job_owner_uid(login: str, record_uid: int | None) -> int | None:
@@ -103,15 +124,9 @@ def path_refusal(path: str, access: OutputAccess) -> str | None:
     if not os.path.isabs(path):
         return "it is not an absolute path"
     normal = os.path.normpath(path)
-    if any(_is_under(normal, folder) for folder in access.folders):
-        return None
     if any(_matches(pattern, normal) for pattern in access.patterns):
         return None
-    return "it is outside the job's working directory and is no output path the task set"
-
-
-def _is_under(path: str, folder: str) -> bool:
-    return path != folder and os.path.commonpath([path, folder]) == folder
+    return "it is no output path the task set, nor Slurm's default name in the job's working directory"
 
 
 def _matches(pattern: str, path: str) -> bool:
@@ -147,25 +162,44 @@ def open_output(path: str, access: OutputAccess) -> int:
             raise OutputRefused("it is not a regular file")
         if info.st_uid != access.owner_uid:
             raise OutputRefused(f"it belongs to uid {info.st_uid}, not to the job's user (uid {access.owner_uid})")
+        if access.written_after is not None and info.st_mtime < access.written_after:
+            raise OutputRefused("it was last written before the job was submitted (moved into the output's place?)")
     except BaseException:
         os.close(descriptor)
         raise
     return descriptor
 
 
-def tail(path: str, count: int, access: OutputAccess, block: int = 8192) -> list[str]:
-    """The last `count` lines of the job's output file, reading only its end (output files can be large).
-    OutputRefused or OSError as `open_output` raises them."""
-    with os.fdopen(open_output(path, access), "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        data = b""
-        while size > 0 and data.count(b"\n") <= count:
-            step = min(block, size)
-            size -= step
-            f.seek(size)
-            data = f.read(step) + data
-    return data.decode("utf-8", "replace").splitlines()[-count:]
+def tail(path: str, count: int, access: OutputAccess) -> list[str]:
+    """The last `count` lines of the job's output file, from at most its last MAX_READ_BYTES (output files can
+    be large, and a progress bar redrawn with \r makes lines of any length), each made printable and cut as
+    live output does. OutputRefused or OSError as `open_output` raises them."""
+    descriptor = open_output(path, access)
+    try:
+        size = os.fstat(descriptor).st_size
+        data = os.pread(descriptor, MAX_READ_BYTES, max(0, size - MAX_READ_BYTES))
+    finally:
+        os.close(descriptor)
+    return [printable_line(line) for line in data.split(b"\n")[-count - 1 :] if line][-count:]
+
+
+def tail_text(path: str, count: int, access: OutputAccess) -> str:
+    """What the task log says of the job's output at its end: its last lines, why they are not copied, or
+    nothing for an empty file (never a reason to fail the task)."""
+    try:
+        lines = tail(path, count, access)
+    except OutputRefused as refused:
+        return f"Job output {path} is not copied here: {refused}"
+    except OSError:
+        return f"Job output {path} is not readable from this worker"
+    return f"Last {len(lines)} lines of {path}:\n" + "\n".join(lines) if lines else ""
+
+
+def printable_line(piece: bytes, max_chars: int = MAX_LINE_CHARS) -> str:
+    """One line of output as the task log shows it: decoded, control characters as '?', cut at `max_chars`."""
+    text = piece.decode("utf-8", "replace").rstrip("\r")
+    text = "".join(c if c.isprintable() or c == "\t" else "?" for c in text[: max_chars + 1])
+    return text[:max_chars] + CUT_MARK if len(text) > max_chars else text
 
 
 @dataclass
@@ -261,9 +295,7 @@ class OutputFollower:
         return lines
 
     def _text(self, piece: bytes) -> str:
-        text = piece.decode("utf-8", "replace").rstrip("\r")
-        text = "".join(c if c.isprintable() or c == "\t" else "?" for c in text[: self.max_line_chars + 1])
-        return text[: self.max_line_chars] + CUT_MARK if len(text) > self.max_line_chars else text
+        return printable_line(piece, self.max_line_chars)
 
 
 def follower_from_kwargs(kwargs: dict[str, Any] | None) -> OutputFollower | None:

@@ -4,7 +4,7 @@ so that the worker loads only what this task's job wrote.
 The working directory is shared (GPFS beamtime folders are writable by a whole group, a sticky folder
 by everyone), and loading a pickle runs code. So each task instance has a key that only its job (in
 its script, readable by the job's owner and Slurm's administrators) and the Airflow workers (derived
-from the connection's secret) know. The job writes the value under a name derived from the key, with
+from the connection's secret) know. The job writes the value under a name derived from the key and the job id, with
 an HMAC-SHA256 of the job id, the array task and the bytes on the first line. The worker opens the
 file without following a symlink, checks it is a regular file of the job's user that no one else may
 write, checks the HMAC, and only then unpickles it; then it deletes the file.
@@ -14,6 +14,7 @@ The job's side is Python text run on Maxwell (`job_writer`); no Airflow import h
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import importlib
@@ -31,7 +32,7 @@ SERIALIZERS = ("pickle", "dill", "cloudpickle")  # as Airflow's virtualenv decor
 FORMAT = b"maxwell-return-1"  # the first line: this, a space, the HMAC in hex
 PICKLE_PROTOCOL = 4  # readable by every Python from 3.4 on: Maxwell's interpreter may be older than the worker's
 _KEY_PURPOSE = b"airflow-provider-maxwell return value key\0"
-_NAME_PURPOSE = b"file name"
+_NAME_PURPOSE = b"file name "
 
 
 class ReturnValueUnreadable(MaxwellError):
@@ -97,35 +98,20 @@ class ReturnValues:
     owner: int | None = None
 
     @property
-    def name_tag(self) -> str:
-        """A part of every file name no one can guess without the key: another user cannot plant
-        files for future job ids in a shared folder, which would block the job's own."""
-        return hmac.new(self.key, _NAME_PURPOSE, hashlib.sha256).hexdigest()[:16]
+    def key_text(self) -> str:
+        """The key as the job script carries it (base64)."""
+        return base64.b64encode(self.key).decode()
+
+    def name_tag(self, job_id: int | str) -> str:
+        """A part of a job's file names no one can guess without the key, different for every job: no
+        one can plant files for a future job (which would block the job's own), even after seeing the
+        names of this task's earlier jobs."""
+        return hmac.new(self.key, _NAME_PURPOSE + str(job_id).encode(), hashlib.sha256).hexdigest()[:16]
 
     def path(self, job_id: int, array_task: int | None = None) -> str:
         """The file of one job (or of one task of an array)."""
         suffix = f"_{array_task}" if array_task is not None else ""
-        return os.path.join(self.folder, f"maxwell-{job_id}{suffix}.{self.name_tag}.return")
-
-    def array_tasks(self, job_id: int, expected: int) -> list[int]:
-        """The indices of an array's tasks that left a value, in order; all `expected` of them, or an error."""
-        prefix, suffix = f"maxwell-{job_id}_", f".{self.name_tag}.return"
-        try:
-            names = [n for n in os.listdir(self.folder) if n.startswith(prefix) and n.endswith(suffix)]
-        except OSError as error:
-            raise ReturnValueUnreadable(
-                f"the array's return values should be in {self.folder}, which this worker cannot list "
-                f"({error.strerror}): the job's working directory must be shared with the Airflow workers, or "
-                "set do_xcom_push=False"
-            ) from None
-        indices = sorted(int(n[len(prefix) : -len(suffix)]) for n in names if n[len(prefix) : -len(suffix)].isdigit())
-        if len(indices) != expected:
-            raise ReturnValueUnreadable(
-                f"{len(indices)} of the array's {expected} tasks left a return value in {self.folder} "
-                f"({prefix}<index>{suffix}): the others' working directory is not shared with this worker, or "
-                "set do_xcom_push=False"
-            )
-        return indices
+        return os.path.join(self.folder, f"maxwell-{job_id}{suffix}.{self.name_tag(job_id)}.return")
 
     def read(self, job_id: int, array_task: int | None = None) -> Any:
         """The value the job's function returned, once the file proved to be its job's."""
@@ -211,10 +197,11 @@ def job_writer(values: ReturnValues, result_name: str) -> str:
 import hashlib as _hashlib, hmac as _hmac, tempfile as _tempfile
 _job = _os.environ.get("SLURM_ARRAY_JOB_ID") or _os.environ["SLURM_JOB_ID"]
 _task = _os.environ.get("SLURM_ARRAY_TASK_ID") or ""
-_key = _base64.b64decode("{_b64(values.key)}")
+_key = _base64.b64decode("{values.key_text}")
 _data = _serializer.dumps({result_name}, protocol={PICKLE_PROTOCOL})
 _mac = _hmac.new(_key, (_job + ":" + _task + "\\n").encode() + _data, _hashlib.sha256).hexdigest()
-_name = "maxwell-" + _job + ("_" + _task if _task else "") + ".{values.name_tag}.return"
+_tag = _hmac.new(_key, {_NAME_PURPOSE!r} + _job.encode(), _hashlib.sha256).hexdigest()[:16]
+_name = "maxwell-" + _job + ("_" + _task if _task else "") + "." + _tag + ".return"
 _fd, _tmp = _tempfile.mkstemp(prefix=".maxwell-" + _job + "-", suffix=".tmp", dir={values.folder!r})
 try:
     with _os.fdopen(_fd, "wb") as _out:
@@ -225,9 +212,3 @@ except BaseException:
     _os.unlink(_tmp)
     raise
 """
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pwd
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 from airflow_provider_maxwell.effects import Note, Sleep
 from airflow_provider_maxwell.live_output import (
+    CUT_MARK,
     OutputAccess,
     OutputFollower,
     OutputRefused,
@@ -28,8 +31,8 @@ def append(path: Path, data: bytes) -> None:
 
 
 def mine(folder: Path) -> OutputAccess:
-    """The rule for a job of this process's own user working in `folder`."""
-    return OutputAccess(os.getuid(), (str(folder),))
+    """The rule for a job of this process's own user whose output may be any file directly in `folder`."""
+    return OutputAccess(os.getuid(), (f"{folder}/%x",))
 
 
 def test_complete_lines_appear_and_a_partial_line_waits_for_its_end(tmp_path: Path):
@@ -144,28 +147,66 @@ def test_the_owner_is_the_connections_login_as_this_host_names_it(attacker):
     assert job_owner_uid("no-such-user-here", 0) is None  # root's: a record saying so proves nothing
     assert job_owner_uid("no-such-user-here", attacker.uid) is None
     assert job_owner_uid("no-such-user-here", None) is None
-    refusal = path_refusal("/home/x/slurm-1.out", OutputAccess(None, ("/home/x",)))
+    refusal = path_refusal("/home/x/slurm-1.out", OutputAccess(None, ("/home/x/slurm-%j.out",)))
     assert refusal is not None and "not known on this host" in refusal
 
 
-def test_readable_paths_are_under_the_working_directory_or_an_output_path_the_task_set():
-    access = output_access("root", None, "/work/run/", ["logs/%x-%5j.out", "/data/err/%u_%A_%a.err"])
-    assert access.folders == ("/work/run",)
-    assert access.patterns == ("/work/run/logs/%x-%5j.out", "/data/err/%u_%A_%a.err")
-    for readable in ("/work/run/slurm-41.out", "/work/run/deep/er/out", "/data/err/root_41_3.err"):
+def test_readable_paths_are_output_paths_the_task_set_or_slurms_default_names_in_its_folder():
+    script = (
+        "#!/bin/bash\n#SBATCH --output=/scratch/%u/run-%j.log\n#SBATCH -e 'errors/%j.err'\necho #SBATCH -o /etc/x\n"
+    )
+    access = output_access("root", None, "/work/run/", ["logs/%x-%5j.out", "/data/err/%u_%A_%a.err"], script)
+    assert access.patterns == (
+        "/work/run/logs/%x-%5j.out",
+        "/data/err/%u_%A_%a.err",
+        "/scratch/%u/run-%j.log",  # from the script's own #SBATCH lines
+        "/work/run/errors/%j.err",
+        "/work/run/slurm-%j.out",  # Slurm's own names, where the task set none
+        "/work/run/slurm-%A_%a.out",
+    )
+    for readable in (
+        "/work/run/slurm-41.out",
+        "/work/run/slurm-41_3.out",
+        "/data/err/root_41_3.err",
+        "/scratch/root/run-41.log",
+        "/work/run/errors/41.err",
+    ):
         assert path_refusal(readable, access) is None, readable
     for outside in (
-        "/work/run",  # the folder itself
+        "/work/run/deep/er/out",  # a file of the job's user under its folder, but no output's name
+        "/work/run/airflow.cfg",
         "/work/run/../../etc/shadow",  # not under it once normalized
-        "/work/running/x.out",  # a sibling with the same start
+        "/work/running/slurm-1.out",  # a sibling with the same start
         "/data/err/root_41_3.err.bak",  # not the whole pattern
         "/data/err/x/y_1_2.err",  # a pattern stands for characters within one path component
         "/data/err/../err2/root_1_2.err",
         "relative/slurm-1.out",
         "/etc/shadow",
+        "/etc/x",  # an #SBATCH not at a line's start is no directive
     ):
         refusal = path_refusal(outside, access)
-        assert refusal is not None and ("outside" in refusal or "absolute" in refusal), outside
+        assert refusal is not None and ("no output path" in refusal or "absolute" in refusal), outside
+
+
+def test_a_file_moved_into_the_outputs_place_keeps_its_age_and_is_refused(tmp_path: Path):
+    out = tmp_path / "slurm-1.out"
+    out.write_text("db password hunter2\n")  # the job user's own private file, from long ago
+    os.utime(out, (time.time() - 3600, time.time() - 3600))
+    submitted = time.time() - 60
+    access = output_access(pwd.getpwuid(os.getuid()).pw_name, None, str(tmp_path), submitted_at=submitted)
+    with pytest.raises(OutputRefused, match="last written before the job was submitted"):
+        tail(str(out), 3, access)
+    os.utime(out)  # written now, by the job
+    assert tail(str(out), 3, access) == ["db password hunter2"]
+
+
+def test_the_tail_reads_a_bounded_end_and_shows_lines_as_live_output_does(tmp_path: Path):
+    out = tmp_path / "slurm-2.out"
+    out.write_bytes(b"\r".join(b"progress %d%%" % i for i in range(200_000)) + b"\nend\x1b[31m\n")
+    started = time.monotonic()
+    lines = tail(str(out), 2, mine(tmp_path))
+    assert time.monotonic() - started < 2  # the last 256 KiB only, not the whole 2.7 MB redrawn line
+    assert lines[-1] == "end?[31m" and lines[0].endswith(CUT_MARK) and len(lines) == 2
 
 
 def test_the_tail_reads_only_what_the_rule_allows(tmp_path: Path):
@@ -176,7 +217,7 @@ def test_the_tail_reads_only_what_the_rule_allows(tmp_path: Path):
     with pytest.raises(OutputRefused, match="symbolic link"):
         tail(str(tmp_path / "link.out"), 3, mine(tmp_path))
     with pytest.raises(OutputRefused, match="belongs to uid"):
-        tail(str(out), 3, OutputAccess(os.getuid() + 1, (str(tmp_path),)))
+        tail(str(out), 3, OutputAccess(os.getuid() + 1, (f"{tmp_path}/%x",)))
     with pytest.raises(FileNotFoundError):  # not there (yet): not a refusal
         tail(str(tmp_path / "none.out"), 3, mine(tmp_path))
 

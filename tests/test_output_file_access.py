@@ -170,7 +170,7 @@ def test_a_file_the_server_names_outside_the_working_directory_is_not_read(
     os.chown(elsewhere, attacker.uid, attacker.gid)
     logged = run(str(elsewhere))
     assert SECRET not in logged
-    assert "outside the job's working directory" in logged  # said why, not what it holds
+    assert "is no output path the task set" in logged  # said why, not what it holds
     assert logged.count("not copied here") == 2  # once while following, once for the tail: not every poll
     assert f"Last 1 lines of {elsewhere}" not in logged
 

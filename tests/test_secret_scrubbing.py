@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_maxwell.auth.sources import token_source
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.exceptions import scrub
+from airflow_provider_maxwell.exceptions import scrub, scrubbed_excerpt
 
 from .test_token_sources import answer, config, refused
 
@@ -94,3 +94,9 @@ def test_scrubbing_a_long_answer_is_cheap() -> None:
     scrubbed = scrub(text, secrets)
     assert time.perf_counter() - began < 0.5
     assert PORTAL_TOKEN[:SHORTEST_PREFIX] not in scrubbed
+
+
+def test_a_secret_with_runs_of_spaces_is_scrubbed_before_a_quote_folds_them():
+    password = "Tr0ub4dor  horse 9x"  # two spaces in a row: a valid password
+    quoted = scrubbed_excerpt(f"<p>login failed for {password}</p>\n\n", [password])
+    assert quoted == "<p>login failed for ***</p>" and "horse" not in quoted

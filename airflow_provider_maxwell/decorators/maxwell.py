@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_maxwell.outcome import Outcome
     from airflow_provider_maxwell.return_values import ReturnValues
+    from airflow_provider_maxwell.slurm.job import SlurmJob
 
 BUILT_AT_RUN_TIME = "#!/bin/bash\n# built when the task runs, from the decorated function and its arguments\n"
 
@@ -71,8 +72,13 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
 
     def execute(self, context: Context) -> Any:
         """Build the job script from the function and its (rendered) arguments, then run as the operator."""
+        from airflow.sdk.log import mask_secret
+
         from airflow_provider_maxwell.python_job import job_script
 
+        returns = self._return_values(context) if self.do_xcom_push else None
+        if returns is not None:
+            mask_secret(returns.key_text)  # as the script carries it: never in a log line
         self.script = job_script(
             self.python_callable,
             self.op_args,
@@ -80,7 +86,7 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
             python=self.python,
             setup=self.setup,
             serializer=self.serializer,
-            returns=self._return_values(context) if self.do_xcom_push else None,
+            returns=returns,
         )
         try:
             return MaxwellSubmitJobOperator.execute(self, context)
@@ -100,11 +106,34 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
         ti = context["ti"]
         tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
         return ReturnValues(
-            folder=self.current_working_directory or default_working_directory(config.login),
+            folder=self.current_working_directory
+            or self.job_fields.get("current_working_directory")
+            or default_working_directory(config.login),
             key=task_key([config.password, config.keycloak_client_secret, config.signing_key], tag),
             serializer=self.serializer,
             owner=login_uid(config.login),
         )
+
+    def _completed_job_serves(self, context: Context, job: SlurmJob) -> bool:
+        """An earlier try's COMPLETED job serves while its return value is there to read; a value is read
+        once (its files deleted), so after a try that read it failed, or after a clear, the function runs
+        again rather than the task failing for good."""
+        if not self.do_xcom_push:
+            return True
+        import os
+
+        from airflow_provider_maxwell.watch import array_indices
+
+        returns = self._return_values(context)
+        tasks: list[int | None] = [*array_indices(self.array or self.job_fields.get("array"))] or [None]
+        if all(os.path.lexists(returns.path(job.job_id, task)) for task in tasks):
+            return True
+        self.log.info(
+            "Slurm job %s of this task instance COMPLETED, but its return value was read by an earlier try (a value "
+            "is read once): running the function again",
+            job.job_id,
+        )
+        return False
 
     def _conclude(self, context: Context, outcome: Outcome) -> Any:
         """The job's verdict as the operator's; on success, the function's return value (a list, one
@@ -115,6 +144,7 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.return_values import ReturnValueUnreadable
+        from airflow_provider_maxwell.watch import array_indices
 
         returns = self._return_values(context)
         try:
@@ -122,7 +152,9 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
                 tasks: list[int | None] = [None]
                 value = returns.read(job_id)
             else:
-                tasks = list(returns.array_tasks(job_id, int(outcome.summary["array_tasks"])))
+                # The indices this try submitted, each at its own name: never taken from a listing of a
+                # folder others may write (a planted "_01" would stand for task 1 a second time).
+                tasks = list(array_indices(self.array or self.job_fields.get("array")))
                 value = [returns.read(job_id, task) for task in tasks]
         except ReturnValueUnreadable as error:
             raise AirflowException(f"Slurm job {job_id} COMPLETED, but {error}") from None

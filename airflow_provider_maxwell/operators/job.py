@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -141,10 +142,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
                 raise
             dag = getattr(self, "dag", None)
             searched = [str(p) for p in (getattr(dag, "template_searchpath", None) or [])]
-            if dag is not None and getattr(dag, "fileloc", None):
-                import os
-
-                searched.insert(0, os.path.dirname(dag.fileloc))
+            if getattr(dag, "fileloc", None):
+                searched.insert(0, str(Path(dag.fileloc).parent))  # type: ignore[union-attr]
             where = ", ".join(searched) or "the DAG folder"
             raise MaxwellConfigError(
                 f"script: the file {self.script!r} does not exist (looked in {where}). "
@@ -159,15 +158,11 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
         return MaxwellHook(self.maxwell_conn_id)
 
-    def _tag(self, context: Context) -> str:
-        ti = context["ti"]
-        return comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
-
     def _fields(self, context: Context) -> dict[str, Any]:
         fields = dict(self.job_fields)
         ti = context["ti"]
         fields["name"] = self.name or f"{ti.dag_id}.{ti.task_id}"
-        tag = self._tag(context)
+        tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
         fields["comment"] = f"{tag} {fields['comment']}" if fields.get("comment") else tag
         for key in ("partition", "time_limit", "environment", "current_working_directory", "array"):
             value = getattr(self, key)
@@ -196,6 +191,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
                 is_array=bool(self.array),
                 log=self.log,
             )
+        if (
+            found is not None
+            and found.is_terminal
+            and found.is_success
+            and not self._completed_job_serves(context, found)
+        ):
+            found = None  # its result is gone: this try runs the job anew
         if found is not None and found.is_terminal and found.is_success:
             from airflow_provider_maxwell.links import persist_job_link
 
@@ -221,6 +223,10 @@ class MaxwellSubmitJobOperator(BaseOperator):
         if self.deferrable:
             return self._defer_unless_done(context, hook, spec)
         return self._finish(context, hook, spec, self._follower(hook, self.job_id, found))
+
+    def _completed_job_serves(self, context: Context, job: SlurmJob) -> bool:
+        """Whether an earlier try's COMPLETED job still gives this try what it needs (its job id does)."""
+        return True
 
     def _spec(self, context: Context, hook: MaxwellHook, job_id: int, known: SlurmJob | None) -> WatchSpec:
         from airflow_provider_maxwell.watch import WatchSpec, array_size
@@ -251,18 +257,23 @@ class MaxwellSubmitJobOperator(BaseOperator):
         path = known.output_path()
         if known.is_terminal or not path:
             return None
-        access = self._output_access(hook.config.login, known.user_id)
+        submitted = known.submit_time.timestamp() if known.submit_time else None
+        access = self._output_access(hook.config.login, known.user_id, submitted)
         return OutputFollower(path, access, lines_per_read=self.live_output_lines)
 
-    def _output_access(self, login: str, record_uid: int | None) -> OutputAccess:
-        """Which files may be copied into the task log as this task's job's output: the working directory and
-        output paths as this task set them (not as the server's answer says), files of the job's user."""
+    def _output_access(self, login: str, record_uid: int | None, submitted_at: float | None) -> OutputAccess:
+        """Which files may be copied into the task log as this task's job's output: the output paths as this
+        task set them (not as the server's answer says), files of the job's user written since it was sent."""
         from airflow_provider_maxwell.live_output import output_access
         from airflow_provider_maxwell.slurm.submit import default_working_directory
 
-        folder = self.current_working_directory or default_working_directory(login)
-        declared = [self.job_fields.get(key) for key in ("standard_output", "standard_error")]
-        return output_access(login, record_uid, folder, [path for path in declared if isinstance(path, str)])
+        folder = self.current_working_directory or self.job_fields.get("current_working_directory")
+        declared = [
+            path for key in ("standard_output", "standard_error") if isinstance(path := self.job_fields.get(key), str)
+        ]
+        return output_access(
+            login, record_uid, folder or default_working_directory(login), declared, self.script, submitted_at
+        )
 
     def _log_live_output(self, job_id: int, follower: OutputFollower) -> None:
         for line in follower.read():
@@ -280,16 +291,20 @@ class MaxwellSubmitJobOperator(BaseOperator):
         except WatchDeadlineExceeded as error:
             from airflow.sdk.exceptions import AirflowException
 
-            from airflow_provider_maxwell.exceptions import MaxwellError
-
-            try:
-                hook.cancel_job(spec.job_id)
-                done = "cancelled it"
-            except MaxwellError as cancel_error:  # the timeout stays the task's error; the cancel's is said
-                self.log.error("Could not cancel Slurm job %s: %s", spec.job_id, cancel_error)
-                done = "could not cancel it (see above)"
+            done = "cancelled it" if self._cancel(hook, spec.job_id) else "could not cancel it (see above)"
             raise AirflowException(f"{error}; {done} (timeout={self.timeout} s)") from None
         return self._conclude(context, judge(spec.job_id, jobs))
+
+    def _cancel(self, hook: MaxwellHook, job_id: int) -> bool:
+        """Cancel the job; a failure is said in the task log (not as a traceback), the task's own error stays."""
+        from airflow_provider_maxwell.exceptions import MaxwellError
+
+        try:
+            hook.cancel_job(job_id)
+        except MaxwellError as error:
+            self.log.error("Could not cancel Slurm job %s: %s", job_id, error)
+            return False
+        return True
 
     def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
@@ -338,7 +353,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         try_number = int(getattr(context["ti"], "try_number", 1))
         record_array_try(store, self.array, self.rerun_failed_indices, outcome.summary, try_number)
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=outcome.summary)
-        self._log_output_tail(outcome.summary.get("output"))
+        self._log_output_tail(outcome.summary)
         if "usage" in outcome.summary:
             from airflow_provider_maxwell.efficiency import usage_line
 
@@ -354,24 +369,18 @@ class MaxwellSubmitJobOperator(BaseOperator):
             raise AirflowFailException(outcome.message)
         raise AirflowException(outcome.message)
 
-    def _log_output_tail(self, path: str | None) -> None:
+    def _log_output_tail(self, summary: dict[str, Any]) -> None:
         """The last lines of the job's output file in the task log, if this host may and can read it; why not
-        otherwise, in one line (never a reason to fail the task)."""
+        otherwise, in one line. The summary names the user, not the uid: the login says whose the file is."""
+        path = summary.get("output")
         if not path or self.log_output_lines <= 0:
             return
-        from airflow_provider_maxwell.exceptions import MaxwellError
-        from airflow_provider_maxwell.live_output import OutputRefused, tail
+        from airflow_provider_maxwell.live_output import tail_text
 
-        try:
-            # The summary names the user, not the uid: the connection's login says whose the file must be.
-            lines = tail(path, self.log_output_lines, self._output_access(self._hook().config.login, None))
-        except (OutputRefused, MaxwellError) as refused:
-            self.log.info("Job output %s is not copied here: %s", path, refused)
-            return
-        except OSError:
-            self.log.info("Job output %s is not readable from this worker", path)
-            return
-        self.log.info("Last %d lines of %s:\n%s", len(lines), path, "\n".join(lines))
+        start = datetime.fromisoformat(summary["start"]).timestamp() if summary.get("start") else None
+        access = self._output_access(self._hook().config.login, None, start)
+        if text := tail_text(path, self.log_output_lines, access):
+            self.log.info("%s", text)
 
     def on_kill(self) -> None:
         """The task is being killed (marked failed/cleared): cancel the job it started.
@@ -386,14 +395,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         job_id = self.job_id
 
         def cancel() -> None:
-            from airflow_provider_maxwell.exceptions import MaxwellError
-
-            try:
-                self._hook().cancel_job(job_id)
-            except MaxwellError as error:  # said in the task log, not as a thread's traceback
-                self.log.error("Could not cancel Slurm job %s: %s", job_id, error)
-                return
-            self.log.info("Cancelled Slurm job %s", job_id)
+            if self._cancel(self._hook(), job_id):
+                self.log.info("Cancelled Slurm job %s", job_id)
 
         worker = threading.Thread(target=cancel, name=f"cancel-slurm-job-{job_id}", daemon=False)
         worker.start()

@@ -50,9 +50,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
     :param poll_interval: seconds between status checks.
     :param timeout: overall wait limit (seconds or timedelta); the job is cancelled when it passes.
     :param log_output_lines: how many last lines of the job's output file to copy into the task log
-        at the end, when the worker can read it (shared filesystem); 0 turns it off. Only a regular file
-        (no symlink) of the job's user, under ``current_working_directory`` or at a ``standard_output``/
-        ``standard_error`` path set in ``job_fields``, is copied; any other is said and skipped.
+        at the end, when the worker can read it (shared filesystem); 0 turns it off. Only the job user's
+        own file (no symlink) at an output path the task set is copied; any other is said and skipped.
     :param live_output_lines: while the job runs, copy its new output lines to the task log, at most this
         many per poll (lines of at most 500 characters, 2000 lines in all), from the worker or, deferred,
         from the triggerer, wherever the output file is readable (the same rule as the tail's); 0 turns
@@ -257,23 +256,22 @@ class MaxwellSubmitJobOperator(BaseOperator):
         path = known.output_path()
         if known.is_terminal or not path:
             return None
-        submitted = known.submit_time.timestamp() if known.submit_time else None
-        access = self._output_access(hook.config.login, known.user_id, submitted)
+        access = self._output_access(hook.config.login, known.user_id, known.submit_time)
         return OutputFollower(path, access, lines_per_read=self.live_output_lines)
 
-    def _output_access(self, login: str, record_uid: int | None, submitted_at: float | None) -> OutputAccess:
+    def _output_access(self, login: str, record_uid: int | None, submitted: datetime | None) -> OutputAccess:
         """Which files may be copied into the task log as this task's job's output: the output paths as this
         task set them (not as the server's answer says), files of the job's user written since it was sent."""
         from airflow_provider_maxwell.live_output import output_access
         from airflow_provider_maxwell.slurm.submit import default_working_directory
 
         folder = self.current_working_directory or self.job_fields.get("current_working_directory")
+        folder = folder or default_working_directory(login)
         declared = [
-            path for key in ("standard_output", "standard_error") if isinstance(path := self.job_fields.get(key), str)
+            p for key in ("standard_output", "standard_error") if isinstance(p := self.job_fields.get(key), str)
         ]
-        return output_access(
-            login, record_uid, folder or default_working_directory(login), declared, self.script, submitted_at
-        )
+        at = submitted.timestamp() if submitted else None
+        return output_access(login, record_uid, folder, declared, self.script, at)
 
     def _log_live_output(self, job_id: int, follower: OutputFollower) -> None:
         for line in follower.read():
@@ -377,9 +375,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
             return
         from airflow_provider_maxwell.live_output import tail_text
 
-        start = datetime.fromisoformat(summary["start"]).timestamp() if summary.get("start") else None
-        access = self._output_access(self._hook().config.login, None, start)
-        if text := tail_text(path, self.log_output_lines, access):
+        start = datetime.fromisoformat(summary["start"]) if summary.get("start") else None
+        if text := tail_text(path, self.log_output_lines, self._output_access(self._hook().config.login, None, start)):
             self.log.info("%s", text)
 
     def on_kill(self) -> None:

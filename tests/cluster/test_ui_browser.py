@@ -205,13 +205,14 @@ def test_the_form_saves_its_defaults_as_typed_and_the_connection_works(api_serve
     assert saved["description"] == "saved twice"
     assert saved["extra"] == first["extra"]
     extra = saved["extra"]
-    assert {k: extra[k] for k in ("auth_method", "jwt_lifespan", "api_version", "verify", "timeout")} == {
+    assert {k: extra[k] for k in ("auth_method", "api_version", "verify", "timeout")} == {
         "auth_method": "portal",
-        "jwt_lifespan": 86400,  # the old field's value was the text "***"
         "api_version": "auto",
         "verify": True,
         "timeout": 30,
     }
+    # No lifespan the user did not choose: the method's own applies (a day for portal, an hour for signing keys).
+    assert extra.get("jwt_lifespan") is None
     assert "***" not in json.dumps(extra)  # nothing of a portal connection's extra is secret
     assert all(extra.get(k) is None for k in ("keycloak_url", "keycloak_realm", "keycloak_client_id"))
     assert saved["password"] == "***"
@@ -239,7 +240,7 @@ def test_the_signing_key_is_masked_in_the_form_its_json_and_the_rest_api(
     shown = api_server.connection("maxwell_ui_service")
     assert shown["extra"]["signing_secret"] == "***"
     assert signing_key_b64 not in shown["raw"]
-    assert shown["extra"]["jwt_lifespan"] == 86400
+    assert shown["extra"].get("jwt_lifespan") is None  # unset: signing-key tokens live an hour
 
     page.get_by_role("row").filter(has_text="maxwell_ui_service").get_by_role("button", name="Edit Connection").click()
     edit = page.get_by_role("dialog")
@@ -247,7 +248,7 @@ def test_the_signing_key_is_masked_in_the_form_its_json_and_the_rest_api(
     edit.get_by_text('"signing_secret"').wait_for()
     json_view = edit.inner_text().replace("\xa0", " ")  # the JSON editor spaces with no-break spaces
     page.screenshot(path=ARTEFACTS / "connection-edit-masked.png", full_page=True)
-    assert '"signing_secret": "***"' in json_view and '"jwt_lifespan": 86400' in json_view
+    assert '"signing_secret": "***"' in json_view and '"jwt_lifespan": 86400' not in json_view
     assert signing_key_b64 not in page.content()
 
     # The key still works: the masked value was not saved over it.

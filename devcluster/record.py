@@ -391,7 +391,7 @@ def main() -> int:
                 for output in Path(rel.jobs_dir).glob(f"record-*-{job_id}.out"):
                     output.unlink(missing_ok=True)
     if not failed and not any(f.endswith("_job_lag.json") for rel in releases for f in rel.files):
-        failed = True  # tests/test_slurm_model.py needs at least one (22.05 shows it every time so far)
+        failed = True  # tests/unit/slurm/test_job_model.py needs at least one (22.05 shows it every time so far)
         print("record: accounting lag was caught on no release: run again", file=sys.stderr)
     if failed:
         print(f"record: failed; {args.out} left as it was", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Every bad input a user can give, through a real DAG run against the local Maxwell: each task
 fails with an error naming the field (and the fix), and no Slurm job is created for any of them.
-The same checks at unit level: tests/test_submit_and_config.py."""
+The same checks at unit level: tests/unit/slurm/test_submit.py."""
 
 from __future__ import annotations
 

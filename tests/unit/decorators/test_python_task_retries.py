@@ -1,0 +1,79 @@
+"""@task.maxwell across tries, against a fake slurmrestd and a real job script: a value is read once,
+so a later try of the same task instance (after a failure past the read, or a clear) runs the function
+again instead of failing for good on a file that is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from airflow_provider_maxwell.decorators.maxwell import MaxwellDecoratedOperator
+from airflow_provider_maxwell.python_job import job_script
+from tests.fake_slurm import META
+from tests.unit.operators.test_durable import SUBMIT, Store
+
+
+class TaskInstance(SimpleNamespace):
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+def context(store: Store, try_number: int) -> dict[str, Any]:
+    ti = TaskInstance(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=try_number)
+    return {"ti": ti, "task_state_store": store}
+
+
+def double(x: int) -> dict[str, int]:
+    return {"x": 2 * x}
+
+
+def completed_job(job_id: int, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Job `job_id` as slurmctld and as accounting tell it: COMPLETED a moment ago."""
+    now = int(time.time())
+    controller = {
+        "job_id": job_id,
+        "user_name": user,
+        "name": "d.t",
+        "job_state": ["COMPLETED"],
+        "submit_time": now - 100,
+    }
+    times = {"submission": now - 100, "start": now - 90, "end": now - 10}
+    accounting = {"job_id": job_id, "name": "d.t", "user": user, "state": {"current": ["COMPLETED"]}, "time": times}
+    return {**META, "jobs": [controller]}, {**META, "jobs": [{**accounting, "exit_code": {"return_code": 0}}]}
+
+
+def test_a_value_read_by_an_earlier_try_is_computed_again_not_lost(fake, tmp_path: Path):
+    task = MaxwellDecoratedOperator(
+        task_id="t",
+        python_callable=double,
+        op_args=[21],
+        maxwell_conn_id=fake.conn_id,
+        current_working_directory=str(tmp_path),
+        log_output_lines=0,
+        live_output_lines=0,
+        wait_for_completion=False,
+        poll_interval=0.1,
+    )
+    store = Store({"maxwell_job_id": 41})
+    # Job 41 was submitted by try 1 (whose worker died) and COMPLETED, leaving its sealed value.
+    returns = task._return_values(context(store, 1))
+    script = job_script(double, [21], {}, python=sys.executable, setup=[], serializer="pickle", returns=returns)
+    (tmp_path.parent / "job.sh").write_text(script)
+    env = {**os.environ, "SLURM_JOB_ID": "41"}
+    assert subprocess.run(["bash", str(tmp_path.parent / "job.sh")], cwd=tmp_path, env=env).returncode == 0
+    controller, accounting = completed_job(41, task._hook().config.login)
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, controller)]
+    fake.script["/slurmdb/v0.0.44/job/41"] = [(200, {}, accounting)]
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
+
+    assert task.execute(context(store, try_number=2)) == {"x": 42}  # re-attached: read, not submitted again
+    assert fake.count("POST", SUBMIT) == 0
+    assert not os.path.exists(returns.path(41))  # read once
+    # Try 3 (the try that read it failed later, or the task was cleared): the function runs again.
+    assert task.execute(context(store, try_number=3)) == 42
+    assert fake.count("POST", SUBMIT) == 1 and store.saved["maxwell_job_id"] == 42

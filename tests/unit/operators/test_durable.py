@@ -1,0 +1,61 @@
+"""The operator's durable execution (Airflow 3.3's meaning of `durable` and `external_id_key`),
+against a fake slurmrestd: the job id saved, a retry re-attaching, and `durable=False`."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+from tests.fake_slurm import META
+
+SUBMIT = "/slurm/v0.0.44/job/submit"
+
+
+class Store:
+    """Airflow 3.3's task state store, as the operator sees it."""
+
+    def __init__(self, saved: dict[str, Any] | None = None) -> None:
+        self.saved = dict(saved or {})
+        self.reads: list[str] = []
+
+    def get(self, key: str) -> Any:
+        self.reads.append(key)
+        return self.saved.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.saved[key] = value
+
+
+def context(store: Store, try_number: int = 1) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=try_number)
+    return {"ti": ti, "task_state_store": store}
+
+
+def operator(fake: Any, **kwargs: Any) -> MaxwellSubmitJobOperator:
+    return MaxwellSubmitJobOperator(
+        task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=fake.conn_id, wait_for_completion=False, **kwargs
+    )
+
+
+def test_the_job_id_is_saved_under_external_id_key(fake):
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 41})]
+    store = Store()
+    assert operator(fake).execute(context(store)) == 41
+    assert store.saved == {MaxwellSubmitJobOperator.external_id_key: 41}
+    assert MaxwellSubmitJobOperator.external_id_key == "maxwell_job_id"  # renaming it breaks in-flight retries
+
+
+def test_a_retry_reattaches_to_the_saved_running_job_instead_of_submitting(fake):
+    running = {"job_id": 41, "job_state": ["RUNNING"], "user_name": "alice", "name": "d.t", "partition": "p"}
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [running]})]
+    store = Store({"maxwell_job_id": 41})
+    assert operator(fake).execute(context(store, try_number=2)) == 41
+    assert fake.count("POST", SUBMIT) == 0
+
+
+def test_not_durable_every_try_submits_and_nothing_is_saved_or_read(fake):
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
+    store = Store({"maxwell_job_id": 41})
+    assert operator(fake, durable=False).execute(context(store, try_number=2)) == 42
+    assert fake.count("POST", SUBMIT) == 1 and store.reads == [] and store.saved == {"maxwell_job_id": 41}

@@ -214,9 +214,14 @@ class MaxwellHook(BaseHook):
         return client.run(client.ops.controller_jobs(parse_job_id(job_id)))
 
     def get_accounting_jobs(self, job_id: int | str) -> list[SlurmJob]:
-        """Every accounting record under `job_id` (all tasks of an array)."""
+        """Every accounting record under `job_id` (all tasks of an array), with their steps."""
         client = self.client
         return client.run(client.ops.accounting_jobs(parse_job_id(job_id)))
+
+    async def aget_accounting_jobs(self, job_id: int | str) -> list[SlurmJob]:
+        """Async twin of `get_accounting_jobs` (the trigger reads an ended job's usage with it)."""
+        client = await self.aclient()
+        return await client.arun(client.ops.accounting_jobs(parse_job_id(job_id)))
 
     def find_jobs_by_name(self, name: str, since: float | None = None) -> list[SlurmJob]:
         """This user's jobs named `name` (active after `since`, epoch seconds, if given), oldest first:
@@ -225,8 +230,9 @@ class MaxwellHook(BaseHook):
         return client.run(client.ops.find_jobs_by_name(name, since))
 
     def wait_for_job(self, spec: WatchSpec, between_polls: Callable[[], None] | None = None) -> list[SlurmJob]:
-        """Block until the job (every task of an array) has its final accounting record; `between_polls` runs
-        before each pause (the operator copies new output lines to the task log there)."""
+        """Block until the job (every task of an array) has its final accounting record, with what its steps
+        measured; `between_polls` runs before each pause (the operator copies new output lines to the task
+        log there). Triggers do not poll one job each: they share triggers/poller.py."""
         client = self.client
         if between_polls is None:
             return client.run(watch(client.ops, spec))

@@ -1,7 +1,9 @@
 """MaxwellHook: Airflow's face of the Slurm client.
 
 It turns an Airflow Connection into a validated config and the process's state for it, masks every
-token minted, logs the client's notes, and offers the sync and async methods users call. How a
+token minted, logs the client's notes, and offers the methods users and the package's tasks call:
+sync ones for workers, and the few async ones the trigger needs (`aclient` for the shared poller,
+`aget_accounting_jobs`, `acancel_job`), as the dbt-cloud provider's hook serves its trigger. How a
 request is made, retried and renewed lives in client/; what Slurm's versions and answers mean, in slurm/.
 """
 
@@ -131,10 +133,6 @@ class MaxwellHook(BaseHook):
         """This process's state of the connection (token cache, negotiated version)."""
         return self.client.state
 
-    async def astate(self) -> ConnectionState:
-        """`state` for async callers."""
-        return (await self.aclient()).state
-
     @property
     def config(self) -> MaxwellConnectionConfig:
         """The validated connection settings."""
@@ -163,11 +161,6 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.token()).value
 
-    async def aget_token(self) -> str:
-        """Async twin of `get_token`."""
-        client = await self.aclient()
-        return (await client.arun(client.ops.token())).value
-
     @property
     def api_version(self) -> str:
         """The REST API version spoken with the server (negotiated once per process and connection)."""
@@ -179,20 +172,10 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.submit(script, fields))
 
-    async def asubmit_job(self, script: str, **fields: Any) -> int:
-        """Async twin of `submit_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.submit(script, fields))
-
     def get_job(self, job_id: int | str) -> SlurmJob:
         """The job as slurmctld knows it, or its final accounting record once slurmctld forgot it."""
         client = self.client
         return client.run(client.ops.job(parse_job_id(job_id)))
-
-    async def aget_job(self, job_id: int | str) -> SlurmJob:
-        """Async twin of `get_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.job(parse_job_id(job_id)))
 
     def get_accounting_job(self, job_id: int | str) -> SlurmJob | None:
         """The newest accounting record under `job_id` (None while there is none yet).
@@ -202,11 +185,6 @@ class MaxwellHook(BaseHook):
         """
         client = self.client
         return client.run(client.ops.accounting_job(parse_job_id(job_id)))
-
-    async def aget_accounting_job(self, job_id: int | str) -> SlurmJob | None:
-        """Async twin of `get_accounting_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.accounting_job(parse_job_id(job_id)))
 
     def get_controller_jobs(self, job_id: int | str) -> list[SlurmJob] | None:
         """Every slurmctld record under `job_id` (all tasks of an array); None once slurmctld forgot it."""
@@ -239,11 +217,6 @@ class MaxwellHook(BaseHook):
         from airflow_provider_maxwell.live_output import before_each_sleep
 
         return client.run(before_each_sleep(watch(client.ops, spec), between_polls))
-
-    async def await_job(self, spec: WatchSpec) -> list[SlurmJob]:
-        """Async twin of `wait_for_job`: poll this one job until it ends (triggers use the shared poller instead)."""
-        client = await self.aclient()
-        return await client.arun(watch(client.ops, spec))
 
     def cancel_job(self, job_id: int | str, signal: str | int | None = None) -> None:
         """Cancel (or signal) a job. Signalling a job that already ended is not an error."""

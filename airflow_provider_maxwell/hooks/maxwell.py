@@ -10,7 +10,7 @@ request is made, retried and renewed lives in client/; what Slurm's versions and
 from __future__ import annotations
 
 import asyncio
-import inspect
+import re
 import time
 import weakref
 from time import monotonic
@@ -79,10 +79,9 @@ class MaxwellHook(BaseHook):
 
     # ------------------------------------------------------------------ connection -> client
 
-    def _client_for(self, conn: Connection, *, shown_as: str | None = None) -> SlurmClient:
-        """`shown_as`: the connection id messages name, when it is not the one looked up (a UI test)."""
+    def _client_for(self, conn: Connection) -> SlurmClient:
         config = MaxwellConnectionConfig.from_connection(
-            shown_as or self.maxwell_conn_id,
+            self.maxwell_conn_id,
             host=conn.host,
             login=conn.login,
             password=conn.password,
@@ -230,20 +229,15 @@ class MaxwellHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """For the UI's Test button (and `maxwell-connection test CONN_ID`): mints a token, negotiates the
-        version, asks slurmctld for `diag`. Messages name the connection the user is testing.
+        version, asks slurmctld for `diag`.
 
         `ping` and `/openapi/v3` answer without checking the token: `diag` is the cheap call that does.
         """
-        shown_as = connection_id_under_test(self.maxwell_conn_id)
         try:
-            client = self._client_for(self.get_connection(self.maxwell_conn_id), shown_as=shown_as)
+            client = self._client_for(self.get_connection(self.maxwell_conn_id))
             dialect = client.run(client.ops.diag())
         except Exception as error:
-            message = str(error)
-            # Airflow's own errors (e.g. a lookup's) name the temporary id: name the user's instead.
-            return False, message.replace(
-                self.maxwell_conn_id, shown_as
-            ) if shown_as != self.maxwell_conn_id else message
+            return False, unnamed(str(error), self.maxwell_conn_id)
         state = client.state
         return True, (
             f"Connected to Slurm {state.release or '(release unknown)'} as {state.config.login} via REST API "
@@ -251,20 +245,10 @@ class MaxwellHook(BaseHook):
         )
 
 
-def connection_id_under_test(conn_id: str) -> str:
-    """The id of the connection a user tests in Airflow's UI, when `conn_id` is the temporary one.
-
-    Airflow's API server (3.1 to 3.3 at least) tests a connection under a random id (its
-    `test_connection` route's `transient_conn_id`) and keeps the user's id only in the request
-    (`test_body.connection_id`); a message naming the random id would mean nothing to the user. Read
-    from the route's frame, only when its temporary id is this one; else `conn_id` itself.
-    """
-    frame = inspect.currentframe()
-    while frame is not None:
-        names = frame.f_locals
-        if names.get("transient_conn_id") == conn_id:
-            user_id = getattr(names.get("test_body"), "connection_id", None)
-            if isinstance(user_id, str) and user_id.strip():
-                return user_id
-        frame = frame.f_back
-    return conn_id
+def unnamed(message: str, conn_id: str) -> str:
+    """A Test button's message without the connection's id: Airflow's API server (3.1 to 3.3 at least)
+    tests a connection under a random temporary id, which would mean nothing to the user, and keeps the
+    user's id to itself. Whoever asked knows which connection they test (the UI's form is open beside
+    the message; the CLI prints the id before it)."""
+    message = message.replace(f"Maxwell connection {conn_id!r}", "This Maxwell connection")
+    return re.sub(rf"(?<![\w-]){re.escape(conn_id)}(?![\w-])", "this connection", message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_maxwell.compat import conf
 from airflow_provider_maxwell.links import SlurmJobLink
+from airflow_provider_maxwell.slurm.submit import refuse_script_field
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -125,6 +126,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.current_working_directory = current_working_directory
         self.array = array
         self.job_fields = job_fields or {}
+        if isinstance(self.job_fields, Mapping):  # a templated string is checked once rendered, at execute
+            refuse_script_field(self.job_fields)
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -171,6 +174,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         return comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
 
     def _fields(self, context: Context) -> dict[str, Any]:
+        refuse_script_field(self.job_fields)  # as rendered (the hook's call would fail on it untyped)
         fields = dict(self.job_fields)
         ti = context["ti"]
         fields["name"] = self.name or f"{ti.dag_id}.{ti.task_id}"

@@ -105,6 +105,15 @@ def default_working_directory(login: str) -> str:
     return f"/home/{login}"
 
 
+def refuse_script_field(fields: Mapping[str, Any]) -> None:
+    """The batch script is an argument of its own, never a job field: two scripts would leave Slurm (or
+    Python's call, `submit_job(script, **fields)`) to pick one. The hook and the operator refuse it alike."""
+    if "script" in fields:
+        raise MaxwellConfigError(
+            "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
+        )
+
+
 def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any], default_cwd: str) -> dict[str, Any]:
     """The JSON body of POST /slurm/vX/job/submit for `dialect`.
 
@@ -127,11 +136,8 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
             "script must start with an interpreter line such as '#!/bin/bash', as sbatch requires; "
             f"it starts with {script[:30]!r}"
         )
+    refuse_script_field(fields)
     rest = dict(fields)
-    if "script" in rest:
-        raise MaxwellConfigError(
-            "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
-        )
     job: dict[str, Any] = {}
     for name in _STRING_FIELDS:
         value = rest.pop(name, None)

@@ -172,12 +172,21 @@ def test_a_record_without_tres_or_times_has_no_usage():
     assert "usage" not in judge(1, [parse_accounting_job({"job_id": 1, "state": {"current": ["COMPLETED"]}})]).summary
 
 
-def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake):
+def trigger_event(conn_id: str, spec: WatchSpec) -> dict[str, Any]:
+    """The one event a trigger waiting on `spec` fires (its payload), run in an event loop of its own."""
     import asyncio
 
     from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-    from airflow_provider_maxwell.watch import WatchSpec
 
+    async def first_event() -> dict[str, Any]:
+        async for event in MaxwellJobTrigger(maxwell_conn_id=conn_id, spec=spec.to_kwargs()).run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(first_event())
+
+
+def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake):
     from .fake_slurm import META
 
     doc = measured(recorded(RECORDED[-1]), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
@@ -186,25 +195,13 @@ def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_ou
     fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [listed]})]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(200, {}, {**META, "jobs": [doc]})]
     spec = WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
-    trigger = MaxwellJobTrigger(maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs())
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = trigger_event(fake.conn_id, spec)
     assert event["status"] == "success"
     assert event["summary"]["usage"]["memory_peak_mib"] == 300.0
     assert fake.count("GET", f"/slurmdb/v0.0.44/job/{job_id}") == 1
 
 
 def test_the_trigger_still_reports_the_outcome_when_the_usage_read_fails(fake):
-    import asyncio
-
-    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-    from airflow_provider_maxwell.watch import WatchSpec
-
     from .fake_slurm import META
 
     doc = recorded(RECORDED[-1])
@@ -213,14 +210,7 @@ def test_the_trigger_still_reports_the_outcome_when_the_usage_read_fails(fake):
     fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [listed]})]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(500, {}, {**META, "errors": [{"error_number": 1}]})] * 9
     spec = WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
-    trigger = MaxwellJobTrigger(maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs())
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = trigger_event(fake.conn_id, spec)
     assert event["status"] == "success" and event["summary"]["usage"]["measured"] is False
 
 
@@ -270,21 +260,11 @@ def ended_job_with_late_steps(fake, monkeypatch, *, settles: bool) -> tuple[int,
 
 def usage_of_wait(fake, spec: WatchSpec, deferred: bool) -> dict[str, Any]:
     """The `usage` of the XCom summary a wait ends with, in the triggerer (deferred) or in the worker."""
-    import asyncio
-
     from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
-    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 
     if not deferred:
         return judge(spec.job_id, MaxwellHook(fake.conn_id).wait_for_job(spec)).summary["usage"]
-    trigger = MaxwellJobTrigger(maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs())
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = trigger_event(fake.conn_id, spec)
     assert event["status"] == "success", event
     return event["summary"]["usage"]
 

@@ -5,7 +5,8 @@ The final truth comes from the accounting database: slurmctld is watched while t
 (it is current and cheap), accounting is asked once slurmctld says the job ended or forgot it.
 "Not in accounting yet" is not "gone": a job is declared vanished only after it has been missing
 from both for `vanish_after` seconds. Records of another user, or submitted before this job was,
-are someone else's job under a reused id and are ignored.
+are someone else's job under a reused id and are ignored. The wait ends with what the job's steps
+measured (`with_settled_usage`): accounting may hold a job's end seconds before its steps'.
 """
 
 from __future__ import annotations

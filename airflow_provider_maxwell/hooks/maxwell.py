@@ -237,7 +237,7 @@ class MaxwellHook(BaseHook):
             client = self._client_for(self.get_connection(self.maxwell_conn_id))
             dialect = client.run(client.ops.diag())
         except Exception as error:
-            return False, unnamed(str(error), self.maxwell_conn_id)
+            return False, without_connection_id(str(error), self.maxwell_conn_id)
         state = client.state
         return True, (
             f"Connected to Slurm {state.release or '(release unknown)'} as {state.config.login} via REST API "
@@ -245,7 +245,7 @@ class MaxwellHook(BaseHook):
         )
 
 
-def unnamed(message: str, conn_id: str) -> str:
+def without_connection_id(message: str, conn_id: str) -> str:
     """A Test button's message without the connection's id: Airflow's API server (3.1 to 3.3 at least)
     tests a connection under a random temporary id, which would mean nothing to the user, and keeps the
     user's id to itself. Whoever asked knows which connection they test (the UI's form is open beside

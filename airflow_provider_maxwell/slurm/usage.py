@@ -28,8 +28,8 @@ class JobUsage:
     cpu_time_s: float | None = None  # user + system CPU time of all steps
     peak_memory_bytes: int | None = None  # largest memory a step held (sum over its tasks); None: not measured
     steps_known: bool = False  # the record listed its steps (listings asked with skip_steps do not)
-    # ...and accounting holds every step's end: slurmdbd writes a step's measured figures with its end,
-    # which may come seconds after the job's own (a job seen ending while COMPLETING)
+    # Every listed step has its end in accounting. slurmdbd writes a step's measured figures with its
+    # end, which may come seconds after the job's own: a job seen ending (COMPLETING) may have none yet.
     steps_ended: bool = False
 
 

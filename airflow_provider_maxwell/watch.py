@@ -5,7 +5,8 @@ The final truth comes from the accounting database: slurmctld is watched while t
 (it is current and cheap), accounting is asked once slurmctld says the job ended or forgot it.
 "Not in accounting yet" is not "gone": a job is declared vanished only after it has been missing
 from both for `vanish_after` seconds. Records of another user, or submitted before this job was,
-are someone else's job under a reused id and are ignored.
+are someone else's job under a reused id and are ignored. The wait ends with what the job's steps
+measured (`with_settled_usage`): accounting may hold a job's end seconds before its steps'.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.effects import Note, Protocol, Sleep
+from airflow_provider_maxwell.efficiency import with_measured_usage
 from airflow_provider_maxwell.exceptions import (
+    MaxwellError,
     SlurmAccountingUnavailable,
     SlurmJobNotFound,
     SlurmTransientError,
@@ -30,6 +33,11 @@ from airflow_provider_maxwell.trigger_kwargs import as_kwargs
 
 SUBMIT_CLOCK_SLACK = 60.0  # seconds: Slurm's and the worker's clocks may disagree a little
 SLURM_CLOCK_SLACK = 1.0  # seconds: a submit time read from Slurm itself, compared with Slurm's records
+# Pauses (seconds) before each read of an ended job's own accounting records while a step's end is not
+# written yet: slurmdbd writes a step's measured figures with its end, seconds after the job's own end
+# when the job was seen ending (COMPLETING). Bounded: a step whose end accounting never gets (a lost
+# message) costs at most these 15 s, and the usage is then reported as unmeasured.
+USAGE_READ_PAUSES = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,8 @@ def observe(ops: SlurmOperations, job_watch: JobWatch) -> Protocol[Observation]:
 
 
 def watch(ops: SlurmOperations, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
-    """Wait, polling this one job, until every task has a final record in accounting; return those."""
+    """Wait, polling this one job, until every task has a final record in accounting; return those, with
+    what their steps measured."""
     job_watch = JobWatch(spec, url=ops.state.config.host)
     while True:
         job_watch.check_deadline(_now())
@@ -238,8 +247,40 @@ def watch(ops: SlurmOperations, spec: WatchSpec) -> Protocol[list[SlurmJob]]:
         for note in notes:
             yield Note(note)
         if final is not None:
-            return final
+            return (yield from with_settled_usage(ops, spec.job_id, final))
         yield Sleep(spec.poll_interval)
+
+
+def usage_to_read(jobs: Iterable[SlurmJob], *, read_before: bool) -> bool:
+    """Whether the job's own accounting records are worth (another) read for what its steps measured:
+    a listing left the steps out (`read_before`: the records are the job's own already), or a step's
+    end, written with its figures, is not there yet. A record that lists no steps even when asked
+    (a server that never does) is not read again."""
+    usages = [j.usage for j in jobs]
+    if not read_before and any(u is None or not u.steps_known for u in usages):
+        return True
+    return any(u is not None and u.steps_known and not u.steps_ended for u in usages)
+
+
+def with_settled_usage(
+    ops: SlurmOperations, job_id: int, final: list[SlurmJob], *, read_before: bool = True
+) -> Protocol[list[SlurmJob]]:
+    """`final` with what its steps measured: the job's own accounting records read while
+    `usage_to_read` says so, after the pauses of `USAGE_READ_PAUSES`. Usage is a report, not the
+    verdict: a failed read is said in a note and `final` kept. (The triggerer runs this loop with its
+    reads queued among all triggers: triggers/job.py.)"""
+    for pause in USAGE_READ_PAUSES:
+        if not usage_to_read(final, read_before=read_before):
+            break
+        if pause:
+            yield Sleep(pause)
+        try:
+            detailed = yield from ops.accounting_jobs(job_id)
+        except MaxwellError as error:
+            yield Note(f"Could not read the resource usage of Slurm job {job_id}: {error}")
+            break
+        final, read_before = with_measured_usage(final, detailed), True
+    return final
 
 
 def array_size(spec: str | None) -> int:

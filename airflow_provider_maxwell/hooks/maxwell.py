@@ -1,14 +1,16 @@
 """MaxwellHook: Airflow's face of the Slurm client.
 
 It turns an Airflow Connection into a validated config and the process's state for it, masks every
-token minted, logs the client's notes, and offers the sync and async methods users call. How a
+token minted, logs the client's notes, and offers the methods users and the package's tasks call:
+sync ones for workers, and the few async ones the trigger needs (`aclient` for the shared poller,
+`aget_accounting_jobs`, `acancel_job`), as the dbt-cloud provider's hook serves its trigger. How a
 request is made, retried and renewed lives in client/; what Slurm's versions and answers mean, in slurm/.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import re
 import time
 import weakref
 from time import monotonic
@@ -77,10 +79,9 @@ class MaxwellHook(BaseHook):
 
     # ------------------------------------------------------------------ connection -> client
 
-    def _client_for(self, conn: Connection, *, shown_as: str | None = None) -> SlurmClient:
-        """`shown_as`: the connection id messages name, when it is not the one looked up (a UI test)."""
+    def _client_for(self, conn: Connection) -> SlurmClient:
         config = MaxwellConnectionConfig.from_connection(
-            shown_as or self.maxwell_conn_id,
+            self.maxwell_conn_id,
             host=conn.host,
             login=conn.login,
             password=conn.password,
@@ -131,10 +132,6 @@ class MaxwellHook(BaseHook):
         """This process's state of the connection (token cache, negotiated version)."""
         return self.client.state
 
-    async def astate(self) -> ConnectionState:
-        """`state` for async callers."""
-        return (await self.aclient()).state
-
     @property
     def config(self) -> MaxwellConnectionConfig:
         """The validated connection settings."""
@@ -163,11 +160,6 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.token()).value
 
-    async def aget_token(self) -> str:
-        """Async twin of `get_token`."""
-        client = await self.aclient()
-        return (await client.arun(client.ops.token())).value
-
     @property
     def api_version(self) -> str:
         """The REST API version spoken with the server (negotiated once per process and connection)."""
@@ -179,20 +171,10 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.submit(script, fields))
 
-    async def asubmit_job(self, script: str, **fields: Any) -> int:
-        """Async twin of `submit_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.submit(script, fields))
-
     def get_job(self, job_id: int | str) -> SlurmJob:
         """The job as slurmctld knows it, or its final accounting record once slurmctld forgot it."""
         client = self.client
         return client.run(client.ops.job(parse_job_id(job_id)))
-
-    async def aget_job(self, job_id: int | str) -> SlurmJob:
-        """Async twin of `get_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.job(parse_job_id(job_id)))
 
     def get_accounting_job(self, job_id: int | str) -> SlurmJob | None:
         """The newest accounting record under `job_id` (None while there is none yet).
@@ -203,20 +185,20 @@ class MaxwellHook(BaseHook):
         client = self.client
         return client.run(client.ops.accounting_job(parse_job_id(job_id)))
 
-    async def aget_accounting_job(self, job_id: int | str) -> SlurmJob | None:
-        """Async twin of `get_accounting_job`."""
-        client = await self.aclient()
-        return await client.arun(client.ops.accounting_job(parse_job_id(job_id)))
-
     def get_controller_jobs(self, job_id: int | str) -> list[SlurmJob] | None:
         """Every slurmctld record under `job_id` (all tasks of an array); None once slurmctld forgot it."""
         client = self.client
         return client.run(client.ops.controller_jobs(parse_job_id(job_id)))
 
     def get_accounting_jobs(self, job_id: int | str) -> list[SlurmJob]:
-        """Every accounting record under `job_id` (all tasks of an array)."""
+        """Every accounting record under `job_id` (all tasks of an array), with their steps."""
         client = self.client
         return client.run(client.ops.accounting_jobs(parse_job_id(job_id)))
+
+    async def aget_accounting_jobs(self, job_id: int | str) -> list[SlurmJob]:
+        """Async twin of `get_accounting_jobs` (the trigger reads an ended job's usage with it)."""
+        client = await self.aclient()
+        return await client.arun(client.ops.accounting_jobs(parse_job_id(job_id)))
 
     def find_jobs_by_name(self, name: str, since: float | None = None) -> list[SlurmJob]:
         """This user's jobs named `name` (active after `since`, epoch seconds, if given), oldest first:
@@ -225,19 +207,15 @@ class MaxwellHook(BaseHook):
         return client.run(client.ops.find_jobs_by_name(name, since))
 
     def wait_for_job(self, spec: WatchSpec, between_polls: Callable[[], None] | None = None) -> list[SlurmJob]:
-        """Block until the job (every task of an array) has its final accounting record; `between_polls` runs
-        before each pause (the operator copies new output lines to the task log there)."""
+        """Block until the job (every task of an array) has its final accounting record, with what its steps
+        measured; `between_polls` runs before each pause (the operator copies new output lines to the task
+        log there). Triggers do not poll one job each: they share triggers/poller.py."""
         client = self.client
         if between_polls is None:
             return client.run(watch(client.ops, spec))
         from airflow_provider_maxwell.live_output import before_each_sleep
 
         return client.run(before_each_sleep(watch(client.ops, spec), between_polls))
-
-    async def await_job(self, spec: WatchSpec) -> list[SlurmJob]:
-        """Async twin of `wait_for_job`: poll this one job until it ends (triggers use the shared poller instead)."""
-        client = await self.aclient()
-        return await client.arun(watch(client.ops, spec))
 
     def cancel_job(self, job_id: int | str, signal: str | int | None = None) -> None:
         """Cancel (or signal) a job. Signalling a job that already ended is not an error."""
@@ -251,20 +229,15 @@ class MaxwellHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """For the UI's Test button (and `maxwell-connection test CONN_ID`): mints a token, negotiates the
-        version, asks slurmctld for `diag`. Messages name the connection the user is testing.
+        version, asks slurmctld for `diag`.
 
         `ping` and `/openapi/v3` answer without checking the token: `diag` is the cheap call that does.
         """
-        shown_as = connection_id_under_test(self.maxwell_conn_id)
         try:
-            client = self._client_for(self.get_connection(self.maxwell_conn_id), shown_as=shown_as)
+            client = self._client_for(self.get_connection(self.maxwell_conn_id))
             dialect = client.run(client.ops.diag())
         except Exception as error:
-            message = str(error)
-            # Airflow's own errors (e.g. a lookup's) name the temporary id: name the user's instead.
-            return False, message.replace(
-                self.maxwell_conn_id, shown_as
-            ) if shown_as != self.maxwell_conn_id else message
+            return False, without_connection_id(str(error), self.maxwell_conn_id)
         state = client.state
         return True, (
             f"Connected to Slurm {state.release or '(release unknown)'} as {state.config.login} via REST API "
@@ -272,20 +245,10 @@ class MaxwellHook(BaseHook):
         )
 
 
-def connection_id_under_test(conn_id: str) -> str:
-    """The id of the connection a user tests in Airflow's UI, when `conn_id` is the temporary one.
-
-    Airflow's API server (3.1 to 3.3 at least) tests a connection under a random id (its
-    `test_connection` route's `transient_conn_id`) and keeps the user's id only in the request
-    (`test_body.connection_id`); a message naming the random id would mean nothing to the user. Read
-    from the route's frame, only when its temporary id is this one; else `conn_id` itself.
-    """
-    frame = inspect.currentframe()
-    while frame is not None:
-        names = frame.f_locals
-        if names.get("transient_conn_id") == conn_id:
-            user_id = getattr(names.get("test_body"), "connection_id", None)
-            if isinstance(user_id, str) and user_id.strip():
-                return user_id
-        frame = frame.f_back
-    return conn_id
+def without_connection_id(message: str, conn_id: str) -> str:
+    """A Test button's message without the connection's id: Airflow's API server (3.1 to 3.3 at least)
+    tests a connection under a random temporary id, which would mean nothing to the user, and keeps the
+    user's id to itself. Whoever asked knows which connection they test (the UI's form is open beside
+    the message; the CLI prints the id before it)."""
+    message = message.replace(f"Maxwell connection {conn_id!r}", "This Maxwell connection")
+    return re.sub(rf"(?<![\w-]){re.escape(conn_id)}(?![\w-])", "this connection", message)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_maxwell.compat import conf
 from airflow_provider_maxwell.links import SlurmJobLink
 from airflow_provider_maxwell.reattach import JOB_ID_STATE_KEY, comment_tag, job_to_build_on
+from airflow_provider_maxwell.slurm.submit import refuse_script_field
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -118,6 +119,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
         self.current_working_directory = current_working_directory
         self.array = array
         self.job_fields = job_fields or {}
+        if isinstance(self.job_fields, Mapping):  # a templated string is checked once rendered, at execute
+            refuse_script_field(self.job_fields)
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -145,9 +148,8 @@ class MaxwellSubmitJobOperator(BaseOperator):
                 searched.insert(0, str(Path(dag.fileloc).parent))  # type: ignore[union-attr]
             where = ", ".join(searched) or "the DAG folder"
             raise MaxwellConfigError(
-                f"script: the file {self.script!r} does not exist (looked in {where}). "
-                "Give a path relative to the DAG file or to template_searchpath, or the script's text starting "
-                "with '#!'"
+                f"script: the file {self.script!r} does not exist (looked in {where}). Give a path relative to the "
+                "DAG file or to template_searchpath, or the script's text starting with '#!'"
             ) from None
 
     # ------------------------------------------------------------------ execution
@@ -158,6 +160,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         return MaxwellHook(self.maxwell_conn_id)
 
     def _fields(self, context: Context) -> dict[str, Any]:
+        refuse_script_field(self.job_fields)  # as rendered (the hook's call would fail on it untyped)
         fields = dict(self.job_fields)
         ti = context["ti"]
         fields["name"] = self.name or f"{ti.dag_id}.{ti.task_id}"
@@ -260,8 +263,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         return OutputFollower(path, access, lines_per_read=self.live_output_lines)
 
     def _output_access(self, login: str, record_uid: int | None, submitted: datetime | None) -> OutputAccess:
-        """Which files may be copied into the task log as this task's job's output: the output paths as this
-        task set them (not as the server's answer says), files of the job's user written since it was sent."""
+        """Which files may be copied into the task log as the job's output (live_output.output_access)."""
         from airflow_provider_maxwell.live_output import output_access
         from airflow_provider_maxwell.slurm.submit import default_working_directory
 
@@ -368,8 +370,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         raise AirflowException(outcome.message)
 
     def _log_output_tail(self, summary: dict[str, Any]) -> None:
-        """The last lines of the job's output file in the task log, if this host may and can read it; why not
-        otherwise, in one line. The summary names the user, not the uid: the login says whose the file is."""
+        """The job output's last lines in the task log, or why not (the login says whose the file must be)."""
         path = summary.get("output")
         if not path or self.log_output_lines <= 0:
             return
@@ -382,10 +383,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def on_kill(self) -> None:
         """The task is being killed (marked failed/cleared): cancel the job it started.
 
-        Airflow calls this from a SIGTERM handler on the task's main thread, which may be holding a
-        lock (a log writer's, say) at that instant. Waiting on such a lock in the handler would hang
-        the task, so the cancel runs in its own thread; if it cannot finish while the handler waits,
-        it finishes as soon as the interrupted code moves on.
+        Airflow calls this from a SIGTERM handler on the task's main thread, which may hold a lock (a log
+        writer's, say): waiting on it would hang the task, so the cancel runs in a thread of its own, which
+        finishes as soon as the interrupted code moves on if it cannot while the handler waits.
         """
         if self.job_id is None:
             return

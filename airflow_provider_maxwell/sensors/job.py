@@ -68,7 +68,7 @@ class MaxwellJobSensor(BaseSensorOperator):
         from airflow_provider_maxwell.exceptions import MaxwellConfigError, SlurmJobNotFound
         from airflow_provider_maxwell.outcome import judge
         from airflow_provider_maxwell.slurm.job import parse_job_id
-        from airflow_provider_maxwell.watch import JobWatch, WatchSpec, observe
+        from airflow_provider_maxwell.watch import JobWatch, WatchSpec, observe, with_settled_usage
 
         client = hook.client
         login = client.state.config.login
@@ -97,6 +97,7 @@ class MaxwellJobSensor(BaseSensorOperator):
             self.log.info("%s", note)
         if final is None:
             return False, job_watch
+        final = client.run(with_settled_usage(client.ops, job_watch.spec.job_id, final))
         self._raise_unless(judge(job_watch.spec.job_id, final, self.success_states), context)
         return True, job_watch
 

@@ -105,6 +105,15 @@ def default_working_directory(login: str) -> str:
     return f"/home/{login}"
 
 
+def refuse_script_field(fields: Mapping[str, Any]) -> None:
+    """The batch script is an argument of its own, never a job field: two scripts would leave Slurm (or
+    Python's call, `submit_job(script, **fields)`) to pick one. The hook and the operator refuse it alike."""
+    if "script" in fields:
+        raise MaxwellConfigError(
+            "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
+        )
+
+
 def check_script(script: object) -> None:
     """Refuse what sbatch would not run as a batch script, naming what is wrong with it."""
     if not isinstance(script, str):
@@ -132,11 +141,8 @@ def build_submit_body(dialect: ApiDialect, script: str, fields: Mapping[str, Any
     passed through as it is, for the caller to shape for the version.
     """
     check_script(script)
+    refuse_script_field(fields)
     rest = dict(fields)
-    if "script" in rest:
-        raise MaxwellConfigError(
-            "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
-        )
     job: dict[str, Any] = {}
     for name in _STRING_FIELDS:
         value = rest.pop(name, None)

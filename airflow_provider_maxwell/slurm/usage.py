@@ -30,6 +30,9 @@ class JobUsage:
     cpu_time_s: float | None = None  # user + system CPU time of all steps
     peak_memory_bytes: int | None = None  # largest memory a step held (sum over its tasks); None: not measured
     steps_known: bool = False  # the record listed its steps (listings asked with skip_steps do not)
+    # Every listed step has its end in accounting. slurmdbd writes a step's measured figures with its
+    # end, which may come seconds after the job's own: a job seen ending (COMPLETING) may have none yet.
+    steps_ended: bool = False
 
 
 def _count(value: Any) -> int | None:
@@ -99,6 +102,13 @@ def _peak_memory(steps: list[Any]) -> int | None:
     return max(peaks) if peaks else None
 
 
+def _ended(step: Any) -> bool:
+    """Accounting holds the step's end (slurmdbd writes a step's record when it starts, its end and
+    figures when it ends)."""
+    times = step.get("time") if isinstance(step, Mapping) else None
+    return isinstance(times, Mapping) and bool(_count(times.get("end")))
+
+
 def parse_usage(doc: Mapping[str, Any]) -> JobUsage | None:
     """The usage in one accounting job record; None when it carries neither TRES nor times."""
     tres = doc.get("tres")
@@ -134,4 +144,5 @@ def parse_usage(doc: Mapping[str, Any]) -> JobUsage | None:
         cpu_time_s=cpu_time,
         peak_memory_bytes=_peak_memory(steps) if isinstance(steps, list) else None,
         steps_known=isinstance(steps, list),
+        steps_ended=isinstance(steps, list) and all(_ended(s) for s in steps),
     )

@@ -15,10 +15,18 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.outcome import Outcome, judge
 from airflow_provider_maxwell.slurm.states import DEFAULT_SUCCESS_STATES
-from airflow_provider_maxwell.watch import JobWatch, Observation, WatchDeadlineExceeded, WatchSpec
+from airflow_provider_maxwell.watch import (
+    USAGE_READ_PAUSES,
+    JobWatch,
+    Observation,
+    WatchDeadlineExceeded,
+    WatchSpec,
+    usage_to_read,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_maxwell.client.drivers import SlurmClient
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
     from airflow_provider_maxwell.live_output import OutputFollower
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
@@ -123,17 +131,19 @@ class MaxwellJobTrigger(BaseTrigger):
             },
         )
 
-    async def _client(self) -> SlurmClient:
+    def _hook(self) -> MaxwellHook:
+        """The trigger speaks to Slurm through the hook's async methods, as operators do through its sync
+        ones; only the shared poller is handed the hook's client, since it serves many triggers at once."""
         from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
-        return await MaxwellHook(self.maxwell_conn_id).aclient()
+        return MaxwellHook(self.maxwell_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait through the shared poller and yield exactly one event: success, failed, timeout or error."""
         job_id = self.spec.job_id
+        hook = self._hook()
         try:
-            client = await self._client()
-            jobs = await self._wait(client)
+            jobs = await self._wait(await hook.aclient())
         except WatchDeadlineExceeded as error:
             done = (
                 ("; cancelled it" if await self._cancel() else "; could not cancel it")
@@ -145,7 +155,7 @@ class MaxwellJobTrigger(BaseTrigger):
         except MaxwellError as error:
             yield TriggerEvent(JobEvent("error", job_id, str(error)).to_payload())
             return
-        jobs = await self._with_steps(client, jobs)
+        jobs = await self._with_usage(hook, jobs)
         outcome = judge(job_id, jobs, frozenset(self.success_states))
         yield TriggerEvent(JobEvent.of(job_id, outcome).to_payload())
 
@@ -183,27 +193,31 @@ class MaxwellJobTrigger(BaseTrigger):
             wake = self.spec.poll_interval if wake is None else min(wake, self.spec.poll_interval)
         return wake
 
-    async def _with_steps(self, client: SlurmClient, jobs: list[SlurmJob]) -> list[SlurmJob]:
-        """The final records with their steps (what the job used): the shared listing skips steps, so the
-        job's own accounting record is read once. Usage is a report, not the verdict: a failed read is
-        said and the records stay as they were."""
+    async def _with_usage(self, hook: MaxwellHook, jobs: list[SlurmJob]) -> list[SlurmJob]:
+        """The final records with what their steps measured: `watch.with_settled_usage`'s loop (the
+        shared listing skips steps, and a job seen ending may not have its steps' ends written yet), with
+        each read queued among this loop's triggers but no slot held while pausing. Usage is a report,
+        not the verdict: a failed read is said and the records stay as they were."""
         from airflow_provider_maxwell.efficiency import with_measured_usage
 
-        if all(j.usage is not None and j.usage.steps_known for j in jobs):
-            return jobs
-        try:
-            async with _usage_read_slots():
-                detailed = await client.arun(client.ops.accounting_jobs(self.spec.job_id))
-        except MaxwellError as error:
-            self.log.warning("Could not read the resource usage of Slurm job %s: %s", self.spec.job_id, error)
-            return jobs
-        return with_measured_usage(jobs, detailed)
+        read_before = False  # the shared listing's records
+        for pause in USAGE_READ_PAUSES:
+            if not usage_to_read(jobs, read_before=read_before):
+                break
+            await asyncio.sleep(pause)
+            try:
+                async with _usage_read_slots():
+                    detailed = await hook.aget_accounting_jobs(self.spec.job_id)
+            except MaxwellError as error:
+                self.log.warning("Could not read the resource usage of Slurm job %s: %s", self.spec.job_id, error)
+                break
+            jobs, read_before = with_measured_usage(jobs, detailed), True
+        return jobs
 
     async def _cancel(self) -> bool:
         """Cancel the job; False (and a warning) when Slurm did not."""
         try:
-            client = await self._client()
-            await client.arun(client.ops.cancel(self.spec.job_id))
+            await self._hook().acancel_job(self.spec.job_id)
         except MaxwellError as error:
             self.log.warning("Could not cancel Slurm job %s: %s", self.spec.job_id, error)
             return False

@@ -202,13 +202,18 @@ def test_bad_partition_is_refused_with_slurms_message(case):
     assert "error 2000 Invalid partition name specified" in message
 
 
-def test_async_twins_agree_with_sync(case):
+def test_the_async_driver_agrees_with_the_sync_one(case):
     import asyncio
 
     job_id = case.jobs["ok"]
     sync = case.hook.get_job(job_id)
     fresh = MaxwellHook(case.hook.maxwell_conn_id)
-    asynchronous = asyncio.run(fresh.aget_job(job_id))
+
+    async def through_the_async_driver() -> SlurmJob:
+        client = await fresh.aclient()
+        return await client.arun(client.ops.job(job_id))
+
+    asynchronous = asyncio.run(through_the_async_driver())
     assert (asynchronous.job_id, asynchronous.state, asynchronous.exit_code) == (
         sync.job_id,
         sync.state,

@@ -57,7 +57,12 @@ def hook_for(server: HostileServer, monkeypatch: pytest.MonkeyPatch, token: str)
 def get_job(hook: MaxwellHook, mode: str) -> Any:
     if mode == "sync":
         return hook.get_job(7)
-    return asyncio.run(hook.aget_job(7))
+
+    async def through_the_async_driver() -> Any:
+        client = await hook.aclient()
+        return await client.arun(client.ops.job(7))
+
+    return asyncio.run(through_the_async_driver())
 
 
 def assert_no_secret(text: str, token: str) -> None:

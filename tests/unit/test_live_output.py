@@ -359,6 +359,7 @@ def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_new
     from contextlib import asynccontextmanager
     from types import SimpleNamespace
 
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
     from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
     from airflow_provider_maxwell.triggers.poller import JobPoller
     from airflow_provider_maxwell.watch import WatchSpec
@@ -372,7 +373,7 @@ def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_new
         return SimpleNamespace(state=SimpleNamespace(config=SimpleNamespace(host="https://rest.example")))
 
     monkeypatch.setattr(JobPoller, "for_client", classmethod(lambda cls, client: QuietPoller()))
-    monkeypatch.setattr(MaxwellJobTrigger, "_client", client)
+    monkeypatch.setattr(MaxwellHook, "aclient", client)  # the trigger's client comes from its hook
     out = tmp_path / "slurm-7.out"
     out.write_bytes(b"")
     spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)

@@ -494,3 +494,26 @@ def test_negotiation_failures_read_in_full():
     )
     with pytest.raises(MaxwellConfigError, match=r"versions none and this provider"):
         negotiate(set())
+
+
+def test_the_operator_refuses_a_script_among_its_job_fields_when_the_dag_is_parsed():
+    from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+
+    with pytest.raises(MaxwellConfigError) as refused:
+        MaxwellSubmitJobOperator(task_id="t", script="#!/bin/bash\ntrue\n", job_fields={"script": "#!/bin/bash\n"})
+    assert str(refused.value) == (
+        "job field 'script' is not allowed: the batch script is the script argument (operator: script=...)"
+    )
+
+
+def test_the_operator_refuses_a_script_its_job_fields_got_at_run_time_before_sending_anything(fake):
+    from types import SimpleNamespace
+
+    from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+
+    task = MaxwellSubmitJobOperator(task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=fake.conn_id)
+    task.job_fields = {"script": "#!/bin/bash\n"}  # as a rendered template may hold it
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1, try_number=1)
+    with pytest.raises(MaxwellConfigError, match="job field 'script' is not allowed"):
+        task.execute({"ti": ti})  # type: ignore[arg-type]
+    assert not [hit for hit in fake.hits if hit[0] == "POST"]

@@ -14,6 +14,7 @@ from airflow_provider_maxwell.efficiency import usage_line, usage_summary, with_
 from airflow_provider_maxwell.outcome import judge
 from airflow_provider_maxwell.slurm.job import parse_accounting_job
 from airflow_provider_maxwell.slurm.usage import MIB, parse_usage
+from airflow_provider_maxwell.watch import WatchSpec
 from tests.paths import DATA
 
 RECORDED = sorted(DATA.glob("slurm-*/v0.0.*/slurmdb_job_exit0_ended.json"))
@@ -171,11 +172,21 @@ def test_a_record_without_tres_or_times_has_no_usage():
     assert "usage" not in judge(1, [parse_accounting_job({"job_id": 1, "state": {"current": ["COMPLETED"]}})]).summary
 
 
-def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake):
+def trigger_event(conn_id: str, spec: WatchSpec) -> dict[str, Any]:
+    """The one event a trigger waiting on `spec` fires (its payload), run in an event loop of its own."""
     import asyncio
 
     from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-    from airflow_provider_maxwell.watch import WatchSpec
+
+    async def first_event() -> dict[str, Any]:
+        async for event in MaxwellJobTrigger(maxwell_conn_id=conn_id, spec=spec.to_kwargs()).run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(first_event())
+
+
+def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake):
     from tests.fake_slurm import META
 
     doc = measured(recorded(RECORDED[-1]), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
@@ -184,24 +195,13 @@ def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_ou
     fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [listed]})]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(200, {}, {**META, "jobs": [doc]})]
     spec = WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
-    trigger = MaxwellJobTrigger(maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs())
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = trigger_event(fake.conn_id, spec)
     assert event["status"] == "success"
     assert event["summary"]["usage"]["memory_peak_mib"] == 300.0
     assert fake.count("GET", f"/slurmdb/v0.0.44/job/{job_id}") == 1
 
 
 def test_the_trigger_still_reports_the_outcome_when_the_usage_read_fails(fake):
-    import asyncio
-
-    from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
-    from airflow_provider_maxwell.watch import WatchSpec
     from tests.fake_slurm import META
 
     doc = recorded(RECORDED[-1])
@@ -210,12 +210,78 @@ def test_the_trigger_still_reports_the_outcome_when_the_usage_read_fails(fake):
     fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [listed]})]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(500, {}, {**META, "errors": [{"error_number": 1}]})] * 9
     spec = WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
-    trigger = MaxwellJobTrigger(maxwell_conn_id=fake.conn_id, spec=spec.to_kwargs())
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("no event")
-
-    event = asyncio.run(first_event())
+    event = trigger_event(fake.conn_id, spec)
     assert event["status"] == "success" and event["summary"]["usage"]["measured"] is False
+
+
+def step_not_ended(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` as accounting holds it a moment after the job's end, before its batch step's end (and with it
+    what the step measured) is written: the step still RUNNING, no end time, no figures."""
+    doc = copy.deepcopy(doc)
+    step = doc["steps"][0]
+    step["state"] = ["RUNNING"]
+    step["time"]["end"] = {**step["time"]["end"], "number": 0}
+    step["tres"]["requested"] = {"max": [], "min": [], "average": [], "total": []}
+    return doc
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.parent.name + "-" + p.parent.parent.name)
+def test_steps_have_ended_once_accounting_holds_the_end_of_each(path: Path):
+    doc = measured(recorded(path), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
+    assert parse_usage(doc).steps_ended  # type: ignore[union-attr]
+    running = copy.deepcopy(doc)
+    end = running["steps"][0]["time"]["end"]
+    running["steps"][0]["time"]["end"] = {**end, "number": 0} if isinstance(end, dict) else 0
+    assert not parse_usage(running).steps_ended  # type: ignore[union-attr]
+    assert parse_usage({**doc, "steps": []}).steps_ended  # type: ignore[union-attr]  # never ran: none to come
+    listed = {k: v for k, v in doc.items() if k != "steps"}
+    assert not parse_usage(listed).steps_ended  # type: ignore[union-attr]
+
+
+def ended_job_with_late_steps(fake, monkeypatch, *, settles: bool) -> tuple[int, WatchSpec]:
+    """A job that ended and that accounting lists (without steps), whose own record first carries its batch
+    step not yet ended; `settles`: the next read holds the step's end and its 300 MiB peak."""
+    from tests.fake_slurm import META
+
+    monkeypatch.setattr("airflow_provider_maxwell.watch.USAGE_READ_PAUSES", (0.0, 0.01, 0.01, 0.01), raising=False)
+    monkeypatch.setattr(
+        "airflow_provider_maxwell.triggers.job.USAGE_READ_PAUSES", (0.0, 0.01, 0.01, 0.01), raising=False
+    )
+    doc = measured(recorded(RECORDED[-1]), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
+    doc["user"], job_id = "alice", doc["job_id"]
+    early = step_not_ended(doc)
+    fake.script["/slurmdb/v0.0.44/jobs"] = [
+        (200, {}, {**META, "jobs": [{k: v for k, v in doc.items() if k != "steps"}]})
+    ]
+    answers = [early, early, doc] if settles else [early]
+    fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(200, {}, {**META, "jobs": [d]}) for d in answers]
+    return job_id, WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
+
+
+def usage_of_wait(fake, spec: WatchSpec, deferred: bool) -> dict[str, Any]:
+    """The `usage` of the XCom summary a wait ends with, in the triggerer (deferred) or in the worker."""
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    if not deferred:
+        return judge(spec.job_id, MaxwellHook(fake.conn_id).wait_for_job(spec)).summary["usage"]
+    event = trigger_event(fake.conn_id, spec)
+    assert event["status"] == "success", event
+    return event["summary"]["usage"]
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "worker"])
+def test_a_wait_reads_the_usage_again_until_the_steps_ended_in_accounting(fake, monkeypatch, deferred: bool):
+    job_id, spec = ended_job_with_late_steps(fake, monkeypatch, settles=True)
+    usage = usage_of_wait(fake, spec, deferred)
+    assert usage["measured"] is True and usage["memory_peak_mib"] == 300.0
+    assert any("memory_per_node=" in hint for hint in usage["hints"]), usage
+    assert usage_line(job_id, usage).count("peak memory 300 MiB of 2048 MiB (15%)") == 1
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "worker"])
+def test_steps_that_never_end_in_accounting_cost_a_bounded_number_of_reads(fake, monkeypatch, deferred: bool):
+    job_id, spec = ended_job_with_late_steps(fake, monkeypatch, settles=False)
+    usage = usage_of_wait(fake, spec, deferred)
+    assert usage["measured"] is False and "memory_peak_mib" not in usage
+    # The worker's wait read the record once to see the job end: the usage reads follow it.
+    assert fake.count("GET", f"/slurmdb/v0.0.44/job/{job_id}") == 4 + (0 if deferred else 1)

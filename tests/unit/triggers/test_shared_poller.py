@@ -167,8 +167,8 @@ def test_triggers_starting_together_look_their_connection_up_once(fake, monkeypa
     env = f"AIRFLOW_CONN_{fake.conn_id.upper()}"
 
     async def start(n: int) -> list[str]:
-        states = await asyncio.gather(*(MaxwellHook(fake.conn_id).astate() for _ in range(n)))
-        return sorted({s.config.login for s in states})
+        clients = await asyncio.gather(*(MaxwellHook(fake.conn_id).aclient() for _ in range(n)))
+        return sorted({c.state.config.login for c in clients})
 
     async def scenario() -> tuple[list[str], list[str], list[str]]:
         first = await start(1000)

@@ -80,7 +80,7 @@ class JobEvent:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> JobEvent:
-        """Read what `to_payload` wrote (events of older releases lack `retryable` and `summary`)."""
+        """Read what `to_payload` wrote; an event without `retryable` or `summary` reads as retryable, with none."""
         return cls(
             status=payload["status"],
             job_id=int(payload["job_id"]),

@@ -251,4 +251,5 @@ def without_connection_id(message: str, conn_id: str) -> str:
     user's id to itself. Whoever asked knows which connection they test (the UI's form is open beside
     the message; the CLI prints the id before it)."""
     message = message.replace(f"Maxwell connection {conn_id!r}", "This Maxwell connection")
-    return re.sub(rf"(?<![\w-]){re.escape(conn_id)}(?![\w-])", "this connection", message)
+    message = message.replace(f"connection {conn_id!r}", "this connection")
+    return re.sub(rf"'{re.escape(conn_id)}'|(?<![\w-]){re.escape(conn_id)}(?![\w-])", "this connection", message)

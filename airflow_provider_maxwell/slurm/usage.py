@@ -29,9 +29,11 @@ class JobUsage:
     elapsed_s: int | None = None
     cpu_time_s: float | None = None  # user + system CPU time of all steps
     peak_memory_bytes: int | None = None  # largest memory a step held (sum over its tasks); None: not measured
-    steps_known: bool = False  # the record listed its steps (listings asked with skip_steps do not)
+    # The record lists the job's steps. Listings asked with skip_steps answer `steps: []` (measured on
+    # 26.05), so an empty list counts only for a job that never started: one that did has a batch step.
+    steps_known: bool = False
     # Every listed step has its end in accounting. slurmdbd writes a step's measured figures with its
-    # end, which may come seconds after the job's own: a job seen ending (COMPLETING) may have none yet.
+    # end; a job seen ending (COMPLETING) may have its own end there before its steps'.
     steps_ended: bool = False
 
 
@@ -131,6 +133,8 @@ def parse_usage(doc: Mapping[str, Any]) -> JobUsage | None:
         in_steps = [t for t in (_cpu_time(s.get("time")) for s in steps if isinstance(s, Mapping)) if t is not None]
         if in_steps and sum(in_steps) > (cpu_time or 0.0):
             cpu_time = sum(in_steps)
+    listed: list[Any] = steps if isinstance(steps, list) else []
+    known = isinstance(steps, list) and (bool(listed) or not _count(times.get("start")))
     nodes = _tres(allocated, "node")
     if nodes is None:
         nodes = _count(doc.get("allocation_nodes"))
@@ -142,7 +146,7 @@ def parse_usage(doc: Mapping[str, Any]) -> JobUsage | None:
         time_limit_s=limit * 60 if limit else None,
         elapsed_s=_count(times.get("elapsed")),
         cpu_time_s=cpu_time,
-        peak_memory_bytes=_peak_memory(steps) if isinstance(steps, list) else None,
-        steps_known=isinstance(steps, list),
-        steps_ended=isinstance(steps, list) and all(_ended(s) for s in steps),
+        peak_memory_bytes=_peak_memory(listed) if known else None,
+        steps_known=known,
+        steps_ended=known and all(_ended(s) for s in listed),
     )

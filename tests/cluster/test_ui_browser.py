@@ -283,7 +283,7 @@ def test_test_says_what_went_wrong_without_airflows_temporary_id(api_server, for
     ).json()
     assert bad["status"] is False
     # Airflow tests under a random temporary id and keeps the form's id to itself: the message names neither.
-    assert "this maxwell connection" in bad["message"].lower() and "401" in bad["message"], bad["message"]
+    assert "for this connection" in bad["message"] and "401" in bad["message"], bad["message"]
     assert "'" + form_connection + "'" not in bad["message"], bad["message"]
 
 

@@ -184,6 +184,24 @@ def test_the_ui_test_of_a_broken_connection_says_what_is_wrong_with_this_connect
     assert "TMPX1234" not in message
 
 
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("Maxwell connection 'TMPX1234': password is empty.", "This Maxwell connection: password is empty."),
+        (
+            "DESY's portal refused a Slurm token for connection 'TMPX1234' (auth_method=portal): HTTP 401",
+            "DESY's portal refused a Slurm token for this connection (auth_method=portal): HTTP 401",
+        ),
+        ("The conn_id `TMPX1234` isn't defined", "The conn_id `this connection` isn't defined"),
+        ("host TMPX12345.example is not TMPX1234", "host TMPX12345.example is not this connection"),
+    ],
+)
+def test_a_test_message_names_no_temporary_id(message: str, shown: str):
+    from airflow_provider_maxwell.hooks.maxwell import without_connection_id
+
+    assert without_connection_id(message, "TMPX1234") == shown
+
+
 def test_the_ui_test_says_what_it_connected_to(fake):
     fake.script["/slurm/v0.0.44/diag"] = [(200, {}, META)]
     ok, message = airflow_ui_test(fake.conn_id)

@@ -186,12 +186,20 @@ def trigger_event(conn_id: str, spec: WatchSpec) -> dict[str, Any]:
     return asyncio.run(first_event())
 
 
-def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake):
+def skip_steps_listing(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` as a listing asked with skip_steps=true answers it: `steps: []` (measured on 26.05)."""
+    return {**doc, "steps": []}
+
+
+@pytest.mark.parametrize(
+    "listing", [skip_steps_listing, lambda doc: {k: v for k, v in doc.items() if k != "steps"}], ids=["empty", "absent"]
+)
+def test_the_trigger_reads_the_jobs_own_record_once_for_what_the_listing_left_out(fake, listing):
     from tests.fake_slurm import META
 
     doc = measured(recorded(RECORDED[-1]), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
     doc["user"], job_id = "alice", doc["job_id"]
-    listed = {k: v for k, v in doc.items() if k != "steps"}  # what skip_steps=true answers
+    listed = listing(doc)
     fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [listed]})]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(200, {}, {**META, "jobs": [doc]})]
     spec = WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)
@@ -233,13 +241,18 @@ def test_steps_have_ended_once_accounting_holds_the_end_of_each(path: Path):
     end = running["steps"][0]["time"]["end"]
     running["steps"][0]["time"]["end"] = {**end, "number": 0} if isinstance(end, dict) else 0
     assert not parse_usage(running).steps_ended  # type: ignore[union-attr]
-    assert parse_usage({**doc, "steps": []}).steps_ended  # type: ignore[union-attr]  # never ran: none to come
+    # skip_steps answers `steps: []`: no steps known of a job that started (it has a batch step) ...
+    listed = parse_usage({**doc, "steps": []})
+    assert listed is not None and not listed.steps_known and not listed.steps_ended
+    # ... while one that never started (cancelled while pending) has none to come.
+    never_ran = parse_usage({**doc, "steps": [], "time": {**doc["time"], "start": 0}})
+    assert never_ran is not None and never_ran.steps_known and never_ran.steps_ended
     listed = {k: v for k, v in doc.items() if k != "steps"}
     assert not parse_usage(listed).steps_ended  # type: ignore[union-attr]
 
 
 def ended_job_with_late_steps(fake, monkeypatch, *, settles: bool) -> tuple[int, WatchSpec]:
-    """A job that ended and that accounting lists (without steps), whose own record first carries its batch
+    """A job that ended and that accounting lists (steps skipped), whose own record first carries its batch
     step not yet ended; `settles`: the next read holds the step's end and its 300 MiB peak."""
     from tests.fake_slurm import META
 
@@ -250,9 +263,7 @@ def ended_job_with_late_steps(fake, monkeypatch, *, settles: bool) -> tuple[int,
     doc = measured(recorded(RECORDED[-1]), peak_mib=300, cpu_s=8.0, elapsed=10, limit_min=60)
     doc["user"], job_id = "alice", doc["job_id"]
     early = step_not_ended(doc)
-    fake.script["/slurmdb/v0.0.44/jobs"] = [
-        (200, {}, {**META, "jobs": [{k: v for k, v in doc.items() if k != "steps"}]})
-    ]
+    fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [skip_steps_listing(doc)]})]
     answers = [early, early, doc] if settles else [early]
     fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [(200, {}, {**META, "jobs": [d]}) for d in answers]
     return job_id, WatchSpec(job_id=job_id, user="alice", submitted_after=doc["time"]["submission"], poll_interval=0.2)

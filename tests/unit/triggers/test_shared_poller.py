@@ -68,7 +68,10 @@ def test_jobs_the_listing_misses_are_looked_up_a_bounded_number_per_round(fake, 
     for job_id in range(10, 15):
         fake.script[f"/slurm/v0.0.44/job/{job_id}"] = [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
         # A job's own record lists its steps (what it used), unlike the listing: no second read for usage.
-        fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [listing({**accounting_doc(job_id, "COMPLETED"), "steps": []})]
+        batch = {"step": {"name": "batch"}, "time": {"end": 1_700_000_009}}
+        fake.script[f"/slurmdb/v0.0.44/job/{job_id}"] = [
+            listing({**accounting_doc(job_id, "COMPLETED"), "steps": [batch]})
+        ]
 
     async def main() -> list[dict[str, Any]]:
         return await asyncio.gather(*(first_event(trigger(fake.conn_id, j)) for j in range(10, 15)))

@@ -93,7 +93,7 @@ def test_the_trigger_logs_a_line_printed_mid_job_before_the_job_ends(
         assert path
         spec = WatchSpec(job_id=job_id, user=users[0]["name"], submitted_after=submitted, poll_interval=1)
         # As the operator hands it on: the job's user's files under the working directory the task set.
-        access = output_access(hook.config.login, None, cluster["jobs_dir"])
+        access = output_access(hook.config.login, None, cluster["jobs_dir"], [f"{cluster['jobs_dir']}/%x-%j.out"])
         trigger = MaxwellJobTrigger(
             maxwell_conn_id=conn_id, spec=spec.to_kwargs(), live_output=OutputFollower(path, access).to_kwargs()
         )

@@ -65,7 +65,9 @@ def test_each_release_gets_by_probing_the_version_its_document_names(
     headers = {"X-SLURM-USER-NAME": user["name"], "X-SLURM-USER-TOKEN": mint_slurm_token(user["name"])}
     document = requests.get(f"{stack['rest_url']}/openapi/v3", headers=headers, timeout=60).json()
     expected = negotiate(served_versions(document)).version
-    conn_id = make_connection(stack["rest_url"], user["name"], auth_method="signing_key", signing_key=signing_key_b64)
+    conn_id = make_connection(
+        stack["rest_url"], user["name"], auth_method="signing_key", signing_secret=signing_key_b64
+    )
     first, second = task_process(conn_id), task_process(conn_id)
     assert first["ok"] and first["version"] == second["version"] == expected, (first, second)
     probes = list(reversed(SUPPORTED_VERSIONS)).index(expected) + 1
@@ -80,7 +82,7 @@ def test_a_revoked_portal_token_is_noticed_when_the_shared_token_is_due(cluster,
         emulator.portal_token(user),
         auth_method="portal",
         portal_url=cluster["portal_url"],
-        token_lifespan=10,
+        jwt_lifespan=10,
     )
     first = MaxwellHook(conn_id).get_token()
     emulator.revoke(user["name"])
@@ -114,7 +116,7 @@ def test_processes_starting_together_probe_the_version_once(cluster, users, make
     # prober would show.
     release = "s24" if "s24" in cluster["stacks"] else "s26"
     rest_url = cluster["stacks"][release]["rest_url"]
-    conn_id = make_connection(rest_url, users[0]["name"], auth_method="signing_key", signing_key=signing_key_b64)
+    conn_id = make_connection(rest_url, users[0]["name"], auth_method="signing_key", signing_secret=signing_key_b64)
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     # All six reach discovery at the same moment (imports done), as tasks of one fan-out may.
     at_once = (

@@ -1,6 +1,7 @@
 """The sensor's `success_states`, kept the same whether it waits on the worker (pokes) or deferred in the
 triggerer: a job ending in a listed state other than COMPLETED succeeds, one ending in a state not
-listed fails with the job's verdict, and either way the summary lands in XCom."""
+listed fails with the job's verdict, and either way the summary lands in XCom. A deferred sensor past
+its timeout fails without cancelling the job it only watches."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_maxwell.compat import AirflowFailException
 from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
@@ -90,3 +92,22 @@ def test_a_job_ending_in_a_state_not_listed_fails_with_its_verdict(wait):
         wait(ti, "FAILED", 3)
     assert ti.pushed[SUMMARY_XCOM_KEY]["state"] == "FAILED"
     assert ti.pushed[SUMMARY_XCOM_KEY]["exit_code"] == 3
+
+
+def test_a_deferred_sensor_past_its_timeout_fails_but_never_cancels_the_job_it_watches(fake):
+    # The job is another task's (or a person's): the sensor only watches it.
+    fake.script[JOB] = [answer(live("RUNNING"))]
+    fake.script[LISTING] = [answer()]
+    waiting = sensor(fake, deferrable=True)
+    waiting.timeout = 0.5
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute({})
+    trigger = MaxwellJobTrigger(**json.loads(json.dumps(deferred.value.trigger.serialize()[1])))
+
+    async def wait() -> dict[str, Any]:
+        return (await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload
+
+    event = asyncio.run(wait())
+    with pytest.raises(AirflowException, match=r"Waiting for Slurm job 7 failed: .*still RUNNING at the deadline$"):
+        sensor(fake, deferrable=True).execute_complete({}, event)
+    assert fake.count("DELETE", JOB) == 0

@@ -25,6 +25,7 @@ class FakeSlurm:
     def __init__(self) -> None:
         self.script: dict[str, list[tuple[int, dict[str, str], Any]]] = {}
         self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[tuple[str, Any]] = []  # (path, JSON body) of each request that sent one
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,7 +37,11 @@ class FakeSlurm:
                 self.hits.append((self.command, path, dict(self.headers)))
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
-                    self.rfile.read(length)
+                    sent = self.rfile.read(length)
+                    try:
+                        fake.bodies.append((path, json.loads(sent)))
+                    except ValueError:
+                        fake.bodies.append((path, sent))
                 replies = fake.script.get(path) or [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
                 status, headers, body = replies.pop(0) if len(replies) > 1 else replies[0]
                 if body == "DROP":  # read the request, then hang up without answering

@@ -59,3 +59,17 @@ def test_not_durable_every_try_submits_and_nothing_is_saved_or_read(fake):
     store = Store({"maxwell_job_id": 41})
     assert operator(fake, durable=False).execute(context(store, try_number=2)) == 42
     assert fake.count("POST", SUBMIT) == 1 and store.reads == [] and store.saved == {"maxwell_job_id": 41}
+
+
+def test_after_a_crash_before_the_id_was_saved_a_retry_reattaches_to_the_newest_job_of_its_tag(fake):
+    # Try 1 submitted job 40, which failed; try 2 submitted job 41 and its worker died before saving the id.
+    tag = "airflow:d/t/r/-1"
+    older = {"job_id": 40, "name": "d.t", "user": "alice", "state": {"current": ["FAILED"]}, "comment": {"job": tag}}
+    newer = {"job_id": 41, "name": "d.t", "user": "alice", "state": {"current": ["RUNNING"]}, "comment": {"job": tag}}
+    older["time"], newer["time"] = {"submission": 1_790_000_000}, {"submission": 1_790_000_100}
+    fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": [older, newer]})]
+    running = {"job_id": 41, "job_state": ["RUNNING"], "user_name": "alice", "name": "d.t", "comment": tag}
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**running, "submit_time": 1_790_000_100}]})]
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
+    assert operator(fake).execute(context(Store(), try_number=3)) == 41
+    assert fake.count("POST", SUBMIT) == 0

@@ -41,8 +41,19 @@ class TaskInstance(SimpleNamespace):
         self.pushed[key] = value
 
 
+class OutletEvents:
+    """Airflow's outlet event accessors as a task sees them: one event per asset, by its URI (an Asset is
+    not hashable on every supported Airflow)."""
+
+    def __init__(self) -> None:
+        self.by_uri: dict[str, SimpleNamespace] = defaultdict(lambda: SimpleNamespace(extra={}))
+
+    def __getitem__(self, asset: Any) -> SimpleNamespace:
+        return self.by_uri[asset.uri]
+
+
 def context() -> dict[str, Any]:
-    return {"ti": TaskInstance(), "outlet_events": defaultdict(lambda: SimpleNamespace(extra={}))}
+    return {"ti": TaskInstance(), "outlet_events": OutletEvents()}
 
 
 def live(state: str) -> tuple[int, dict[str, str], dict[str, Any]]:

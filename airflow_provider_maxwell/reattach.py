@@ -25,6 +25,11 @@ def comment_tag(dag_id: str, task_id: str, run_id: str, map_index: int | None) -
     return f"{COMMENT_TAG_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index if map_index is not None else -1}"
 
 
+def task_instance_tag(ti: Any) -> str:
+    """The comment tag of a task instance (as Airflow's context hands it)."""
+    return comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+
+
 def job_to_build_on(
     hook: MaxwellHook,
     store: Any,

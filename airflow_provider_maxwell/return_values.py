@@ -20,7 +20,6 @@ import hmac
 import importlib
 import json
 import os
-import pwd
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -64,14 +63,6 @@ def task_key(secrets: Iterable[str | bytes | None], task_instance: str) -> bytes
         )
     secret = hashlib.sha256(json.dumps(material).encode()).digest()
     return hmac.new(secret, _KEY_PURPOSE + task_instance.encode(), hashlib.sha256).digest()
-
-
-def login_uid(login: str) -> int | None:
-    """The uid of the job's user on this host, or None where this host does not know the user."""
-    try:
-        return pwd.getpwnam(login).pw_uid
-    except KeyError:
-        return None
 
 
 def seal(key: bytes, job_id: str, array_task: str, payload: bytes) -> str:

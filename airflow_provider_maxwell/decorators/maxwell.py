@@ -98,20 +98,18 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
     def _return_values(self, context: Context) -> ReturnValues:
         """Where the job leaves its value (its working directory; the submit default when none is set),
         sealed with this task instance's key."""
-        from airflow_provider_maxwell.reattach import comment_tag
-        from airflow_provider_maxwell.return_values import ReturnValues, login_uid, task_key
-        from airflow_provider_maxwell.slurm.submit import default_working_directory
+        from airflow_provider_maxwell.live_output import job_owner_uid
+        from airflow_provider_maxwell.reattach import task_instance_tag
+        from airflow_provider_maxwell.return_values import ReturnValues, task_key
+        from airflow_provider_maxwell.slurm.submit import working_directory
 
         config = self._hook().config
-        ti = context["ti"]
-        tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        secrets = [config.password, config.keycloak_client_secret, config.signing_key]
         return ReturnValues(
-            folder=self.current_working_directory
-            or self.job_fields.get("current_working_directory")
-            or default_working_directory(config.login),
-            key=task_key([config.password, config.keycloak_client_secret, config.signing_key], tag),
+            folder=working_directory(self.current_working_directory, self.job_fields, config.login),
+            key=task_key(secrets, task_instance_tag(context["ti"])),
             serializer=self.serializer,
-            owner=login_uid(config.login),
+            owner=job_owner_uid(config.login, None),
         )
 
     def _completed_job_serves(self, context: Context, job: SlurmJob) -> bool:
@@ -122,10 +120,8 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
             return True
         import os
 
-        from airflow_provider_maxwell.watch import array_indices
-
         returns = self._return_values(context)
-        tasks: list[int | None] = [*array_indices(self.array or self.job_fields.get("array"))] or [None]
+        tasks: list[int | None] = [*self._submitted_tasks()] or [None]
         if all(os.path.lexists(returns.path(job.job_id, task)) for task in tasks):
             return True
         self.log.info(
@@ -134,6 +130,13 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
             job.job_id,
         )
         return False
+
+    def _submitted_tasks(self) -> list[int]:
+        """The array indices this try submitted ([] for a single job): each value is read at its own name,
+        never from a listing of a folder others may write (a planted "_01" would stand for task 1 again)."""
+        from airflow_provider_maxwell.watch import array_indices
+
+        return array_indices(self.array or self.job_fields.get("array"))
 
     def _conclude(self, context: Context, outcome: Outcome) -> Any:
         """The job's verdict as the operator's; on success, the function's return value (a list, one
@@ -144,7 +147,6 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.return_values import ReturnValueUnreadable
-        from airflow_provider_maxwell.watch import array_indices
 
         returns = self._return_values(context)
         try:
@@ -152,9 +154,7 @@ class MaxwellDecoratedOperator(DecoratedOperator, MaxwellSubmitJobOperator):
                 tasks: list[int | None] = [None]
                 value = returns.read(job_id)
             else:
-                # The indices this try submitted, each at its own name: never taken from a listing of a
-                # folder others may write (a planted "_01" would stand for task 1 a second time).
-                tasks = list(array_indices(self.array or self.job_fields.get("array")))
+                tasks = list(self._submitted_tasks())
                 value = [returns.read(job_id, task) for task in tasks]
         except ReturnValueUnreadable as error:
             raise AirflowException(f"Slurm job {job_id} COMPLETED, but {error}") from None

@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_maxwell.compat import conf
 from airflow_provider_maxwell.links import SlurmJobLink
-from airflow_provider_maxwell.reattach import JOB_ID_STATE_KEY, comment_tag, job_to_build_on
+from airflow_provider_maxwell.reattach import JOB_ID_STATE_KEY, job_to_build_on, task_instance_tag
 from airflow_provider_maxwell.slurm.submit import refuse_script_field
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
         fields = dict(self.job_fields)
         ti = context["ti"]
         fields["name"] = self.name or f"{ti.dag_id}.{ti.task_id}"
-        tag = comment_tag(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        tag = task_instance_tag(ti)
         fields["comment"] = f"{tag} {fields['comment']}" if fields.get("comment") else tag
         for key in ("partition", "time_limit", "environment", "current_working_directory", "array"):
             value = getattr(self, key)
@@ -265,10 +265,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def _output_access(self, login: str, record_uid: int | None, submitted: datetime | None) -> OutputAccess:
         """Which files may be copied into the task log as the job's output (live_output.output_access)."""
         from airflow_provider_maxwell.live_output import output_access
-        from airflow_provider_maxwell.slurm.submit import default_working_directory
+        from airflow_provider_maxwell.slurm.submit import working_directory
 
-        folder = self.current_working_directory or self.job_fields.get("current_working_directory")
-        folder = folder or default_working_directory(login)
+        folder = working_directory(self.current_working_directory, self.job_fields, login)
         declared = [
             p for key in ("standard_output", "standard_error") if isinstance(p := self.job_fields.get(key), str)
         ]

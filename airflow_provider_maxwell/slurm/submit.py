@@ -105,6 +105,11 @@ def default_working_directory(login: str) -> str:
     return f"/home/{login}"
 
 
+def working_directory(argument: str | None, job_fields: Mapping[str, Any], login: str) -> str:
+    """The job's working directory as a task sets it: its argument, else its job field, else the default."""
+    return argument or job_fields.get("current_working_directory") or default_working_directory(login)
+
+
 def refuse_script_field(fields: Mapping[str, Any]) -> None:
     """The batch script is an argument of its own, never a job field: two scripts would leave Slurm (or
     Python's call, `submit_job(script, **fields)`) to pick one. The hook and the operator refuse it alike."""

@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest unit-pythons bench bench-tasks test-rate-limit mutation record soak
+.PHONY: venv docs browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest unit-pythons bench bench-tasks test-rate-limit mutation record soak
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+	$(BIN)/pip install -q -e ".[dev,docs]" "apache-airflow==$(AIRFLOW_VERSION)"
 	touch $@
 
 $(LOWEST)/.installed: pyproject.toml .ci/lowest-airflow-constraints.txt
@@ -42,10 +42,15 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/python tools/check_structure.py
 
-# Everything: lint, unit tests on the lowest Airflow, then the whole suite on the newest against the
-# local Maxwell (brought up and down if needed), packaging included.
-test: lint unit-lowest browser
+# Everything: lint, the documentation site, unit tests on the lowest Airflow, then the whole suite on
+# the newest against the local Maxwell (brought up and down if needed), packaging included.
+test: lint docs unit-lowest browser
 	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The documentation site (mkdocs.yml: docs/ and the package's docstrings) into site/, any warning an
+# error (a broken link, a missing page, a docstring mkdocstrings cannot read). A few seconds.
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet
 
 # Only the tests that need no cluster.
 unit: venv

@@ -32,7 +32,7 @@ WORK = PROJECT / ".mutation"
 PACKAGE = "airflow_provider_maxwell"
 # What the unit tests need from the project root (also listed in [tool.mutmut] also_copy or copied by
 # mutmut itself: tests/, pyproject.toml).
-SNAPSHOT = (PACKAGE, "tests", "pyproject.toml", "README.md", "example_dags")
+SNAPSHOT = (PACKAGE, "tests", "pyproject.toml", "README.md", "docs", "example_dags")
 DETECTED = ("killed", "timeout")
 
 

@@ -1,4 +1,4 @@
-"""Truths written once: connection defaults and limits (form, validation, README), the trigger event
+"""Truths written once: connection defaults and limits (form, validation, docs), the trigger event
 (made by the trigger, read by the operator and the sensor), and success."""
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from tests.factories import slurm_job
 from tests.paths import PROJECT
 
 README = (PROJECT / "README.md").read_text()
+CONNECTIONS_DOC = (PROJECT / "docs" / "connections.md").read_text()
 
 
 def extra_field_rows() -> list[list[str]]:
-    """The cells of README's table of extra fields (the one headed `| extra field | default | meaning |`)."""
-    lines = README.splitlines()
+    """The cells of the connection docs' table of extra fields (headed `| extra field | default | meaning |`)."""
+    lines = CONNECTIONS_DOC.splitlines()
     start = lines.index("| extra field | default | meaning |") + 2
     rows = []
     for line in lines[start:]:
@@ -54,9 +55,9 @@ def test_an_empty_extra_takes_every_default_from_the_form_table():
 
 
 @pytest.mark.parametrize("name", [n for n in CONN_FIELDS if field_default(n) is not None])
-def test_the_readme_documents_each_default_as_the_form_has_it(name):
+def test_the_docs_document_each_default_as_the_form_has_it(name):
     rows = [cells for cells in extra_field_rows() if f"`{name}`" in cells[0]]
-    assert rows, f"README's extra field table has no row for {name}"
+    assert rows, f"docs/connections.md's extra field table has no row for {name}"
     names = [n.strip(" `") for n in rows[0][0].split(",")]
     defaults = [d.strip(" `") for d in rows[0][1].split("`, `")]
     default = field_default(name)

@@ -1,5 +1,5 @@
 """`make bench` in miniature (issue 14): the waiting benchmark runs end to end on the local 26.05,
-12 jobs cancelled in waves and waited on by triggers in one event loop, so the figures in the README
+12 jobs cancelled in waves and waited on by triggers in one event loop, so the figures in docs/benchmarks.md
 come from code that still runs. Figures are checked for what the design promises, not for time."""
 
 from __future__ import annotations
@@ -27,4 +27,4 @@ def test_the_waiting_benchmark_runs_end_to_end_and_asks_only_what_the_waits_need
     # window of ends is asked without steps (skip_steps answers `steps: []`), and usage needs them.
     assert set(result["by_endpoint"]) <= {"slurm/jobs/state", "slurmdb/jobs", "slurmdb/job/{id}"}, result
     assert result["by_endpoint"].get("slurmdb/job/{id}", {"requests": 0})["requests"] <= N, result
-    assert f"| {N:>5} | shared" in done.stdout  # the README's table row
+    assert f"| {N:>5} | shared" in done.stdout  # the table row docs/benchmarks.md quotes

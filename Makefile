@@ -48,9 +48,10 @@ test: lint docs unit-lowest browser
 	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml: docs/ and the package's docstrings) into site/, any warning an
-# error (a broken link, a missing page, a docstring mkdocstrings cannot read). A few seconds.
+# error (a broken link, a missing page, a docstring mkdocstrings cannot read). A few seconds. Not
+# --quiet: it hides the warnings from the count that --strict fails on.
 docs: venv
-	$(BIN)/mkdocs build --strict --quiet
+	$(BIN)/mkdocs build --strict
 
 # Only the tests that need no cluster.
 unit: venv

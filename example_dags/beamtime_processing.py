@@ -3,8 +3,8 @@ on in the triggerer, then a summary that reads each job's output.
 
 Each job sums the photons of its run's frames (scripts/process_run.sh). The frames are simulated so
 that the answer can be checked by hand: run N has N x `frames_per_run` frames, frame k counted k
-photons, so n frames hold n(n+1)/2 photons. With the defaults (runs 1, 2, 3 of 1000 frames each per
-run number) the summary prints 500500, 2001000 and 4501500.
+photons, so n frames hold n(n+1)/2 photons. With the defaults (runs 1, 2 and 3; 1000 frames per run
+number, so 1000, 2000 and 3000 frames) the summary prints 500500, 2001000 and 4501500 photons.
 
 Set the Airflow Variable ``maxwell_workdir`` to a directory on Maxwell's shared filesystem (e.g. your
 GPFS/BeeGFS space; unset: your home directory): jobs run there and the summary reads their output.

@@ -72,7 +72,7 @@ class MaxwellConnectionConfig:
         given = fields.given_extra(extra, bad)
         # Every field's default comes from the form's own table (provider_info.CONN_FIELDS).
         options = {name: field_default(name) for name in CONN_FIELDS} | given
-        host, host_parts = fields.read_host(host, bad)
+        rest_root_field, host, host_parts = fields.read_rest_root(host, given, bad)
         login = fields.read_login(login, bad)
         method = fields.read_auth_method(options, bad)
         password, client_secret = fields.read_secrets(password, method, options, bad)
@@ -85,7 +85,7 @@ class MaxwellConnectionConfig:
         realm = fields.read_realm(options, bad)
         job_url_template = fields.read_job_url_template(options.get("job_url_template"), bad)
         in_clear = fields.plain_http_in_use(
-            given, {"host": host, "extra.portal_url": portal_url, "extra.keycloak_url": keycloak_url}, bad
+            given, {rest_root_field: host, "extra.portal_url": portal_url, "extra.keycloak_url": keycloak_url}, bad
         )
         shared_cache = fields.read_flag(options["shared_cache"], "extra.shared_cache", bad)
         # Warned only once the connection is known good, so a refused one says one thing: why.

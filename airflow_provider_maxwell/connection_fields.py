@@ -33,8 +33,8 @@ JOB_URL_PLACEHOLDERS = ("job_id", "user")
 # every task that reads it. Compared without case: no real account differs from these by case alone.
 SLURM_SUPERUSERS = frozenset({"root", "slurm"})
 MAX_TIMEOUT = 3600.0  # seconds per request: more is a typo, and no socket takes infinity
-# The extra fields whose values are text (the form's schema says string and nothing else).
-TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"] == ["string", "null"])
+# The extra fields whose values are text (the form's schema says string, or string or null).
+TEXT_FIELDS = frozenset(name for name, spec in CONN_FIELDS.items() if spec["schema"]["type"][0] == "string")
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
 REST_ROOT_FIX = "Give the REST root, e.g. https://max-slurm-rest.desy.de/sapi"
@@ -95,16 +95,21 @@ def given_extra(extra: Mapping[str, Any] | None, bad: Complaint) -> dict[str, An
     return given
 
 
-def read_host(host: str | None, bad: Complaint) -> tuple[str, SplitResult]:
-    """The REST root without its trailing '/', and its parts."""
-    host = (host or "").strip().rstrip("/")
-    parts = url_parts(host)
+def read_rest_root(host: str | None, given: Mapping[str, Any], bad: Complaint) -> tuple[str, str, SplitResult]:
+    """(the field it came from, the REST root without its trailing '/', its parts). The form's "REST root
+    URL" (extra.rest_root) when set, else host: the form hides host, so what the form shows is what is used;
+    connections written as JSON or URI, and the CLI's, give it in host."""
+    name, value = ("extra.rest_root", given["rest_root"]) if "rest_root" in given else ("host", host)
+    url = (value or "").strip().rstrip("/")
+    if not url:
+        raise bad(name, "is empty", REST_ROOT_FIX)
+    parts = url_parts(url)
     if parts is None:
-        raise bad("host", f"{quotable(host)} is not a URL", REST_ROOT_FIX)
+        raise bad(name, f"{quotable(url)} is not a URL", REST_ROOT_FIX)
     if parts.username is not None or parts.password is not None:
         # Never quoted: the part before '@' may hold a password.
         raise bad(
-            "host",
+            name,
             "carries credentials before '@'",
             "Give the bare REST root (e.g. https://max-slurm-rest.desy.de/sapi) and put the user in login and "
             "the secret in password",
@@ -114,10 +119,10 @@ def read_host(host: str | None, bad: Complaint) -> tuple[str, SplitResult]:
     except ValueError:
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise bad("host", f"{quotable(host)} is not a URL", REST_ROOT_FIX)
-    if parts.query or parts.fragment or "?" in host or "#" in host:
-        raise bad("host", "has a query or fragment", "Give the REST root only, without '?...' or '#...'")
-    return host, parts
+        raise bad(name, f"{quotable(url)} is not a URL", REST_ROOT_FIX)
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise bad(name, "has a query or fragment", "Give the REST root only, without '?...' or '#...'")
+    return name, url, parts
 
 
 def read_login(login: str | None, bad: Complaint) -> str:

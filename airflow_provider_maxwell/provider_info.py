@@ -14,8 +14,19 @@ MAX_TOKEN_LIFESPAN = 86400  # DESY caps Slurm tokens at 24 h
 SIGNING_KEY_TOKEN_LIFESPAN = 3600
 
 
-def _field(label: str, kind: str, description: str, **schema: Any) -> dict[str, Any]:
-    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
+def _field(label: str, kind: str, description: str, required: bool = False, **schema: Any) -> dict[str, Any]:
+    # A type without "null" is what Airflow's form (3.2 on) marks required and will not save empty.
+    kinds = [kind] if required else [kind, "null"]
+    return {"label": label, "description": description, "schema": {"type": kinds, **schema}}
+
+
+# Where users look when a connection fails: the form's Test button cannot test this type on Airflow
+# 3.3.2 (the UI sends port 0 and the server answers "Bad Request"; fixed upstream), the CLI can.
+TEST_COMMAND_NOTE = (
+    'To test this connection, run "maxwell-connection test <connection id>" where your Airflow runs '
+    '(e.g. on a worker): the Test button answers "Bad Request" for it on Airflow 3.3.2.'
+)
+EXAMPLE_REST_ROOT = "https://max-slurm-rest.desy.de/sapi"  # DESY's Maxwell
 
 
 # Defaults the provider applies but the form does not save: a portal connection's extra then holds no
@@ -36,6 +47,13 @@ UNSAVED_DEFAULTS: dict[str, Any] = {
 # shown "***" as the value. So a secret field's name must contain one of those words (both
 # "signing_secret" and "keycloak_client_secret" contain "secret") and no other field's name may.
 CONN_FIELDS: dict[str, dict[str, Any]] = {
+    # The form hides host and asks here, as a required field: host cannot be required (Airflow 3.3.2).
+    "rest_root": _field(
+        "REST root URL",
+        "string",
+        f"Required: where slurmrestd answers, e.g. {EXAMPLE_REST_ROOT} for DESY's Maxwell. {TEST_COMMAND_NOTE}",
+        required=True,
+    ),
     "auth_method": _field(
         "Auth method",
         "string",
@@ -117,14 +135,21 @@ def field_default(name: str) -> Any:
 
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port", "extra"],
-    "relabeling": {"host": "REST root URL", "login": "User", "password": "Secret"},
+    "hidden-fields": ["schema", "port", "extra", "host"],  # host: asked as the required extra field rest_root
+    "relabeling": {"login": "User", "password": "Secret"},
     "placeholders": {
-        "host": "https://max-slurm-rest.desy.de/sapi",
         "login": "your DESY user name",
         "password": "portal token, DESY password or Slurm token (see Auth method)",
     },
 }
+# Airflow 3.1's form has no required fields, and without the FAB provider no extra fields at all: it
+# keeps asking for the REST root in host.
+LEGACY_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "extra"],
+    "relabeling": {**UI_FIELD_BEHAVIOUR["relabeling"], "host": "REST root URL"},
+    "placeholders": {**UI_FIELD_BEHAVIOUR["placeholders"], "host": f"required, e.g. {EXAMPLE_REST_ROOT}"},
+}
+LEGACY_HIDDEN_EXTRAS = frozenset({"rest_root"})  # asked in host on 3.1
 
 
 def legacy_form_widgets() -> dict[str, Any]:
@@ -137,6 +162,8 @@ def legacy_form_widgets() -> dict[str, Any]:
 
     widgets: dict[str, Any] = {}
     for name, spec in CONN_FIELDS.items():
+        if name in LEGACY_HIDDEN_EXTRAS:
+            continue
         schema = spec["schema"]
         kind = schema["type"][0]
         default = schema.get("default")
@@ -160,8 +187,8 @@ def legacy_form_widgets() -> dict[str, Any]:
 
 
 def legacy_field_behaviour() -> dict[str, Any]:
-    """UI_FIELD_BEHAVIOUR with the key spelling of the hook method Airflow 3.1 calls."""
-    return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
+    """LEGACY_FIELD_BEHAVIOUR with the key spelling of the hook method Airflow 3.1 calls."""
+    return {key.replace("-", "_"): value for key, value in LEGACY_FIELD_BEHAVIOUR.items()}
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -58,9 +58,37 @@ def run_example_dags(info: dict) -> int:
             )
             if dag_id == "nightly_reduction":
                 reduction_job = summary["job_id"]
+        results, wrong = what_it_computed(dag_id, output)
+        failures += wrong
+        for line in results:
+            print(f"  {line}")
         if result.returncode != 0:
             print(output[-3000:])
     return failures
+
+
+# What each example prints about its work, as a pattern of its task log.
+RESULT_LINES = {
+    "beamtime_processing": r"job \d+: \w+ in \S+ on \S+: run \d+: (\d+) frames, (\d+) photons",
+    "beamtime_python": r"run \d+: (\d+) frames, (\d+) photons, mean \S+ per frame \(Slurm job \d+ on \S+\)",
+    "nightly_reduction": r"run \S+: reducing the data from \S+ \S+ to \S+ \S+|reduced \d+ hours of data, up to \S+ \S+",
+    "gated_analysis": r"analysing the output of job \d+: \S+|its last line: reduced \d+ hours of data, up to \S+ \S+",
+}
+
+
+def what_it_computed(dag_id: str, output: str) -> tuple[list[str], int]:
+    """The lines in which an example DAG says what it computed, and how many of its sums are wrong: the
+    beamtime examples' n simulated frames, frame k counting k photons, hold n(n+1)/2 photons."""
+    lines, wrong = [], 0
+    for found in re.finditer(RESULT_LINES[dag_id], output):
+        line = found.group(0)
+        if dag_id.startswith("beamtime"):
+            frames, photons = int(found.group(1)), int(found.group(2))
+            expected = frames * (frames + 1) // 2
+            wrong += photons != expected
+            line += f"  (by hand, n(n+1)/2 for n = {frames}: {expected}{'' if photons == expected else ', WRONG'})"
+        lines.append(line)
+    return lines, wrong + (not lines)
 
 
 def xcom_summaries(dag_id: str, run_id: str) -> list[tuple[str, dict]]:

@@ -1,6 +1,11 @@
 """Analysis that runs only when the nightly reduction job COMPLETED: scheduled on the reduction's
 asset, and gated by a sensor on the reduction's Slurm job (the id travels in the asset event;
-pass ``{"job_id": N}`` as run conf to gate on any other job)."""
+pass ``{"job_id": N}`` as run conf to gate on any other job).
+
+The analysis is a Slurm job too: it reads the reduction job's output file (its path comes from the
+sensor's job summary) and prints its last line, e.g. "reduced 24 hours of data, up to ...", which
+the task log shows. If the file is gone or not readable from the analysis job, it says so.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,14 @@ with DAG(
     )
     analysis = MaxwellSubmitJobOperator(
         task_id="analysis",
-        script="#!/bin/bash\necho \"analysing the output of job {{ ti.xcom_pull(task_ids='reduction_completed') }}\"\n",
+        script=(
+            "#!/bin/bash\n"
+            "{% set reduction = ti.xcom_pull(task_ids='reduction_completed', key='slurm_job') %}"
+            'output="{{ reduction.output or "" }}"\n'
+            'echo "analysing the output of job {{ reduction.job_id }}: ${output:-(no output file)}"\n'
+            'if [ -r "$output" ]; then echo "its last line: $(tail -n 1 "$output")"\n'
+            'else echo "its output file is gone or not readable from here"; fi\n'
+        ),
         time_limit=30,
         current_working_directory="{{ var.value.get('maxwell_workdir', '') }}",
         deferrable=True,

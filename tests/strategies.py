@@ -126,6 +126,7 @@ def _good(name: str) -> st.SearchStrategy[Any]:
     """Values the connection form would produce for an extra field (strings too, as Airflow 3.1's form sends)."""
     lifespans = st.integers(min_value=MIN_TOKEN_LIFESPAN, max_value=MAX_TOKEN_LIFESPAN)
     good: dict[str, st.SearchStrategy[Any]] = {
+        "rest_root": good_hosts,
         "auth_method": st.sampled_from(AUTH_METHODS),
         "portal_url": st.sampled_from(["https://portal.example/reservation", "http://127.0.0.1:8080/r/"]),
         "jwt_lifespan": lifespans | lifespans.map(str) | lifespans.map(float),
@@ -149,7 +150,7 @@ def _good(name: str) -> st.SearchStrategy[Any]:
 
 
 def _hostile(name: str) -> st.SearchStrategy[Any]:
-    if name in ("portal_url", "keycloak_url"):
+    if name in ("rest_root", "portal_url", "keycloak_url"):
         return urls(secrets()) | json_values
     if name in ("keycloak_client_secret", "signing_secret"):
         return secrets() | json_values

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .airflow_cli import (
     dags_test,
     start_until_running,
     submitted_ids,
+    task_sections,
     task_state,
 )
 
@@ -67,19 +69,34 @@ def timeout_run(airflow_env, tmp_path_factory) -> Iterator[tuple[subprocess.Pope
     log.close()
 
 
-def test_beamtime_processing_maps_one_job_per_run_and_summarizes(airflow_env, timeout_run):
-    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_processing")
+def photons(frames: int) -> int:
+    """The examples' simulated run: frame k counted k photons, so n frames hold n(n+1)/2."""
+    return frames * (frames + 1) // 2
+
+
+def test_beamtime_processing_maps_one_job_per_run_and_sums_each_runs_photons(airflow_env, timeout_run):
+    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_processing", {"runs": [1, 3], "frames_per_run": 400})
     assert rc == 0, out[-3000:]
-    assert len(set(submitted_ids(out))) == 3
-    for run in (1, 2, 3):
-        assert f"run {run}: {run * 1000} frames integrated" in out  # the summary read each job's output
+    assert len(set(submitted_ids(out))) == 2
     assert "Pausing task as DEFERRED" in out
+    summary = task_sections(out)["summarize"]
+    # The summary read each job's output: the sums the jobs computed on Maxwell, checked here by Gauss.
+    assert photons(400) == 80200 and photons(1200) == 720600
+    for run in (1, 3):
+        frames = run * 400
+        line = rf"job \d+: COMPLETED .*: run {run}: {frames} frames, {photons(frames)} photons\n"
+        assert re.search(line, summary), summary[-3000:]
 
 
-def test_nightly_reduction_renders_the_data_interval_and_updates_its_asset(airflow_env):
+def test_nightly_reduction_by_hand_reduces_the_day_before_and_updates_its_asset(airflow_env):
     rc, out = dags_test(airflow_env, EXAMPLES, "nightly_reduction")
     assert rc == 0, out[-3000:]
-    assert re.search(r"reducing data from \d{4}-\d\d-\d\d", out)
+    # A run by hand reduces the 24 hours up to its logical date, and its job's log says which ones.
+    interval = re.search(r"run (manual__\S+): reducing the data from (\S+ \S+) to (\S+ \S+)\n", out)
+    assert interval, out[-3000:]
+    start, end = (datetime.fromisoformat(moment) for moment in interval.group(2, 3))
+    assert end - start == timedelta(days=1)
+    assert f"reduced 24 hours of data, up to {interval.group(3)}" in out
     assert "Pausing task as DEFERRED" in out and "ended COMPLETED" in out
     (job_id,) = submitted_ids(out)
     # What the job used, read by the trigger from the job's own accounting record, in one task-log line.
@@ -94,15 +111,19 @@ def test_nightly_reduction_renders_the_data_interval_and_updates_its_asset(airfl
     assert [json.loads(extra).get("slurm_job_id") for (extra,) in extras][-1:] == [job_id]
 
 
-def test_gated_analysis_runs_after_the_gating_job_completed(airflow_env, hook, cluster):
+def test_gated_analysis_runs_after_the_gating_job_completed_and_reads_its_output(airflow_env, hook, cluster):
     job_id = hook.submit_job(
-        "#!/bin/bash\necho reduced\n", name="nightly.reduce", current_working_directory=cluster["jobs_dir"]
+        "#!/bin/bash\necho reduced 24 hours of data, up to today\n",
+        name="nightly.reduce",
+        current_working_directory=cluster["jobs_dir"],
     )
     rc, out = dags_test(airflow_env, EXAMPLES, "gated_analysis", {"job_id": job_id})
     assert rc == 0, out[-3000:]
     assert f"Slurm job {job_id} (nightly.reduce) ended COMPLETED" in out
     assert re.search(rf"Slurm job {job_id} ran \d+:\d\d:\d\d", out), out[-3000:]  # the sensor's usage line
-    assert f"analysing the output of job {job_id}" in out
+    analysis = task_sections(out)["analysis"]
+    assert f"analysing the output of job {job_id}: {cluster['jobs_dir']}/slurm-{job_id}.out" in analysis
+    assert "its last line: reduced 24 hours of data, up to today" in analysis, analysis[-3000:]
 
 
 # ------------------------------------------------------------------ outcomes

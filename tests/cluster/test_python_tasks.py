@@ -5,8 +5,9 @@ function fails its task with the remote traceback, an array's tasks each return 
 from __future__ import annotations
 
 import os
+import re
 
-from .airflow_cli import EXAMPLES, TEST_DAGS, dags_test, submitted_ids
+from .airflow_cli import EXAMPLES, TEST_DAGS, dags_test, submitted_ids, task_sections
 
 
 def return_files(cluster: dict, job_ids: set[int]) -> list[str]:
@@ -43,8 +44,18 @@ def test_an_array_of_a_function_gives_one_value_per_task_in_index_order(airflow_
     assert return_files(cluster, set(submitted_ids(out))) == []
 
 
-def test_the_python_example_dag_reduces_every_run(airflow_env):
-    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_python")
+def test_the_python_example_dag_sums_each_runs_photons_on_maxwell(airflow_env):
+    rc, out = dags_test(airflow_env, EXAMPLES, "beamtime_python", {"runs": [2, 5], "frames_per_run": 300})
     assert rc == 0, out[-4000:]
-    assert len(set(submitted_ids(out))) == 3
-    assert "reduced 3 runs on Maxwell: {1: " in out
+    jobs = submitted_ids(out)
+    assert len(set(jobs)) == 2
+    # Run N has N x 300 frames, frame k counted k photons: n frames hold n(n+1)/2, a mean of (n+1)/2.
+    summary = task_sections(out)["summarize"]
+    for run, frames, photons, mean in ((2, 600, 180300, 300.5), (5, 1500, 1125750, 750.5)):
+        assert frames * (frames + 1) // 2 == photons
+        assert re.search(
+            rf"run {run}: {frames} frames, {photons} photons, mean {mean} per frame \(Slurm job (\d+) on maxwn26\)",
+            summary,
+        ), summary[-3000:]
+    reported = [int(j) for j in re.findall(r"photons, mean \S+ per frame \(Slurm job (\d+)", summary)]
+    assert sorted(reported) == sorted(jobs)  # each run's value came from its own job

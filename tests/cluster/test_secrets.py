@@ -58,7 +58,7 @@ def test_no_secret_reaches_logs_database_or_files(cluster, secrets, method, tmp_
     outputs = []
     for folder, dag_id, conf, expect_ok in (
         (EXAMPLES, "nightly_reduction", None, True),
-        (EXAMPLES, "beamtime_processing", {"runs": [1], "seconds_per_run": 0}, True),
+        (EXAMPLES, "beamtime_processing", {"runs": [1]}, True),
         (TEST_DAGS, "maxwell_outcome", {"script": "#!/bin/bash\nexit 3\n"}, False),
     ):
         rc, out = dags_test(env, folder, dag_id, conf)

@@ -1,6 +1,7 @@
 """Airflow's UI in a real browser: a Maxwell connection made through the form with its defaults is
-saved as typed and works, the signing key is masked wherever the UI and the REST API show the
-extra, Test names the user's connection, and a finished task shows its "Slurm job" link.
+saved as typed and works, the form will not save one without its REST root and says why, its help
+names the command that tests a connection, the signing key is masked wherever the UI and the REST API
+show the extra, Test names the user's connection, and a finished task shows its "Slurm job" link.
 
 Debian's chromium (`make browser` installs it) driven by Playwright, against `airflow api-server`
 on 127.0.0.1 with its own AIRFLOW_HOME; screenshots for people go to .artefacts/ui/ (git-ignored).
@@ -127,9 +128,8 @@ def portal_token(users: list[dict[str, Any]], emulator: Any) -> str:
     return emulator.portal_token(users[0])  # the emulator's controls are session-wide
 
 
-def add_connection(page: Any, url: str, conn_id: str, standard: dict[str, str], extra: dict[str, str]) -> Any:
-    """Fill the Add Connection form as a user would (type "DESY Maxwell"), leaving every other field at
-    its default; returns the dialog, not yet saved."""
+def open_maxwell_form(page: Any, url: str, conn_id: str) -> Any:
+    """The Add Connection dialog with its id typed and the type "DESY Maxwell" chosen."""
     page.goto(f"{url}/connections", wait_until="networkidle")
     page.get_by_role("button", name="Add Connection").click()
     dialog = page.get_by_role("dialog")
@@ -137,6 +137,13 @@ def add_connection(page: Any, url: str, conn_id: str, standard: dict[str, str], 
     dialog.get_by_role("combobox").first.click(force=True)
     page.keyboard.type("DESY Maxwell")
     page.keyboard.press("Enter")
+    return dialog
+
+
+def add_connection(page: Any, url: str, conn_id: str, standard: dict[str, str], extra: dict[str, str]) -> Any:
+    """Fill the Add Connection form as a user would (type "DESY Maxwell"), leaving every other field at
+    its default; returns the dialog, not yet saved."""
+    dialog = open_maxwell_form(page, url, conn_id)
     for name, value in standard.items():
         dialog.locator(f"input[name={name}]").fill(value)
     dialog.get_by_text("Extra Fields", exact=True).click()
@@ -180,8 +187,12 @@ def form_connection(
             page,
             api_server.url,
             "maxwell_ui",
-            {"host": f"{cluster['front_door']}/sapi", "login": users[0]["name"], "password": portal_token},
-            {"ca_bundle": cluster["ca_bundle"], "job_url_template": JOB_PAGE},
+            {"login": users[0]["name"], "password": portal_token},
+            {
+                "rest_root": f"{cluster['front_door']}/sapi",
+                "ca_bundle": cluster["ca_bundle"],
+                "job_url_template": JOB_PAGE,
+            },
         )
         page.wait_for_timeout(1000)  # for the picture only: the section's opening animation ends
         dialog.screenshot(path=ARTEFACTS / "connection-form.png")
@@ -225,6 +236,39 @@ def test_the_form_saves_its_defaults_as_typed_and_the_connection_works(api_serve
     assert f"as {users[0]['name']} via REST API" in verdict and "(auth_method=portal)" in verdict
 
 
+def test_the_form_will_not_save_a_connection_without_its_rest_root_and_says_why(api_server, page, users):
+    dialog = open_maxwell_form(page, api_server.url, "maxwell_ui_no_root")
+    dialog.locator("input[name=login]").fill(users[0]["name"])
+    dialog.locator("input[name=password]").fill("a-portal-token")
+    save_button = dialog.get_by_role("button", name="Save")
+    try:
+        # Nothing typed as the REST root: the form will not save, and the section holding the field says why.
+        assert save_button.is_disabled()
+        dialog.get_by_text("Extra Fields", exact=True).click()
+        field = dialog.locator("input[name=element_rest_root]")
+        row = field.locator("xpath=ancestor::div[contains(@class, 'field__root')][1]")
+        row.get_by_text("This field is required").wait_for()
+        assert "REST root URL" in row.inner_text()
+    finally:
+        page.screenshot(path=ARTEFACTS / "connection-no-rest-root.png", full_page=True)
+    field.fill("https://max-slurm-rest.example/sapi")
+    field.blur()
+    assert save_button.is_enabled()
+    field.fill("")
+    field.blur()
+    assert save_button.is_disabled()  # cleared again: refused again
+    assert api_server.rest.get(f"{api_server.url}/api/v2/connections/maxwell_ui_no_root", timeout=30).status_code == 404
+
+
+def test_the_forms_help_names_the_command_that_tests_a_connection(api_server, page):
+    dialog = open_maxwell_form(page, api_server.url, "maxwell_ui_help")
+    dialog.get_by_text("Extra Fields", exact=True).click()
+    help_text = dialog.get_by_text("maxwell-connection test <connection id>", exact=False)
+    help_text.wait_for()
+    assert help_text.is_visible()
+    assert 'the Test button answers "Bad Request" for it on Airflow 3.3.2' in help_text.inner_text()
+
+
 def test_the_signing_key_is_masked_in_the_form_its_json_and_the_rest_api(
     api_server, page, cluster, users, signing_key_b64
 ):
@@ -232,8 +276,13 @@ def test_the_signing_key_is_masked_in_the_form_its_json_and_the_rest_api(
         page,
         api_server.url,
         "maxwell_ui_service",
-        {"host": f"{cluster['front_door']}/sapi", "login": users[0]["name"]},
-        {"auth_method": "signing_key", "signing_secret": signing_key_b64, "ca_bundle": cluster["ca_bundle"]},
+        {"login": users[0]["name"]},
+        {
+            "rest_root": f"{cluster['front_door']}/sapi",
+            "auth_method": "signing_key",
+            "signing_secret": signing_key_b64,
+            "ca_bundle": cluster["ca_bundle"],
+        },
     )
     assert dialog.locator("input[name=element_signing_secret]").get_attribute("type") == "password"
     save(page, dialog)

@@ -9,8 +9,10 @@ import json
 import re
 from typing import Any
 
+import airflow
 import pytest
 from airflow._shared.secrets_masker import should_hide_value_for_key
+from packaging.version import Version
 
 from airflow_provider_maxwell.cli import main as maxwell_connection
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
@@ -91,6 +93,35 @@ def test_the_forms_fields_are_shown_with_their_defaults_not_masked():
     assert by_name["keycloak_url"]["value"] is None  # applied when used, never saved into a portal connection
 
 
+def test_the_form_asks_for_the_rest_root_as_a_required_field_whose_help_names_the_test_command():
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (maxwell,) = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "maxwell"]
+    fields = {key.removeprefix("extra__maxwell__"): spec for key, spec in (maxwell.extra_fields or {}).items()}
+    if Version(airflow.__version__) < Version("3.2"):  # a form with no required fields: the REST root is in host
+        assert "rest_root" not in fields
+        assert maxwell.standard_fields is None or not maxwell.standard_fields.host.hidden
+        return
+    assert maxwell.standard_fields is not None and maxwell.standard_fields.host.hidden
+    # A type without "null" is what the form marks required and will not save empty; no value, so no default.
+    assert fields["rest_root"]["schema"]["type"] == ["string"] and fields["rest_root"]["value"] is None
+    assert "e.g. https://max-slurm-rest.desy.de/sapi" in fields["rest_root"]["description"]
+    assert 'run "maxwell-connection test <connection id>"' in fields["rest_root"]["description"]
+
+
+def test_the_rest_root_the_form_saved_is_used_and_wins_over_host():
+    with_both = MaxwellConnectionConfig.from_connection(
+        "maxwell_x", host="https://old.example/sapi", login="alice", password="pt",
+        extra={"rest_root": " https://rest.example/sapi/ "},
+    )  # fmt: skip
+    assert with_both.host == "https://rest.example/sapi"
+    assert config({"rest_root": ""}).host == "https://rest.example/sapi"  # the form's empty field: host's
+    with pytest.raises(MaxwellConfigError, match=re.escape("extra.rest_root 'rest.example' is not a URL")):
+        config({"rest_root": "rest.example"})
+    with pytest.raises(MaxwellConfigError, match=re.escape("'maxwell_x': host is empty. Give the REST root")):
+        MaxwellConnectionConfig.from_connection("maxwell_x", host=" ", login="alice", password="pt", extra={})
+
+
 # ------------------------------------------------------------------ defaults and widgets
 
 
@@ -130,7 +161,7 @@ def test_the_form_saves_no_keycloak_setting_into_a_portal_connection():
 def test_every_field_has_one_type_so_the_form_shows_a_plain_widget():
     # Airflow's form renders a field with two non-null types (as `verify` had) as a free-text editor.
     for name, spec in CONN_FIELDS.items():
-        assert [t for t in spec["schema"]["type"] if t != "null"] != [] and len(spec["schema"]["type"]) == 2, name
+        assert len([t for t in spec["schema"]["type"] if t != "null"]) == 1, name
     assert CONN_FIELDS["verify"]["schema"]["type"] == ["boolean", "null"]
 
 

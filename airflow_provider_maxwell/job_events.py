@@ -156,10 +156,6 @@ class EndedWindow:
     read_at: float
     jobs: tuple[SlurmJob, ...]
 
-    def joined(self, earlier: EndedWindow) -> EndedWindow:
-        """This window reaching back over `earlier`'s time too (a resumed cursor's gap, read on its own)."""
-        return EndedWindow(min(self.since, earlier.since), min(self.read_at, earlier.read_at), earlier.jobs + self.jobs)
-
 
 @dataclass(frozen=True)
 class Step:
@@ -172,9 +168,11 @@ class Step:
 def step(cursor: Cursor, window: EndedWindow, job_filter: JobFilter, reach_back: float = REACH_BACK) -> Step:
     """Which jobs of `window` fire (each once: ended at or after the cursor's `since`, not fired yet,
     matching the filter; by end time, then id), and the cursor after them. The window must reach back
-    to the cursor's `since` (`gap` says what to read first when it does not)."""
-    if window.since > cursor.since:
-        raise ValueError(f"the window starts at {window.since}, after the cursor's {cursor.since}: read the gap first")
+    to the cursor's `since` (`covers`)."""
+    if not covers(window, cursor):
+        raise ValueError(
+            f"the window starts at {window.since}, after the cursor's {cursor.since}: read from the cursor"
+        )
     latest: dict[int, SlurmJob] = {}
     for job in window.jobs:
         if not _is_event(job) or end_second(job) < cursor.since or job.job_id in cursor.fired:
@@ -183,17 +181,21 @@ def step(cursor: Cursor, window: EndedWindow, job_filter: JobFilter, reach_back:
         if job_filter.matches(job) and (known is None or end_second(job) >= end_second(known)):
             latest[job.job_id] = job
     fires = sorted(latest.values(), key=lambda j: (end_second(j), j.job_id))
-    since = max(cursor.since, int(window.read_at - reach_back))
+    since = max(cursor.since, next_since(window.read_at, reach_back))
     fired = {**cursor.fired, **{j.job_id: end_second(j) for j in fires}}
     return Step(fires, Cursor(since, {job_id: end for job_id, end in fired.items() if end >= since}))
 
 
-def gap(cursor: Cursor, window: EndedWindow) -> tuple[float, float] | None:
-    """The (since, until) a watcher reads on its own before stepping over a shared `window` that does not
-    reach back to its cursor (a cursor resumed from before the stream began); None when it does."""
-    if window.since <= cursor.since:
-        return None
-    return float(cursor.since), window.since + 1  # one second over: accounting's times are whole seconds
+def covers(window: EndedWindow, cursor: Cursor) -> bool:
+    """Whether `window` reaches back to the cursor's `since`. A shared window does not for a cursor resumed
+    from before the stream began, or one that missed a round: that watcher reads its own window once."""
+    return window.since <= cursor.since
+
+
+def next_since(read_at: float, reach_back: float = REACH_BACK) -> int:
+    """Where the window after a read at `read_at` begins: `reach_back` before it, in accounting's whole
+    seconds (a shared stream and each watcher's cursor must agree on it to the second)."""
+    return int(read_at - reach_back)
 
 
 def end_second(job: SlurmJob) -> int:

@@ -20,7 +20,8 @@ from airflow_provider_maxwell.job_events import (
     Cursor,
     EndedWindow,
     JobFilter,
-    gap,
+    covers,
+    next_since,
     read_window,
     step,
 )
@@ -125,13 +126,14 @@ def test_array_tasks_running_jobs_and_jobs_the_filter_refuses_do_not_fire():
     assert [j.job_id for j in step(Cursor.first(START), read, JobFilter(name="beamtime.*")).fires] == [4]
 
 
-def test_a_shared_window_that_does_not_reach_back_to_a_resumed_cursor_names_the_gap_to_read():
+def test_a_shared_window_that_does_not_reach_back_to_a_resumed_cursor_is_not_stepped_over():
     cursor = Cursor(START, {})
-    shared = window(START + 500, START + 520)
-    assert gap(cursor, shared) == (START, START + 501)
-    with pytest.raises(ValueError, match="read the gap first"):
+    shared = window(next_since(START + 500), START + 520)
+    assert not covers(shared, cursor)
+    with pytest.raises(ValueError, match="read from the cursor"):
         step(cursor, shared, JobFilter())
-    assert gap(Cursor(START + 600, {}), shared) is None
+    after = step(Cursor(START + 400, {}), window(START + 400, START + 500), JobFilter()).cursor
+    assert covers(shared, after), "the next shared window starts where the cursor stepped over the last one"
 
 
 def test_the_window_is_read_for_the_watchers_users_by_end_time():

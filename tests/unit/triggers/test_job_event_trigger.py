@@ -98,7 +98,7 @@ def test_each_matching_job_fires_once_in_end_order_with_the_operators_summary(fa
 
 
 def test_a_restarted_watcher_resumes_from_its_saved_cursor_firing_what_ended_meanwhile_and_nothing_again(fake):
-    now = time.time()
+    now = int(time.time())  # whole seconds, as accounting's: the ends below are after the first start's second
     before = [ended_doc(21, "beamtime.a", now + 1)]
     fake.script[LISTING] = [listing(*before)]
     store = Store()
@@ -108,12 +108,13 @@ def test_a_restarted_watcher_resumes_from_its_saved_cursor_firing_what_ended_mea
 
     # No triggerer runs for a while: job 22 ends then. A new triggerer's watcher (a fresh instance, no
     # look-back) reads from the saved cursor: 22 fires, 21 does not again.
-    fake.script[LISTING] = [listing(*before, ended_doc(22, "beamtime.b", now + 0.2))]
+    fake.script[LISTING] = [listing(*before, ended_doc(22, "beamtime.b", now + 2))]
     second = watcher(fake.conn_id, name="beamtime.*")
     second.asset_state_store = store
     assert [e["job_id"] for e in asyncio.run(collect(second.run(), 1))] == [22]
 
     # Without a store (Airflow 3.1, 3.2) a fresh watcher starts afresh: what ended before it is history.
+    time.sleep(max(now + 3 - time.time(), 0))
     third = watcher(fake.conn_id, name="beamtime.*")
     assert asyncio.run(collect(third.run(), 1, within=1.0)) == []
 

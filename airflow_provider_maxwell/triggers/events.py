@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -59,8 +60,10 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
     filter, after each event, so a restarted triggerer, or another taking over, carries on where it
     stopped: jobs that ended meanwhile fire then, none twice. Airflow 3.1 and 3.2 give event triggers
     no store: the cursor lives in the triggerer's memory, and a restart starts afresh (``look_back``
-    then says how far back it reaches). A triggerer killed in the instant between handing an event
-    over and Airflow storing it may lose that event or, the cursor not being saved yet, fire it again.
+    then says how far back it reaches). The cursor is saved as soon as the triggerer has taken an
+    event, also when it stops the trigger right after; a triggerer killed outright between taking an
+    event and storing it may lose it (Airflow acknowledges event triggers' events only in ack mode,
+    which is made for a broker's shared offset, not for each watcher's own cursor).
 
     On Airflow 3.3 every watcher of one connection and one set of users shares one read per round
     (a shared stream keyed by the connection id and the users); each applies its own filter and
@@ -139,8 +142,9 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
             if not covers(shared, self.cursor):
                 since = self.cursor.since
                 window = await client.arun(read_window(client.ops, since, time.time(), self.job_filter.users))
-            async for event in self.fire(window):
-                yield event
+            async with aclosing(self.fire(window)) as events:  # a close reaches fire(): it saves the cursor
+                async for event in events:
+                    yield event
 
     # ------------------------------------------------------------------ its own poll (Airflow 3.1, 3.2)
 
@@ -149,8 +153,9 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
         client = await self.client()
         await self.load_cursor()
         async for window in self.windows(client, lambda: float(self.cursor.since)):
-            async for event in self.fire(window):
-                yield event
+            async with aclosing(self.fire(window)) as events:  # a close reaches fire(): it saves the cursor
+                async for event in events:
+                    yield event
 
     # ------------------------------------------------------------------ the parts
 
@@ -184,15 +189,16 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
             await asyncio.sleep(max(pause - (time.monotonic() - began), pause_at_least))
 
     async def fire(self, window: EndedWindow) -> AsyncIterator[TriggerEvent]:
-        """An event for each job of `window` that fires, the cursor saved after each (once Airflow holds
-        the event: the generator resumes only then), and the cursor after the window."""
+        """An event for each job of `window` that fires, and the cursor after the window. The cursor is
+        saved after each event as soon as the consumer (Airflow's triggerer) has taken it: when it asks
+        for the next, or when it closes the generator holding it (a triggerer stopping)."""
         result = step(self.cursor, window, self.job_filter)
         for job in result.fires:
-            yield TriggerEvent(self.payload(job))
-            self.log.info(
-                "Slurm job %s (%s) of %s ended %s: event fired", job.job_id, job.name, job.user, job.state.value
-            )
-            await self.save_cursor(self.cursor.with_fired(job))
+            try:
+                yield TriggerEvent(self.payload(job))
+            finally:
+                await self.save_cursor(self.cursor.with_fired(job))
+            self.log.info("Slurm job %s (%s) of %s ended %s: fired", job.job_id, job.name, job.user, job.state.value)
         if result.cursor != self.cursor:
             await self.save_cursor(result.cursor)
 

@@ -145,6 +145,14 @@ def test_the_window_is_read_for_the_watchers_users_by_end_time():
     assert "start_time" in params and "end_time" in params
 
 
+def test_where_accounting_cannot_filter_by_user_the_window_keeps_only_the_users_jobs():
+    """22.05 (v0.0.38) answers "Unknown Query field" to users= and to a list of states."""
+    script = Script({"/slurmdb/v0.0.38/jobs": [jobs(record(5, "COMPLETED"), record(6, "COMPLETED", user="bob"))]})
+    read = script.run(read_window(ops_for(state_with("v0.0.38")), START, START + 10))
+    assert [j.job_id for j in read.jobs] == [5], "the connection's login's jobs only"
+    assert set(script.sent[-1].params or {}) == {"start_time", "end_time"}
+
+
 # ------------------------------------------------------------------ properties over simulated accounting
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +188,7 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
             pause = max(pause * random.uniform(1 - JITTER, 1 + JITTER), pause_at_least)
             await asyncio.sleep(max(pause - (time.monotonic() - began), pause_at_least))
 
-    async def fire(self, window: EndedWindow) -> AsyncIterator[TriggerEvent]:
+    async def fire(self, window: EndedWindow) -> AsyncGenerator[TriggerEvent, None]:
         """An event for each job of `window` that fires, and the cursor after the window. The cursor is
         saved after each event as soon as the consumer (Airflow's triggerer) has taken it: when it asks
         for the next, or when it closes the generator holding it (a triggerer stopping)."""

@@ -28,6 +28,7 @@ from airflow_provider_maxwell.job_events import (
 from airflow_provider_maxwell.slurm.job import SlurmJob
 from airflow_provider_maxwell.slurm.states import JobState
 from tests.factories import slurm_job
+from tests.paths import PROJECT
 from tests.unit.client.test_protocol_steps import Script, jobs, ops_for, record, state_with
 
 START = 1_700_000_000  # the watcher's first start (epoch seconds)
@@ -235,3 +236,8 @@ def test_a_watcher_restarted_from_its_saved_cursor_fires_what_one_that_ran_on_wo
     assert resumed is not None
     second = step(resumed, read(resumed, late), beamtime).fires
     assert sorted(j.job_id for j in first.fires + second) == sorted(j.job_id for j in once)
+
+
+def test_the_readme_states_the_reach_back_the_code_uses():
+    readme = (PROJECT / "README.md").read_text()
+    assert f"reaching {REACH_BACK:g} s back over the last read" in readme

@@ -141,7 +141,13 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
             window = shared
             if not covers(shared, self.cursor):
                 since = self.cursor.since
-                window = await client.arun(read_window(client.ops, since, time.time(), self.job_filter.users))
+                try:
+                    window = await client.arun(read_window(client.ops, since, time.time(), self.job_filter.users))
+                except MaxwellConfigError:
+                    raise
+                except MaxwellError as error:  # the next shared window does not cover it either: read then
+                    self.log.warning("Could not read the Slurm jobs that ended since %s: %s", since, error)
+                    continue
             async with aclosing(self.fire(window)) as events:  # a close reaches fire(): it saves the cursor
                 async for event in events:
                     yield event

@@ -190,3 +190,20 @@ def test_kwargs_hold_the_filter_and_no_secret_and_wrong_ones_are_refused_naming_
     ):
         with pytest.raises(MaxwellConfigError, match=field):
             MaxwellJobEventTrigger(**{**kwargs, **wrong})
+
+
+def test_a_failed_read_of_a_resumed_watchers_gap_is_tried_again_with_the_next_shared_window(fake):
+    now = time.time()
+    refused = (400, {}, {**META, "errors": [{"error_number": 9000, "error": "Query empty"}]})
+    answer = listing(ended_doc(51, "beamtime.a", now - 600))
+    fake.script[LISTING] = [answer, refused, answer]  # the stream's read, the gap's (refused), then all answered
+    store = Store()
+    resumed = watcher(fake.conn_id, name="beamtime.*")
+    resumed.asset_state_store = store
+    store.values[resumed.cursor_key] = {"since": int(now - 900), "fired": {}}
+
+    async def main() -> list[dict[str, Any]]:
+        stream = MaxwellJobEventTrigger.open_shared_stream(resumed.serialize()[1])
+        return await collect(resumed.filter_shared_stream(stream), 1, within=3.0)
+
+    assert [e["job_id"] for e in asyncio.run(main())] == [51]

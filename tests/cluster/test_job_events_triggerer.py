@@ -18,6 +18,7 @@ from typing import Any
 
 from .airflow_cli import AIRFLOW, dag_parsed, standalone_env, stop_group
 from .test_job_events import submit
+from .test_secrets import leaks, secrets_of
 
 DAG_ID = "maxwell_job_ended_test"
 MATCHING = 4
@@ -105,6 +106,9 @@ def test_matching_jobs_become_one_asset_event_each_and_dag_runs(cluster, users, 
         events = rows(db, "SELECT timestamp, extra FROM asset_event")
         fired = sorted(json.loads(extra)["payload"]["job_id"] for _, extra in events)
         assert fired == sorted(expected), f"one asset event per matching job: {fired} vs {sorted(expected)}"
+        # The watcher's kwargs (stored in plain text), its events and its cursor hold no credential.
+        kept = rows(db, "SELECT kwargs FROM trigger") + rows(db, "SELECT value FROM asset_state_store")
+        assert not leaks(repr(kept + events).encode(), secrets_of(cluster, users))
         stored = rows(db, "SELECT key FROM asset_state_store")
         assert [key for (key,) in stored if key.startswith("maxwell_job_events.")], "the cursor is in the store"
 

@@ -212,7 +212,12 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.operators.job"]}
         ],
         "sensors": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.sensors.job"]}],
-        "triggers": [{"integration-name": "DESY Maxwell", "python-modules": ["airflow_provider_maxwell.triggers.job"]}],
+        "triggers": [
+            {
+                "integration-name": "DESY Maxwell",
+                "python-modules": ["airflow_provider_maxwell.triggers.job", "airflow_provider_maxwell.triggers.events"],
+            }
+        ],
         "extra-links": ["airflow_provider_maxwell.links.SlurmJobLink"],
         "task-decorators": [
             {"name": "maxwell", "class-name": "airflow_provider_maxwell.decorators.maxwell.maxwell_task"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from airflow_provider_maxwell.auth.tokens import MintedToken
@@ -213,11 +213,11 @@ class SlurmOperations:
             records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
         return records
 
-    def accounting_ended(self, since: float, until: float) -> Protocol[list[SlurmJob]]:
-        """Accounting records of the user's jobs that ended between `since` and `until` (epoch seconds):
-        the answer grows with the jobs that ended in the window, not with the user's history."""
+    def accounting_ended(self, since: float, until: float, users: Sequence[str] = ()) -> Protocol[list[SlurmJob]]:
+        """Accounting records of the user's jobs (or `users`' jobs) that ended between `since` and `until`
+        (epoch seconds): the answer grows with the jobs that ended in the window, not with the history."""
         dialect = yield from self.dialect()
-        params = dialect.ended_jobs_query(self.state.config.login, since, until)
+        params = dialect.ended_jobs_query(",".join(users) or self.state.config.login, since, until)
         what = "Could not read the Slurm jobs that ended lately"
         return (yield from self._accounting_query(dialect.accounting_jobs(), what, params))
 

@@ -156,7 +156,13 @@ class ApiDialect:
 
         With `state=` and both times, accounting selects by end time: measured on 24.11 and 26.05, a
         10 s window around a wave of 2,000 cancels answers exactly those 2,000 (and without `end_time`
-        it answers none). Only for versions with `controller_states_by_id` (v0.0.42 on)."""
+        it answers none). The shared poller uses it from v0.0.42 on (`controller_states_by_id`).
+
+        v0.0.38 knows neither `users=` nor a list of states ("Unknown Query field", measured on 22.05):
+        there the window is every job the token may read that was active in it (running ones too), and
+        the reader keeps the ended ones of its users."""
+        if not self.accounting_filters_by_user:
+            return {"start_time": self.accounting_time(since), "end_time": self.accounting_time(until)}
         return {
             "users": user,
             "state": sorted(state.value for state in TERMINAL_STATES),

@@ -47,6 +47,8 @@ class SlurmJob:
     array_task_id: int | None = None
     #: the job's user as a uid (slurmctld's records only; accounting's name the user only)
     user_id: int | None = None
+    #: the Slurm account the job was charged to (accounting's records; slurmctld's too)
+    account: str | None = None
     #: what the job asked for and used (accounting records only; slurmctld's carry none)
     usage: JobUsage | None = field(default=None, compare=False, repr=False)
 
@@ -343,6 +345,7 @@ def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
         array_job_id=array_job,
         array_task_id=number(doc.get("array_task_id")) if array_job else None,
         user_id=number(doc.get("user_id")),
+        account=text(doc.get("account")),
     )
 
 
@@ -381,6 +384,7 @@ def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = T
         array_job_id=array_job,
         array_task_id=number(array.get("task_id")) if array_job else None,
         usage=parse_usage(doc),
+        account=text(doc.get("account")),
     )
 
 

@@ -28,6 +28,9 @@ UNSAVED_DEFAULTS: dict[str, Any] = {
     "keycloak_scope": "openid sun",
     # Not saved so that a signing_key connection can tell "not set" (an hour) from a day chosen on purpose.
     "jwt_lifespan": MAX_TOKEN_LIFESPAN,
+    # Not saved: Airflow hands every saved extra value to its secrets masker on each connection lookup, and
+    # the masker warns in every task log about a value shorter than 5 characters, secret or not.
+    "api_version": "auto",
 }
 
 # Field names are chosen for Airflow's secrets masker, which hides every extra field whose NAME contains
@@ -77,7 +80,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "(base64 -w0 jwt_hs256.key).",
         format="password",
     ),
-    "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
+    "api_version": _field(
+        "Slurm REST API version",
+        "string",
+        f"auto (asked of the server), or e.g. v0.0.40. Default: {UNSAVED_DEFAULTS['api_version']}",
+    ),
     "verify": _field(
         "Verify TLS certificates",
         "boolean",

@@ -1,0 +1,50 @@
+"""What a task's log shows of a connection saved by the form: its secrets masked, and no warning from
+Airflow's masker, which is handed every saved extra value on each connection lookup and warns about
+any shorter than 5 characters, secret or not."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from airflow.sdk._shared.secrets_masker import SecretsMasker, redact
+
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from tests.unit.config.test_form import form_saved_extra
+
+SECRET = "client-secret-of-the-form-" + "q" * 20
+PASSWORD = "desy-password-of-alice-" + "w" * 10
+
+
+def saved_by_form(monkeypatch: pytest.MonkeyPatch, conn_id: str) -> None:
+    conn = {
+        "conn_type": "maxwell",
+        "host": "https://rest.example/sapi",
+        "login": "alice",
+        "password": PASSWORD,
+        "extra": form_saved_extra(auth_method="keycloak", keycloak_client_secret=SECRET),
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def test_the_form_saves_no_short_text_for_the_masker_to_warn_about():
+    short = {name: value for name, value in form_saved_extra().items() if isinstance(value, str) and len(value) < 5}
+    assert short == {}
+
+
+def test_a_connection_saved_by_the_form_is_read_without_the_maskers_warning(monkeypatch, caplog):
+    saved_by_form(monkeypatch, "maxwell_form")
+    monkeypatch.setattr(SecretsMasker, "_has_warned_short_secret", False)  # it warns once per process
+    caplog.set_level(logging.WARNING)
+    hook = MaxwellHook("maxwell_form")
+    assert (hook.config.api_version, hook.config.keycloak_client_secret) == ("auto", SECRET)
+    assert not [r.getMessage() for r in caplog.records if "too short" in r.getMessage()]
+
+
+def test_the_connections_secrets_are_still_masked(monkeypatch):
+    saved_by_form(monkeypatch, "maxwell_form_secrets")
+    MaxwellHook("maxwell_form_secrets").config  # noqa: B018 - reading the connection masks its secrets
+    shown = redact(f"password {PASSWORD} client secret {SECRET}")
+    assert PASSWORD not in shown and SECRET not in shown

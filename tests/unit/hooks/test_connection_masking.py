@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import pytest
 from airflow.sdk._shared.secrets_masker import SecretsMasker, redact

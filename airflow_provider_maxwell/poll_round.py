@@ -46,6 +46,7 @@ ENDS_OVERLAP = 3.0  # seconds each window of ended jobs reaches back over the la
 ENDS_AHEAD = 60.0  # seconds past our clock a window reaches: Slurm's clock may be ahead of ours
 ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
 DETAIL_READS = 10  # plain jobs' own slurmctld records read per round for their progress (pending reason, nodes)
+REASON_LOOKS = 3  # reads of a pending job's record in all while slurmctld names no reason for its wait
 
 #: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
 Said = tuple[JobStatus, ...]
@@ -61,6 +62,7 @@ class Wait:
     states_asked_at: float = 0.0  # when jobs/state last answered about it (waits taking turns, arrays)
     refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
     detail: SlurmJob | None = None  # slurmctld's full record of the job, last read (a plain wait's progress)
+    reason_looks: int = 0  # reads of its record that found it pending without a reason
 
     @property
     def spec(self) -> WatchSpec:
@@ -211,6 +213,7 @@ class PollRound(Generic[W]):
             ours = [j for j in live or [] if j.job_id == wait.spec.job_id and wait.spec.belongs(j)]
             if ours:
                 wait.detail = ours[0]
+                wait.reason_looks += ours[0].state is JobState.PENDING and ours[0].reason is None
             self._deliver(wait, Observation(live=ours or _as_jobs(wait, wait.last_said)))
 
     def _needs_accounting(self, wait: W, said: Said) -> bool:
@@ -291,10 +294,12 @@ def _as_jobs(wait: Wait, said: Said) -> list[SlurmJob]:
 
 def _reason_unset(wait: Wait, said: Said) -> bool:
     """A plain job slurmctld still says is pending, whose record named no reason when last read (it sets
-    one with its first scheduling pass, seconds after the submission): worth reading again."""
+    one with its first scheduling pass, seconds after the submission): worth reading again, up to
+    `REASON_LOOKS` times."""
     detail = wait.detail
     return (
         not wait.is_array
+        and wait.reason_looks < REASON_LOOKS
         and detail is not None
         and detail.state is JobState.PENDING
         and detail.reason is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.poll_round import DETAIL_READS, PollRound, PollState, Wait
+from airflow_provider_maxwell.poll_round import DETAIL_READS, REASON_LOOKS, PollRound, PollState, Wait
 from airflow_provider_maxwell.watch import JobWatch, WatchSpec
 from tests.paths import PROJECT
 from tests.unit.client.test_protocol_steps import Script, jobs, ops_for, state_with
@@ -64,3 +64,18 @@ def test_at_most_detail_reads_records_are_read_a_round_and_the_others_get_the_st
     lines = sorted(note for wait, seen in delivered for note in wait.watch.step(seen, 1.0)[0])
     assert sum(line.endswith(f"RUNNING on {doc['nodes']}") for line in lines) == DETAIL_READS
     assert sum(line.endswith(": RUNNING") for line in lines) == 2
+
+
+def test_a_job_pending_without_a_reason_is_read_a_bounded_number_of_times():
+    doc = {**recorded("v0.0.45", "held_pending"), "state_reason": "None"}
+    job_id = doc["job_id"]
+    wait = Wait(JobWatch(WatchSpec(job_id=job_id, user=doc["user_name"], submitted_after=SUBMITTED)))
+    script = Script(
+        {"/slurm/v0.0.45/jobs/state": [states((str(job_id), "PENDING"))], f"/slurm/v0.0.45/job/{job_id}": [jobs(doc)]}
+    )
+    reads = 0
+    for now in range(1, 8):
+        script.sent.clear()
+        progress(script, "v0.0.45", wait, float(now))
+        reads += sum(1 for c in script.sent if c.url.endswith(f"/job/{job_id}"))
+    assert reads == REASON_LOOKS

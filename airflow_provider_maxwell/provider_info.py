@@ -103,6 +103,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "A PEM file to verify the server with, readable on workers and triggerers. Default: the system's CAs.",
     ),
     "timeout": _field("HTTP timeout (s)", "number", "Per request.", default=30),
+    "submit_timeout": _field(
+        "Submit timeout (s)",
+        "number",
+        "The most a job submission may take from its first sending: the wait for Slurm's answer (up to "
+        "120 s, as slurmrestd holds a submission while slurmctld backs off), the search for the job of a "
+        "lost answer and any second sending. Gives up after at most 1.1 x this + 1.5 s.",
+        default=300,
+        minimum=1,
+        maximum=3600,
+    ),
     "shared_cache": _field(
         "Share between task processes",
         "boolean",

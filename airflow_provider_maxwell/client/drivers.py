@@ -24,6 +24,7 @@ from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.exchange import RetryPolicy, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import (
     GetToken,
     HttpCall,
@@ -252,6 +253,16 @@ def whole_request_seconds(timeout: float) -> float:
     """How long one request may take in all: the connection's timeout, plus slack so that a connect
     timeout (the request never left, so it may be repeated) is reported as such rather than as this."""
     return timeout * 1.1 + 0.5
+
+
+SUBMIT_SLACK = 1.0  # seconds for what a submission does between its requests (reading answers, deciding)
+
+
+def submit_bound(config: MaxwellConnectionConfig) -> float:
+    """The most a job submission takes from its first sending (`SlurmOperations.submit`): its requests and
+    pauses end by `submit_timeout`, the last one under way then running out its whole-request slack:
+    1.1 x submit_timeout + 0.5 s, and SUBMIT_SLACK."""
+    return whole_request_seconds(config.submit_timeout) + SUBMIT_SLACK
 
 
 def short(error: BaseException) -> str:

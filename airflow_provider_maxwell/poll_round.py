@@ -46,7 +46,7 @@ ENDS_OVERLAP = 3.0  # seconds each window of ended jobs reaches back over the la
 ENDS_AHEAD = 60.0  # seconds past our clock a window reaches: Slurm's clock may be ahead of ours
 ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
 DETAIL_READS = 10  # plain jobs' own slurmctld records read per round for their progress (pending reason, nodes)
-REASON_LOOKS = 3  # reads of a pending job's record in all while slurmctld names no reason for its wait
+REASON_LOOKS = 2  # reads of a pending job's record in all while slurmctld names no reason for its wait
 
 #: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
 Said = tuple[JobStatus, ...]
@@ -191,9 +191,11 @@ class PollRound(Generic[W]):
                     continue  # not its turn on jobs/state this round; its end comes from the window
                 due.append(wait)  # ended or gone on its last turn: accounting by id until it answers
             elif entries is None or self._needs_accounting(wait, entries):
-                due.append(wait)
+                due.append(wait)  # (a sensor's job first seen may be running: its progress is read too)
+                if _progress_read_due(wait, entries) and len(changed) < DETAIL_READS:
+                    changed.append(wait)
             elif entries != wait.last_said or _reason_unset(wait, entries):  # started, requeued: progress
-                if wait.is_array or len(changed) >= DETAIL_READS:  # the state alone
+                if not _progress_read_due(wait, entries) or len(changed) >= DETAIL_READS:  # the state alone
                     self._deliver(wait, Observation(live=_as_jobs(wait, entries)))
                 else:
                     changed.append(wait)
@@ -290,6 +292,14 @@ def _as_jobs(wait: Wait, said: Said) -> list[SlurmJob]:
         return [detail]
     array_job_id = wait.spec.job_id if wait.is_array else None
     return [entry.as_job(array_job_id) for entry in said]
+
+
+def _progress_read_due(wait: Wait, said: Said | None) -> bool:
+    """Whether a plain job's own slurmctld record is read for its progress line: slurmctld says it lives,
+    and its state changed (or it is still pending with no reason named yet)."""
+    if wait.is_array or not said or accounting_due(said, ending_will_do=True):
+        return False
+    return said != wait.last_said or _reason_unset(wait, said)
 
 
 def _reason_unset(wait: Wait, said: Said) -> bool:

@@ -79,3 +79,19 @@ def test_a_job_pending_without_a_reason_is_read_a_bounded_number_of_times():
         progress(script, "v0.0.45", wait, float(now))
         reads += sum(1 for c in script.sent if c.url.endswith(f"/job/{job_id}"))
     assert reads == REASON_LOOKS
+
+
+def test_a_deferred_sensors_first_round_names_the_node_of_the_job_it_was_given():
+    running = recorded("v0.0.45", "sleep_running")
+    job_id, node = running["job_id"], running["nodes"]
+    path = PROJECT / "tests" / "data" / "slurm-26.05.5" / "v0.0.45" / "slurmdb_job_sleep_running.json"
+    in_accounting = json.loads(path.read_text())["body"]["jobs"]
+    script = Script(
+        {
+            "/slurm/v0.0.45/jobs/state": [states((str(job_id), "RUNNING"))],
+            f"/slurm/v0.0.45/job/{job_id}": [jobs(running)],
+            "/slurmdb/v0.0.45/jobs": [jobs(*in_accounting)],
+        }
+    )
+    wait = Wait(JobWatch(WatchSpec(job_id=job_id, user=running["user_name"])))  # an id given from outside
+    assert progress(script, "v0.0.45", wait, 1.0) == [f"Slurm job {job_id}: RUNNING on {node}"]

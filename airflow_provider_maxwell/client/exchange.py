@@ -147,11 +147,13 @@ def exchange(
             HttpCall(method, call.url, params=params, json=body, headers=call.headers, timeout=attempt_timeout)
         )
         call.attempts += 1
-        call.sent_any = call.sent_any or not (isinstance(result, TransportFailure) and result.before_send)
         if isinstance(result, TransportFailure):
+            call.sent_any = call.sent_any or not result.before_send
             yield from _unanswered(call, result)
             continue
         answer = answers.read_answer(result.status, result.body, call.secrets)
+        # slurmctld's rate limit answers that it did nothing; any other answer may follow a request carried out
+        call.sent_any = call.sent_any or not answers.is_rate_limited(answer)
         if (yield from _judge(state, route, call, answer, result)):
             continue
         if state.release is None and answer.release:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import Context
 
     from airflow_provider_maxwell.config import MaxwellConnectionConfig
@@ -52,6 +54,17 @@ def show_job_link(task: Any, url: str | None) -> None:
     UI, and stays there; this changes only the running instance)."""
     setattr(task, JOB_URL_ATTRIBUTE, url)
     task.operator_extra_links = (SlurmJobLink(),) if url else ()
+
+
+def known_job_page(config_of: Callable[[], MaxwellConnectionConfig], job_id: int) -> str | None:
+    """The job's page after a deferral (stored before it): None when the connection has no template, or
+    cannot be read now (the button is no reason to fail the task; the task's own steps say what is wrong)."""
+    from airflow_provider_maxwell.exceptions import MaxwellError
+
+    try:
+        return config_of().job_url(job_id)
+    except MaxwellError:
+        return None
 
 
 def persist_job_link(task: Any, context: Context, config: MaxwellConnectionConfig, job_id: int) -> str | None:

@@ -329,12 +329,12 @@ class MaxwellSubmitJobOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
-        from airflow_provider_maxwell.links import show_job_link
+        from airflow_provider_maxwell.links import known_job_page, show_job_link
         from airflow_provider_maxwell.triggers.job import JobEvent
 
         job_event = JobEvent.from_payload(event)
         self.job_id = job_event.job_id
-        show_job_link(self, self._hook().config.job_url(self.job_id))  # stored before deferring, if any
+        show_job_link(self, known_job_page(lambda: self._hook().config, self.job_id))
         self.array = narrow_to_failed_indices(context.get("task_state_store"), self.array, self.rerun_failed_indices)
         outcome = job_event.outcome
         if outcome is not None:

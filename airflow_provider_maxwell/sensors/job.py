@@ -155,11 +155,11 @@ class MaxwellJobSensor(BaseSensorOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.compat import AirflowSkipException
-        from airflow_provider_maxwell.links import show_job_link
+        from airflow_provider_maxwell.links import known_job_page, show_job_link
         from airflow_provider_maxwell.triggers.job import JobEvent
 
         job_event = JobEvent.from_payload(event)
-        show_job_link(self, self._hook().config.job_url(job_event.job_id))  # stored before deferring, if any
+        show_job_link(self, known_job_page(lambda: self._hook().config, job_event.job_id))
         outcome = job_event.outcome
         if outcome is not None:
             self._raise_unless(outcome, context)

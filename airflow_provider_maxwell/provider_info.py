@@ -109,7 +109,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "The most a job submission may take from its first sending: the wait for Slurm's answer (up to "
         "120 s, as slurmrestd holds a submission while slurmctld backs off), the search for the job of a "
         "lost answer and any second sending. Gives up after at most 1.1 x this + 1.5 s.",
-        default=300,
+        default=180,
         minimum=1,
         maximum=3600,
     ),

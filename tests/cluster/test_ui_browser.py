@@ -210,7 +210,7 @@ def test_the_form_saves_its_defaults_as_typed_and_the_connection_works(api_serve
         "api_version": None,  # "auto" applies unsaved: a short value saved draws Airflow's masker's warning
         "verify": True,
         "timeout": 30,
-        "submit_timeout": 300,
+        "submit_timeout": 180,
     }
     # No lifespan the user did not choose: the method's own applies (a day for portal, an hour for signing keys).
     assert extra.get("jwt_lifespan") is None

@@ -305,11 +305,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
     def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+        from airflow_provider_maxwell.watch import describe
 
         # A job that already ended never defers (a trigger firing right away can trip the scheduler).
         current = hook.get_job(spec.job_id)
         if current.is_terminal:
             return self._finish(context, hook, spec)
+        self.log.info("Slurm job %s: %s", spec.job_id, describe([current]))  # the last word before the trigger's
         # The trigger mostly reads accounting, where a reused id has older records: pin the job now.
         spec = spec.pinned_to(current)
         follower = self._follower(hook, spec.job_id, current)
@@ -384,8 +386,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
         Airflow calls this from a SIGTERM handler on the task's main thread, which may hold a lock (a log
         writer's, say): waiting on it would hang the task, so the cancel runs in a thread of its own, which
-        finishes as soon as the interrupted code moves on if it cannot while the handler waits.
-        """
+        finishes as soon as the interrupted code moves on if it cannot while the handler waits."""
         if self.job_id is None:
             return
         job_id = self.job_id

@@ -20,7 +20,7 @@ from .airflow_cli import AIRFLOW, TEST_DAGS, dag_parsed, standalone_env, states,
 
 DAG_ID = "maxwell_task_logs"
 WAITS = ("operator", "python", "sensor")
-TASKS = ("first", *(f"{kind}_{where}" for kind in WAITS for where in ("worker", "deferred")))
+TASKS = ("first", "watched", *(f"{kind}_{where}" for kind in WAITS for where in ("worker", "deferred")))
 NOISY = ("warning", "error", "critical", "exception")
 
 
@@ -33,11 +33,14 @@ def test_healthy_task_logs_name_reason_and_node_and_hold_no_warning(cluster, tmp
     for kind in ("operator", "python"):
         for where in ("worker", "deferred"):
             said = text[f"{kind}_{where}"]
-            # The job waits for the first one to end: slurmctld says so, and the log says what slurmctld said.
+            # The job waits for the first one to end: slurmctld says so, and the log says what slurmctld said
+            # (deferred: the worker's last word before the triggerer's, or the trigger's first).
             assert re.search(r"Slurm job \d+: PENDING \(Dependency\)", said), said
-            assert re.search(r"Slurm job \d+: RUNNING on \S+", said), said
-    for where in ("worker", "deferred"):
-        assert re.search(r"Slurm job \d+: RUNNING on \S+", text[f"sensor_{where}"]), text[f"sensor_{where}"]
+    for kind in WAITS:
+        assert re.search(r"Slurm job \d+: RUNNING on \S+", text[f"{kind}_worker"]), text[f"{kind}_worker"]
+        # Deferred: the trigger itself names the node (slurmctld's jobs/state, which it polls, does not).
+        said = "\n".join(line for _, line in log_lines(home / "logs", f"{kind}_deferred", ".log.trigger.*"))
+        assert re.search(r"Slurm job \d+: RUNNING on \S+", said), said
     # What users meet in every task otherwise: the token line as it is, no masking or XCom complaint.
     everything = "\n".join(text.values())
     assert "too short" not in everything and "XCom not found" not in everything
@@ -80,9 +83,10 @@ def run_dag(cluster: dict[str, Any], tmp_path: Path, home: Path) -> dict[str, li
     return {task: log_lines(home / "logs", task) for task in TASKS}
 
 
-def log_lines(folder: Path, task: str) -> list[tuple[str, str]]:
-    """A task's log lines, its worker's and its triggerer's: Airflow writes them as JSON, one per line."""
-    files = sorted(folder.rglob(f"dag_id={DAG_ID}/*/task_id={task}/*.log*"))
+def log_lines(folder: Path, task: str, files_like: str = ".log*") -> list[tuple[str, str]]:
+    """A task's log lines, its worker's and its triggerer's (or the files named `*{files_like}`): Airflow
+    writes them as JSON, one per line."""
+    files = sorted(folder.rglob(f"dag_id={DAG_ID}/*/task_id={task}/*{files_like}"))
     assert files, f"no log of {task} under {folder}"
     lines = []
     for path in files:

@@ -1,7 +1,7 @@
 """A DAG of healthy Maxwell tasks whose logs tests/cluster/test_task_logs.py reads: the operator, the
-sensor and @task.maxwell, each waiting in the worker and deferred to the triggerer. Every job but the
-first waits for the first one to end (a Slurm dependency), so that its progress shows a pending reason
-before it runs."""
+sensor and @task.maxwell, each waiting in the worker and deferred to the triggerer. The operators' and
+@task.maxwell's jobs wait for the first job to end (a Slurm dependency), so that their progress shows
+a pending reason before they run; the sensors watch a job of their own."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from airflow_provider_maxwell.sensors.job import MaxwellJobSensor
 WORKDIR = os.environ.get("AIRFLOW_VAR_MAXWELL_WORKDIR", "/tmp")
 CONN = os.environ.get("MAXWELL_LOG_CONN", "maxwell_default")
 FIRST = "{{ ti.xcom_pull(task_ids='first') }}"
+WATCHED = "{{ ti.xcom_pull(task_ids='watched') }}"
 AFTER_FIRST = {"dependency": f"afterany:{FIRST}"}
 ON_MAXWELL = {"maxwell_conn_id": CONN, "time_limit": 2, "current_working_directory": WORKDIR, "poll_interval": 2}
 
@@ -23,11 +24,15 @@ with DAG("maxwell_task_logs", schedule=None, start_date=datetime(2026, 1, 1), ca
     first = MaxwellSubmitJobOperator(
         task_id="first", script="#!/bin/bash\nsleep 12\necho first\n", wait_for_completion=False, **ON_MAXWELL
     )
+    # The sensors' job: running still when a deferred sensor's trigger first asks about it.
+    watched = MaxwellSubmitJobOperator(
+        task_id="watched", script="#!/bin/bash\nsleep 25\necho watched\n", wait_for_completion=False, **ON_MAXWELL
+    )
     for deferrable in (False, True):
         where = "deferred" if deferrable else "worker"
         job = MaxwellSubmitJobOperator(
             task_id=f"operator_{where}",
-            script="#!/bin/bash\nsleep 4\necho reduced\n",
+            script="#!/bin/bash\nsleep 8\necho reduced\n",
             deferrable=deferrable,
             job_fields=AFTER_FIRST,
             **ON_MAXWELL,
@@ -35,7 +40,7 @@ with DAG("maxwell_task_logs", schedule=None, start_date=datetime(2026, 1, 1), ca
         waiting = MaxwellJobSensor(
             task_id=f"sensor_{where}",
             maxwell_conn_id=CONN,
-            job_id=FIRST,
+            job_id=WATCHED,
             poke_interval=2,
             deferrable=deferrable,
             timeout=120,
@@ -45,7 +50,8 @@ with DAG("maxwell_task_logs", schedule=None, start_date=datetime(2026, 1, 1), ca
         def square(x: int) -> int:
             import time
 
-            time.sleep(4)
+            time.sleep(8)  # long enough for the trigger to see it run
             return x * x
 
-        first >> [job, waiting, square(7)]
+        first >> [job, square(7)]
+        watched >> waiting

@@ -95,3 +95,25 @@ def test_a_deferred_sensors_first_round_names_the_node_of_the_job_it_was_given()
     )
     wait = Wait(JobWatch(WatchSpec(job_id=job_id, user=running["user_name"])))  # an id given from outside
     assert progress(script, "v0.0.45", wait, 1.0) == [f"Slurm job {job_id}: RUNNING on {node}"]
+
+
+def test_a_deferring_operator_says_why_its_job_waits_before_the_triggerer_takes_over(fake, capsys):
+    from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
+    from tests.fake_slurm import META
+
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+
+    pending = {"job_id": 41, "job_state": ["PENDING"], "state_reason": "Dependency", "user_name": "alice"}
+    fake.script["/slurm/v0.0.44/job/submit"] = [(200, {}, {**META, "job_id": 41})]
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [pending]})]
+    task = MaxwellSubmitJobOperator(
+        task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=fake.conn_id, deferrable=True, durable=False
+    )
+    ti = type("TI", (), {"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 1})()
+    ti.xcom_push = lambda key, value: None  # type: ignore[attr-defined]
+    with pytest.raises(TaskDeferred):
+        task.execute({"ti": ti})
+    assert "Slurm job 41: PENDING (Dependency)" in capsys.readouterr().out

@@ -62,8 +62,6 @@ class SlurmClient:
         self.ops = SlurmOperations(state, policy)
         self._note = note
         self._minted = minted
-        self._announced: MintedToken | None = None
-        self._announcing = threading.Lock()  # threads of one task share a hook: each token is told once
 
     # ------------------------------------------------------------------ sync (workers)
 
@@ -96,13 +94,10 @@ class SlurmClient:
         return self.run(mint(self.state, self.policy))
 
     def _announce(self, token: MintedToken) -> MintedToken:
-        """Hand every token this client has not used before to `minted` (the hook masks it), whether this
-        process minted it or adopted it from another process of the host."""
-        with self._announcing:
-            if token is self._announced:
-                return token
-            self._announced = token
-        self._minted(self.state, token)
+        """Hand every token this process has not used before to `minted` (the hook masks and logs it),
+        whether this process minted it or adopted it from another process of the host."""
+        if self.state.tokens.first_use(token):
+            self._minted(self.state, token)
         return token
 
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:

@@ -47,3 +47,18 @@ def test_the_connections_secrets_are_still_masked(monkeypatch):
     MaxwellHook("maxwell_form_secrets").config  # noqa: B018 - reading the connection masks its secrets
     shown = redact(f"password {PASSWORD} client secret {SECRET}")
     assert PASSWORD not in shown and SECRET not in shown
+
+
+def test_a_poking_sensor_tells_of_its_token_once_not_at_every_poke(fake, capsys):
+    from airflow_provider_maxwell.sensors.job import MaxwellJobSensor
+    from tests.fake_slurm import META
+
+    job = {"job_id": 7, "job_state": ["RUNNING"], "user_name": "alice", "nodes": "max-wn01", "submit_time": 1}
+    fake.script["/slurm/v0.0.44/job/7"] = [(200, {}, {**META, "jobs": [job]})]
+    fake.script["/slurmdb/v0.0.44/job/7"] = [(200, {}, {**META, "jobs": []})]
+    sensor = MaxwellJobSensor(task_id="wait", job_id="7", maxwell_conn_id=fake.conn_id)
+    for _ in range(3):  # each poke makes its hook anew, as Airflow's poke loop does
+        assert sensor.poke({}) is False
+    logged = capsys.readouterr().out
+    assert logged.count("Slurm token for alice") == 1, logged
+    assert logged.count("Slurm job 7: RUNNING on max-wn01") == 1, logged

@@ -70,7 +70,7 @@ def run_dag(cluster: dict[str, Any], tmp_path: Path, home: Path) -> dict[str, li
             time.sleep(1)
         for command in (["dags", "unpause", DAG_ID], ["dags", "trigger", DAG_ID]):
             subprocess.run([AIRFLOW, *command], env=env, check=True, capture_output=True, timeout=120)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240  # about 70 s on a quiet cluster
         while time.monotonic() < deadline:
             seen = dict(states(db, DAG_ID))
             if len(seen) == len(TASKS) and all(s in ("success", "failed", "upstream_failed") for s in seen.values()):

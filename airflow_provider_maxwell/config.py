@@ -37,6 +37,7 @@ class MaxwellConnectionConfig:
     api_version: str = field_default("api_version")
     verify: bool | str = field_default("verify")
     timeout: float = float(field_default("timeout"))
+    submit_timeout: float = float(field_default("submit_timeout"))  # a submission's bound, from its first sending
     shared_cache: bool = field_default("shared_cache")  # share token and version between this host's processes
     job_url_template: str | None = None
 
@@ -81,6 +82,7 @@ class MaxwellConnectionConfig:
         api_version = fields.read_api_version(options, bad)
         verify = fields.read_tls(options, bad)
         timeout = fields.read_timeout(options["timeout"], bad)
+        submit_timeout = fields.read_timeout(options["submit_timeout"], bad, "extra.submit_timeout")
         portal_url, keycloak_url = fields.read_service_urls(options, host_parts, bad)
         realm = fields.read_realm(options, bad)
         job_url_template = fields.read_job_url_template(options.get("job_url_template"), bad)
@@ -107,6 +109,7 @@ class MaxwellConnectionConfig:
             api_version=api_version,
             verify=verify,
             timeout=timeout,
+            submit_timeout=submit_timeout,
             shared_cache=shared_cache,
             job_url_template=job_url_template,
         )

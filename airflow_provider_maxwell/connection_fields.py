@@ -286,8 +286,8 @@ def read_ca_bundle(value: Any, bad: Complaint) -> str:
     return text
 
 
-def read_timeout(value: Any, bad: Complaint) -> float:
-    """Seconds a whole request may take."""
+def read_timeout(value: Any, bad: Complaint, name: str = "extra.timeout") -> float:
+    """Seconds a whole request (or, as `extra.submit_timeout`, a whole submission) may take."""
     try:
         if isinstance(value, bool) or (isinstance(value, str) and not value.isascii()):
             raise ValueError  # float() would take True as 1, and full-width digits as plain ones
@@ -296,7 +296,7 @@ def read_timeout(value: Any, bad: Complaint) -> float:
             raise ValueError
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise bad(  # the value as given: "nan" as text is quoted as text
-            "extra.timeout",
+            name,
             f"is {shown(value)}",
             f"Give a number of seconds above 0, at most {MAX_TIMEOUT:.0f}",
         ) from None

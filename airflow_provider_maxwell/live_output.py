@@ -185,14 +185,16 @@ def tail(path: str, count: int, access: OutputAccess) -> list[str]:
 
 def tail_text(path: str, count: int, access: OutputAccess) -> str:
     """What the task log says of the job's output at its end: its last lines, why they are not copied, or
-    nothing for an empty file (never a reason to fail the task)."""
+    nothing for a file without a visible character (never a reason to fail the task)."""
     try:
         lines = tail(path, count, access)
     except OutputRefused as refused:
         return f"Job output {path} is not copied here: {refused}"
     except OSError:
         return f"Job output {path} is not readable from this worker"
-    return f"Last {len(lines)} lines of {path}:\n" + "\n".join(lines) if lines else ""
+    if not any(line.strip() for line in lines):  # no output, or only blank lines: nothing worth a heading
+        return ""
+    return f"Last {len(lines)} line{'s' if len(lines) > 1 else ''} of {path}:\n" + "\n".join(lines)
 
 
 def printable_line(piece: bytes, max_chars: int = MAX_LINE_CHARS) -> str:

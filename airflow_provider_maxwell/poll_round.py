@@ -14,7 +14,9 @@ A round costs what the waited jobs need, not what the user's history holds (docs
   ending (an array: once none of its tasks lives), that slurmctld no longer holds (purged, or a
   sensor's old job), a job id given from outside (a sensor's: accounting says whose it is), and each
   job now and then (`REFRESH_AFTER`: a reused id in the same state). A state slurmctld reports changed
-  (started, requeued) goes to the wait as its progress.
+  (started, requeued) goes to the wait as its progress, with the job's own slurmctld record read for
+  what jobs/state leaves out and a scientist waits on: why it is pending, where it runs (at most
+  `DETAIL_READS` a round; a pending job whose reason slurmctld has not set yet is read again).
 - one by one, at most `LOOKUPS_PER_ROUND` a round, jobs accounting does not show yet (it lags a
   submission by seconds; held jobs are never in it); on 22.05, whose accounting loses exit codes, each
   ended job is read from slurmctld, at most `EXIT_CODE_LOOKUPS` a round.
@@ -31,9 +33,9 @@ from typing import Generic, TypeVar
 
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.effects import Protocol
-from airflow_provider_maxwell.exceptions import SlurmAccountingUnavailable, SlurmTransientError
+from airflow_provider_maxwell.exceptions import MaxwellError, SlurmAccountingUnavailable, SlurmTransientError
 from airflow_provider_maxwell.slurm.job import JobStatus, SlurmJob
-from airflow_provider_maxwell.slurm.states import accounting_due
+from airflow_provider_maxwell.slurm.states import JobState, accounting_due
 from airflow_provider_maxwell.watch import JobWatch, Observation, WatchSpec, observe
 
 LOOKUPS_PER_ROUND = 10  # one-by-one lookups of jobs accounting did not show, per round
@@ -43,6 +45,8 @@ STATE_REQUESTS = 1  # jobs/state requests for plain waits per round (~375 ids ea
 ENDS_OVERLAP = 3.0  # seconds each window of ended jobs reaches back over the last (accounting writes ends late)
 ENDS_AHEAD = 60.0  # seconds past our clock a window reaches: Slurm's clock may be ahead of ours
 ARRAY_STATE_REQUESTS = 8  # array waits asked of jobs/state per round, a request each; the others read accounting
+DETAIL_READS = 10  # plain jobs' own slurmctld records read per round for their progress (pending reason, nodes)
+REASON_LOOKS = 2  # reads of a pending job's record in all while slurmctld names no reason for its wait
 
 #: What slurmctld's jobs/state said of one job: its entries in a fixed order (compared round to round).
 Said = tuple[JobStatus, ...]
@@ -57,6 +61,8 @@ class Wait:
     last_said: Said = ()  # what slurmctld's jobs/state said of the job when last asked
     states_asked_at: float = 0.0  # when jobs/state last answered about it (waits taking turns, arrays)
     refresh_at: float = 0.0  # when accounting is asked even if slurmctld says nothing changed (0: first round)
+    detail: SlurmJob | None = None  # slurmctld's full record of the job, last read (a plain wait's progress)
+    reason_looks: int = 0  # reads of its record that found it pending without a reason
 
     @property
     def spec(self) -> WatchSpec:
@@ -101,7 +107,8 @@ class PollRound(Generic[W]):
         jobs accounting did not show. Returns what to deliver to which wait."""
         said = yield from self._controller_states()
         ended = (yield from self._ended_lately()) if self.state.taking_turns else {}
-        due = self._settle(said, ended)
+        due, changed = self._settle(said, ended)
+        yield from self._read_details(changed)
         unlisted = yield from self._read_accounting(due, said or {})
         yield from self._look_up(unlisted)
         for wait in said or ():
@@ -166,10 +173,11 @@ class PollRound(Generic[W]):
                 ended.setdefault(record.job_id, []).append(record)
         return ended
 
-    def _settle(self, said: dict[W, Said] | None, ended: dict[int, list[SlurmJob]]) -> list[W]:
+    def _settle(self, said: dict[W, Said] | None, ended: dict[int, list[SlurmJob]]) -> tuple[list[W], list[W]]:
         """Deliver what slurmctld's word and the window settle on their own (no request); return the
-        waits accounting is asked about by id."""
+        waits accounting is asked about by id, and the plain waits whose progress is read in full."""
         due: list[W] = []
+        changed: list[W] = []
         for wait in self.waits:
             wait.refresh_at = wait.refresh_at or _refresh_time(self.now)
             entries = said.get(wait) if said is not None else None
@@ -183,11 +191,32 @@ class PollRound(Generic[W]):
                     continue  # not its turn on jobs/state this round; its end comes from the window
                 due.append(wait)  # ended or gone on its last turn: accounting by id until it answers
             elif entries is None or self._needs_accounting(wait, entries):
-                due.append(wait)
-            elif entries != wait.last_said:  # started, requeued, suspended: progress, from slurmctld
-                self._deliver(wait, Observation(live=_as_jobs(wait, entries)))
+                due.append(wait)  # (a sensor's job first seen may be running: its progress is read too)
+                if _progress_read_due(wait, entries) and len(changed) < DETAIL_READS:
+                    changed.append(wait)
+            elif entries != wait.last_said or _reason_unset(wait, entries):  # started, requeued: progress
+                if not _progress_read_due(wait, entries) or len(changed) >= DETAIL_READS:  # the state alone
+                    self._deliver(wait, Observation(live=_as_jobs(wait, entries)))
+                else:
+                    changed.append(wait)
             wait.last_said = entries if entries is not None else wait.last_said
-        return due
+        return due, changed
+
+    def _read_details(self, changed: list[W]) -> Protocol[None]:
+        """Deliver the progress of plain waits whose state changed (at most `DETAIL_READS` a round; `_settle`
+        delivered the others' state alone): slurmctld's own record of each, for why it is pending and
+        where it runs (jobs/state names the state only); where the read fails, the state alone (a
+        progress line is no reason to fail a round)."""
+        for wait in changed:
+            try:
+                live = yield from self.ops.controller_jobs(wait.spec.job_id)
+            except MaxwellError:
+                live = None
+            ours = [j for j in live or [] if j.job_id == wait.spec.job_id and wait.spec.belongs(j)]
+            if ours:
+                wait.detail = ours[0]
+                wait.reason_looks += ours[0].state is JobState.PENDING and ours[0].reason is None
+            self._deliver(wait, Observation(live=ours or _as_jobs(wait, wait.last_said)))
 
     def _needs_accounting(self, wait: W, said: Said) -> bool:
         """Whether this round asks accounting about the job: not while slurmctld says it still lives (its
@@ -256,9 +285,36 @@ def _in_order(statuses: list[JobStatus]) -> Said:
 
 
 def _as_jobs(wait: Wait, said: Said) -> list[SlurmJob]:
-    """slurmctld's entries as job records for the wait's progress: an array's under the array's id."""
+    """slurmctld's entries as job records for the wait's progress: an array's under the array's id; a
+    plain job's last full record while its state is the same (so its progress keeps reason and nodes)."""
+    detail = wait.detail
+    if len(said) == 1 and detail is not None and (said[0].state, said[0].flags) == (detail.state, detail.flags):
+        return [detail]
     array_job_id = wait.spec.job_id if wait.is_array else None
     return [entry.as_job(array_job_id) for entry in said]
+
+
+def _progress_read_due(wait: Wait, said: Said | None) -> bool:
+    """Whether a plain job's own slurmctld record is read for its progress line: slurmctld says it lives,
+    and its state changed (or it is still pending with no reason named yet)."""
+    if wait.is_array or not said or accounting_due(said, ending_will_do=True):
+        return False
+    return said != wait.last_said or _reason_unset(wait, said)
+
+
+def _reason_unset(wait: Wait, said: Said) -> bool:
+    """A plain job slurmctld still says is pending, whose record named no reason when last read (it sets
+    one with its first scheduling pass, seconds after the submission): worth reading again, up to
+    `REASON_LOOKS` times."""
+    detail = wait.detail
+    return (
+        not wait.is_array
+        and wait.reason_looks < REASON_LOOKS
+        and detail is not None
+        and detail.state is JobState.PENDING
+        and detail.reason is None
+        and [e.state for e in said] == [JobState.PENDING]
+    )
 
 
 def _refresh_time(now: float) -> float:

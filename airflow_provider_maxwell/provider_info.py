@@ -39,6 +39,9 @@ UNSAVED_DEFAULTS: dict[str, Any] = {
     "keycloak_scope": "openid sun",
     # Not saved so that a signing_key connection can tell "not set" (an hour) from a day chosen on purpose.
     "jwt_lifespan": MAX_TOKEN_LIFESPAN,
+    # Not saved: Airflow hands every saved extra value to its secrets masker on each connection lookup, and
+    # the masker warns in every task log about a value shorter than 5 characters, secret or not.
+    "api_version": "auto",
 }
 
 # Field names are chosen for Airflow's secrets masker, which hides every extra field whose NAME contains
@@ -95,7 +98,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "(base64 -w0 jwt_hs256.key).",
         format="password",
     ),
-    "api_version": _field("Slurm REST API version", "string", "auto, or e.g. v0.0.40.", default="auto"),
+    "api_version": _field(
+        "Slurm REST API version",
+        "string",
+        f"auto (asked of the server), or e.g. v0.0.40. Default: {UNSAVED_DEFAULTS['api_version']}",
+    ),
     "verify": _field(
         "Verify TLS certificates",
         "boolean",
@@ -114,6 +121,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "A PEM file to verify the server with, readable on workers and triggerers. Default: the system's CAs.",
     ),
     "timeout": _field("HTTP timeout (s)", "number", "Per request.", default=30),
+    "submit_timeout": _field(
+        "Submit timeout (s)",
+        "number",
+        "The most a job submission may take from its first sending: the wait for Slurm's answer (up to "
+        "120 s, as slurmrestd holds a submission while slurmctld backs off), the search for the job of a "
+        "lost answer and any second sending. Gives up after at most 1.1 x this + 1.5 s.",
+        default=180,
+        minimum=1,
+        maximum=3600,
+    ),
     "shared_cache": _field(
         "Share between task processes",
         "boolean",

@@ -139,6 +139,7 @@ def _good(name: str) -> st.SearchStrategy[Any]:
         "api_version": st.sampled_from([*SUPPORTED_VERSIONS, "auto"]),
         "verify": st.booleans() | st.sampled_from(["true", "False", "no", "1", EXISTING_FILE]),
         "timeout": st.floats(min_value=0.001, max_value=3600) | st.integers(min_value=1, max_value=3600).map(str),
+        "submit_timeout": st.floats(min_value=0.001, max_value=3600) | st.integers(min_value=1, max_value=3600),
         "ca_bundle": st.just(EXISTING_FILE),
         "job_url_template": st.sampled_from(
             ["https://slurm-web.example/job/{job_id}", "https://w.example/{user}/{job_id}"]

@@ -30,6 +30,9 @@ class TokenCache:
             weakref.WeakKeyDictionary()
         )
         self.mints = 0  # by this process
+        self._minted: MintedToken | None = None  # the token this process minted last
+        self._told: MintedToken | None = None  # the token last handed to the masker and the log
+        self._telling = threading.Lock()
         self.adopted = 0  # tokens taken from the shared file, minted by another process
 
     @staticmethod
@@ -44,11 +47,24 @@ class TokenCache:
         return token
 
     def _keep(self, token: MintedToken) -> MintedToken:
-        self._token = token
+        self._token = self._minted = token
         self.mints += 1
         if self.shared is not None:
             self.shared.save(token)
         return token
+
+    def first_use(self, token: MintedToken) -> bool:
+        """Whether this process uses `token` for the first time: every hook, sensor poke and trigger of the
+        connection in a process shares this cache, and the masker and the log are told of a token once."""
+        with self._telling:
+            if token is self._told:
+                return False
+            self._told = token
+            return True
+
+    def minted_here(self, token: MintedToken) -> bool:
+        """Whether this process minted `token` (False: adopted from the host's shared file)."""
+        return token is self._minted
 
     def get(self, mint: Callable[[], MintedToken], stale: str | None = None) -> MintedToken:
         """The cached token, or a new one from `mint` when it is due for renewal or was refused (`stale`)."""

@@ -59,6 +59,7 @@ class SharedTokenFile:
             config.api_version,
             config.verify,
             config.timeout,
+            config.submit_timeout,
             config.job_url_template,
         ]
         return host_files.own_name("token", json.dumps(public))

@@ -24,6 +24,7 @@ from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.exchange import RetryPolicy, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
+from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import (
     GetToken,
     HttpCall,
@@ -61,8 +62,6 @@ class SlurmClient:
         self.ops = SlurmOperations(state, policy)
         self._note = note
         self._minted = minted
-        self._announced: MintedToken | None = None
-        self._announcing = threading.Lock()  # threads of one task share a hook: each token is told once
 
     # ------------------------------------------------------------------ sync (workers)
 
@@ -95,13 +94,10 @@ class SlurmClient:
         return self.run(mint(self.state, self.policy))
 
     def _announce(self, token: MintedToken) -> MintedToken:
-        """Hand every token this client has not used before to `minted` (the hook masks it), whether this
-        process minted it or adopted it from another process of the host."""
-        with self._announcing:
-            if token is self._announced:
-                return token
-            self._announced = token
-        self._minted(self.state, token)
+        """Hand every token this process has not used before to `minted` (the hook masks and logs it),
+        whether this process minted it or adopted it from another process of the host."""
+        if self.state.tokens.first_use(token):
+            self._minted(self.state, token)
         return token
 
     def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
@@ -252,6 +248,16 @@ def whole_request_seconds(timeout: float) -> float:
     """How long one request may take in all: the connection's timeout, plus slack so that a connect
     timeout (the request never left, so it may be repeated) is reported as such rather than as this."""
     return timeout * 1.1 + 0.5
+
+
+SUBMIT_SLACK = 1.0  # seconds for what a submission does between its requests (reading answers, deciding)
+
+
+def submit_bound(config: MaxwellConnectionConfig) -> float:
+    """The most a job submission takes from its first sending (`SlurmOperations.submit`): its requests and
+    pauses end by `submit_timeout`, the last one under way then running out its whole-request slack:
+    1.1 x submit_timeout + 0.5 s, and SUBMIT_SLACK."""
+    return whole_request_seconds(config.submit_timeout) + SUBMIT_SLACK
 
 
 def short(error: BaseException) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,10 +83,27 @@ class _Call:
     stale: str | None = None  # the token Slurm refused: the next GetToken renews past it
     rate_limited_for: float = 0.0  # seconds paused for slurmctld's rate limit so far
     rate_limited_rounds: int = 0
+    deadline: float | None = None  # epoch seconds: no attempt, and no pause, reaches past it
+    sent_any: bool = False  # an attempt reached the server (or may have): its answer, if any, was lost
     # The attempt under way: its token, its headers, and what its answer is scrubbed of (the server may echo the token).
     token: str = field(default="", repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets: list[str] = field(default_factory=list, repr=False)
+
+    def bounded(self, seconds: float) -> float:
+        """`seconds` (an attempt's timeout, a pause) cut to what is left before the deadline; raises
+        SlurmTransientError once nothing is left."""
+        if self.deadline is None:
+            return seconds
+        left = self.deadline - time.time()
+        if left <= 0:
+            raise SlurmTransientError(
+                f"Slurm REST API gave no answer within the call's bound, after {self.attempts} attempt(s)",
+                status=None,
+                url=self.url,
+                never_sent=not self.sent_any,
+            )
+        return min(seconds, left)
 
     def may_repeat(self, never_sent: bool = False) -> bool:
         """Whether another attempt is allowed: safe to send again (or certainly not carried out), and left."""
@@ -102,6 +120,7 @@ def exchange(
     body: Any = None,
     resend_safe: bool = True,
     timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Protocol[Answer]:
     """One REST call with token, one renewal on a refused token, and retries where they are safe.
 
@@ -109,10 +128,12 @@ def exchange(
     it yielded), or raise. `resend_safe=False` (job submission): the request is repeated only when it
     certainly was not carried out (it never reached slurmrestd, or slurmctld said it backed off), so a
     job is never submitted twice by a blind retry; SlurmTransientError leaves the caller to find out.
-    `timeout`: seconds for this request as a whole, instead of the connection's.
+    `timeout`: seconds for this request as a whole, instead of the connection's. `deadline` (epoch
+    seconds): the call's attempts and pauses end by it (each attempt's timeout is cut to what is left;
+    a request runs at most `whole_request_seconds` of that), then SlurmTransientError.
     """
     config = state.config
-    call = _Call(policy, method, f"{config.host}{route.path}", resend_safe)
+    call = _Call(policy, method, f"{config.host}{route.path}", resend_safe, deadline=deadline)
     while True:
         token: MintedToken = yield GetToken(call.stale)
         call.token, call.secrets = token.value, [*config.secret_texts, token.value]
@@ -121,12 +142,18 @@ def exchange(
             "X-SLURM-USER-TOKEN": token.value,
             "Accept": "application/json",
         }
-        result = yield Send(HttpCall(method, call.url, params=params, json=body, headers=call.headers, timeout=timeout))
+        attempt_timeout = call.bounded(timeout or config.timeout) if deadline is not None else timeout
+        result = yield Send(
+            HttpCall(method, call.url, params=params, json=body, headers=call.headers, timeout=attempt_timeout)
+        )
         call.attempts += 1
         if isinstance(result, TransportFailure):
+            call.sent_any = call.sent_any or not result.before_send
             yield from _unanswered(call, result)
             continue
         answer = answers.read_answer(result.status, result.body, call.secrets)
+        # slurmctld's rate limit answers that it did nothing; any other answer may follow a request carried out
+        call.sent_any = call.sent_any or not answers.is_rate_limited(answer)
         if (yield from _judge(state, route, call, answer, result)):
             continue
         if state.release is None and answer.release:
@@ -193,6 +220,7 @@ def _wait_out_rate_limit(call: _Call, result: HttpResult) -> Protocol[None]:
     pause = retry_after(result.headers) or call.policy.backoff(min(call.rate_limited_rounds, 4))
     call.rate_limited_for, call.rate_limited_rounds = call.rate_limited_for + pause, call.rate_limited_rounds + 1
     call.attempts -= 1
+    pause = call.bounded(pause)
     yield Note(f"slurmctld's rate limit: {call.method} {call.url} again in {pause:.1f} s")
     yield Sleep(pause)
 
@@ -228,7 +256,7 @@ def _refused(
 
 def _pause_to_retry(call: _Call, why: str, delay: float | None = None) -> Protocol[None]:
     """Say why and when the request is repeated, then wait: `delay` (a Retry-After) or the backoff."""
-    delay = delay or call.policy.backoff(call.attempts - 1)
+    delay = call.bounded(delay or call.policy.backoff(call.attempts - 1))
     yield Note(f"{why}; retry {call.attempts} of {call.policy.limit - 1} in {delay:.1f} s: {call.method} {call.url}")
     yield Sleep(delay)
 

@@ -7,7 +7,6 @@ slurm/answers.py and slurm/job.py: this module only strings the calls together.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
@@ -15,8 +14,9 @@ from typing import Any, TypeGuard
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client import discovery
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange
+from airflow_provider_maxwell.client.lost_answers import find_marked, submission_mark
 from airflow_provider_maxwell.client.state import ConnectionState
-from airflow_provider_maxwell.effects import GetToken, Note, Protocol, Sleep
+from airflow_provider_maxwell.effects import GetToken, Note, Protocol
 from airflow_provider_maxwell.exceptions import (
     MaxwellAuthError,
     SlurmAccountingUnavailable,
@@ -41,11 +41,6 @@ from airflow_provider_maxwell.slurm.submit import build_submit_body, default_wor
 BLOCKED_BY_PROXY = (403, 404, 405, 501)  # a proxy's answers to a path it does not pass on
 NOT_IMPLEMENTED = 501
 SUBMIT_TIMEOUT = 120.0  # seconds at least for a submission's answer (slurmrestd may wait out a rate limit)
-# Pauses before each look for a job whose submission's answer was lost: accounting may lag behind
-# slurmctld, and slurmrestd may still be holding the request.
-LOST_ANSWER_LOOKS = (2.0, 5.0, 10.0, 20.0, 40.0)
-CLOCK_SKEW = 300  # seconds: the search window opens this much before the sending, for hosts' clocks
-LIVE_LOOKUPS = 20  # live same-named jobs read from slurmctld per look for a lost submission's job
 
 
 class SlurmOperations:
@@ -75,29 +70,39 @@ class SlurmOperations:
 
     def submit(self, script: str, fields: Mapping[str, Any]) -> Protocol[int]:
         """Submit a batch job; returns its id. Exactly one job per call: when the answer is lost, the job
-        is looked for by the mark it carries before the submission is sent again."""
+        is looked for by the mark it carries before the submission is sent again.
+
+        All of it, from the first sending, ends within the connection's `submit_timeout` S: each
+        sending, each look for a lost answer's job and each pause is cut to what is left of it, and a
+        request runs at most 1.1 x its timeout + 0.5 s (`whole_request_seconds`). So a submission
+        gives up after at most 1.1 x S + 1.5 s (`drivers.submit_bound`)."""
         dialect = yield from self.dialect()
         mark = submission_mark()
         marked = {**fields, "comment": f"{fields['comment']} {mark}" if fields.get("comment") else mark}
         default_cwd = default_working_directory(self.state.config.login)
         body = build_submit_body(dialect, script, marked, default_cwd=default_cwd)
+        config = self.state.config
+        deadline = time.time() + config.submit_timeout
         # slurmrestd holds a submission while slurmctld tells it to back off: leave it room to answer.
-        timeout = max(self.state.config.timeout, SUBMIT_TIMEOUT)
+        timeout = max(config.timeout, SUBMIT_TIMEOUT)
         for sending in range(1, self.policy.limit + 1):
             sent_at = time.time()
             try:
-                answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False, timeout=timeout)
+                answer = yield from self._call(
+                    "POST", dialect.submit(), body=body, resend_safe=False, timeout=timeout, deadline=deadline
+                )
             except SlurmTransientError as lost:
                 if lost.never_sent:
                     raise  # nothing reached slurmrestd, after the retries such a failure allows
-                found = yield from self._find_marked(mark, fields.get("name"), sent_at)
+                found = yield from find_marked(self, mark, fields.get("name"), sent_at, deadline)
                 if found is not None:
                     yield Note(f"The answer to submission {mark} was lost ({lost}); its job {found} was found")
                     return found
-                if sending == self.policy.limit:
+                if sending == self.policy.limit or time.time() >= deadline:
                     raise SlurmTransientError(
-                        f"{lost}; no job of submission {mark} was found in accounting after "
-                        f"{sum(LOST_ANSWER_LOOKS):.0f} s, {sending} sending(s)",
+                        f"{lost}; no job of submission {mark} was found after {sending} sending(s) within the "
+                        f"submission's {config.submit_timeout:.0f} s (extra.submit_timeout). The job may still "
+                        "appear: look for it by name before submitting again",
                         status=lost.status,
                         url=lost.url,
                     ) from None
@@ -105,33 +110,6 @@ class SlurmOperations:
                 continue
             return self._submitted_job_id(answer, dialect.submit())
         raise AssertionError("unreachable: the loop returns or raises")
-
-    def _find_marked(self, mark: str, name: object, since: float) -> Protocol[int | None]:
-        """The job carrying `mark`, looked for a few times (accounting may lag behind, and a request
-        slurmrestd still holds may create the job later); None if none shows up.
-
-        Accounting is searched by name and user (a few records, not the cluster's queue), but it stores a
-        job's comment only when the job ends: a live job found there is read from slurmctld by id.
-        """
-        dialect = yield from self.dialect()
-        params = dialect.accounting_search(name, self.state.config.login) if isinstance(name, str) and name else {}
-        params |= {"start_time": dialect.accounting_time(since - CLOCK_SKEW), "skip_steps": "true"}
-        read_without_mark: set[int] = set()  # a job's comment does not change: read once per search
-        for pause in LOST_ANSWER_LOOKS:
-            yield Sleep(pause)
-            what = f"Could not look for the job of submission {mark}"
-            records = yield from self._accounting_query(dialect.accounting_jobs(), what, params)
-            marked = [r.job_id for r in records if carries(r, mark)]
-            if marked:
-                return min(marked)
-            # Nearest to the sending first: in a burst of same-named submissions ours is among them.
-            live = [r for r in records if not r.comment and r.job_id not in read_without_mark]
-            for record in sorted(live, key=lambda r: abs(r.submitted - since))[:LIVE_LOOKUPS]:
-                current = yield from self.controller_jobs(record.job_id)
-                if any(carries(job, mark) for job in current or []):
-                    return record.job_id
-                read_without_mark.add(record.job_id)
-        return None
 
     def _submitted_job_id(self, answer: Answer, route: Route) -> int:
         """The job id a submission's answer gives, or the error it holds."""
@@ -155,11 +133,11 @@ class SlurmOperations:
             )
         return job_id
 
-    def controller_jobs(self, job_id: int) -> Protocol[list[SlurmJob] | None]:
+    def controller_jobs(self, job_id: int, deadline: float | None = None) -> Protocol[list[SlurmJob] | None]:
         """All records slurmctld has under `job_id` (an array's tasks too); None once it forgot the job."""
         dialect = yield from self.dialect()
         route = dialect.job(job_id)
-        answer = yield from self._call("GET", route)
+        answer = yield from self._call("GET", route, deadline=deadline)
         if answers.is_unknown_job(answer):
             return None
         if answers.is_error(answer):
@@ -179,12 +157,17 @@ class SlurmOperations:
             )
         return parse_controller_jobs(job_documents(answer))
 
-    def _accounting_query(
-        self, route: Route, what: str, params: Mapping[str, str] | None = None, missing_ok: bool = False
+    def accounting_query(
+        self,
+        route: Route,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+        deadline: float | None = None,
     ) -> Protocol[list[SlurmJob]]:
         """GET an accounting route and parse its jobs; 7000 after a renewal means slurmdbd is down."""
         dialect = yield from self.dialect()
-        answer = yield from self._call("GET", route, params=params)
+        answer = yield from self._call("GET", route, params=params, deadline=deadline)
         if answer.has_code(answers.ACCOUNTING_CONNECT_ERROR):
             raise SlurmAccountingUnavailable(
                 "Slurm accounting (slurmdbd) is unavailable",
@@ -201,7 +184,7 @@ class SlurmOperations:
         """Every accounting record under `job_id`; [] while accounting has none (yet)."""
         dialect = yield from self.dialect()
         what = f"Could not read accounting for Slurm job {job_id}"
-        return (yield from self._accounting_query(dialect.accounting_job(job_id), what, missing_ok=True))
+        return (yield from self.accounting_query(dialect.accounting_job(job_id), what, missing_ok=True))
 
     def accounting_by_id(self, job_ids: list[int]) -> Protocol[list[SlurmJob]]:
         """Accounting records of the given jobs (an array's id: every task), whenever they ran, in as few
@@ -210,7 +193,7 @@ class SlurmOperations:
         records: list[SlurmJob] = []
         for params in dialect.accounting_by_id(self.state.config.login, job_ids):
             what = f"Could not read accounting records of {len(job_ids)} jobs"
-            records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
+            records += yield from self.accounting_query(dialect.accounting_jobs(), what, params)
         return records
 
     def accounting_ended(self, since: float, until: float, users: Sequence[str] = ()) -> Protocol[list[SlurmJob]]:
@@ -219,7 +202,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         params = dialect.ended_jobs_query(",".join(users) or self.state.config.login, since, until)
         what = "Could not read the Slurm jobs that ended lately"
-        return (yield from self._accounting_query(dialect.accounting_jobs(), what, params))
+        return (yield from self.accounting_query(dialect.accounting_jobs(), what, params))
 
     def job_statuses(self, job_ids: list[int]) -> Protocol[list[JobStatus] | None]:
         """slurmctld's state of the given jobs (~230 bytes each; ids it does not hold are left out), or
@@ -288,7 +271,7 @@ class SlurmOperations:
         if since is not None:
             params["start_time"] = dialect.accounting_time(since)
         try:
-            in_accounting = yield from self._accounting_query(
+            in_accounting = yield from self.accounting_query(
                 dialect.accounting_jobs(), f"Could not search accounting for jobs named {name!r}", params=params
             )
         except SlurmAccountingUnavailable as down:
@@ -354,16 +337,6 @@ class SlurmOperations:
                 errors=answer.errors,
             )
         return dialect
-
-
-def submission_mark() -> str:
-    """A word no other submission carries: put in the job's comment, it identifies the job of one call."""
-    return f"maxwell-submission:{secrets.token_hex(8)}"
-
-
-def carries(job: SlurmJob, mark: str) -> bool:
-    """Whether the job's comment holds `mark` as one of its words."""
-    return mark in (job.comment or "").split()
 
 
 def is_job_id(value: object) -> TypeGuard[int]:

@@ -145,8 +145,15 @@ class MaxwellHook(BaseHook):
 
         for secret in state.source.secrets(token):
             mask_secret(secret)
+        # Every process of a host sharing a token starts using it: only one of them minted it.
+        how = (
+            "Minted a Slurm token"
+            if state.tokens.minted_here(token)
+            else "Using the Slurm token another process of this host minted"
+        )
         self.log.info(
-            "Minted a Slurm token for %s on connection %s via %s, valid until %s",
+            "%s for %s on connection %s via %s, valid until %s",
+            how,
             state.config.login,
             state.config.conn_id,
             state.source.method,

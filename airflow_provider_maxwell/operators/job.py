@@ -176,7 +176,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
     def execute(self, context: Context) -> int:
         """Submit the job (or re-attach to this task instance's job), then wait here or defer, as configured."""
         from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
+        from airflow_provider_maxwell.links import persist_job_link, show_job_link
 
+        show_job_link(self, None)  # no job yet
         hook = self._hook()
         store = context.get("task_state_store")
         self.array = narrow_to_failed_indices(store, self.array, self.rerun_failed_indices, self.log)
@@ -201,11 +203,9 @@ class MaxwellSubmitJobOperator(BaseOperator):
         ):
             found = None  # its result is gone: this try runs the job anew
         if found is not None and found.is_terminal and found.is_success:
-            from airflow_provider_maxwell.links import persist_job_link
-
             self.job_id = found.job_id
             self.log.info("Slurm job %s of this task instance already COMPLETED: not submitting again", found.job_id)
-            persist_job_link(context, hook.config, found.job_id)
+            persist_job_link(self, context, hook.config, found.job_id)
             return self._finish(context, hook, self._spec(context, hook, found.job_id, found))
         if found is not None and not found.is_terminal:
             self.job_id = found.job_id
@@ -216,9 +216,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
             if store is not None and self.durable:
                 store.set(self.external_id_key, self.job_id)
             found = None
-        from airflow_provider_maxwell.links import persist_job_link
-
-        persist_job_link(context, hook.config, self.job_id)  # before waiting: the button works meanwhile
+        persist_job_link(self, context, hook.config, self.job_id)  # before waiting: the button works meanwhile
         if not self.wait_for_completion:
             return self.job_id
         spec = self._spec(context, hook, self.job_id, found)
@@ -307,11 +305,13 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
     def _defer_unless_done(self, context: Context, hook: MaxwellHook, spec: WatchSpec) -> int:
         from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
+        from airflow_provider_maxwell.watch import describe
 
         # A job that already ended never defers (a trigger firing right away can trip the scheduler).
         current = hook.get_job(spec.job_id)
         if current.is_terminal:
             return self._finish(context, hook, spec)
+        self.log.info("Slurm job %s: %s", spec.job_id, describe([current]))  # the last word before the trigger's
         # The trigger mostly reads accounting, where a reused id has older records: pin the job now.
         spec = spec.pinned_to(current)
         follower = self._follower(hook, spec.job_id, current)
@@ -331,10 +331,12 @@ class MaxwellSubmitJobOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.array_retry import narrow_to_failed_indices
+        from airflow_provider_maxwell.links import known_job_page, show_job_link
         from airflow_provider_maxwell.triggers.job import JobEvent
 
         job_event = JobEvent.from_payload(event)
         self.job_id = job_event.job_id
+        show_job_link(self, known_job_page(lambda: self._hook().config, self.job_id))
         self.array = narrow_to_failed_indices(context.get("task_state_store"), self.array, self.rerun_failed_indices)
         outcome = job_event.outcome
         if outcome is not None:
@@ -384,8 +386,7 @@ class MaxwellSubmitJobOperator(BaseOperator):
 
         Airflow calls this from a SIGTERM handler on the task's main thread, which may hold a lock (a log
         writer's, say): waiting on it would hang the task, so the cancel runs in a thread of its own, which
-        finishes as soon as the interrupted code moves on if it cannot while the handler waits.
-        """
+        finishes as soon as the interrupted code moves on if it cannot while the handler waits."""
         if self.job_id is None:
             return
         job_id = self.job_id

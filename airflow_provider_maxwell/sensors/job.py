@@ -125,12 +125,13 @@ class MaxwellJobSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke, or check once and defer to the triggerer (a job already done never defers)."""
-        from airflow_provider_maxwell.links import persist_job_link
+        from airflow_provider_maxwell.links import persist_job_link, show_job_link
         from airflow_provider_maxwell.slurm.job import parse_job_id
 
+        show_job_link(self, None)  # until the connection says where the job's page is
         hook = self._hook()
         # First: the button works while the task waits (here or deferred), and for a job that failed.
-        persist_job_link(context, hook.config, parse_job_id(self.job_id))
+        persist_job_link(self, context, hook.config, parse_job_id(self.job_id))
         if not self.deferrable:
             return super().execute(context)
         done, job_watch = self._check(hook, context)
@@ -154,9 +155,11 @@ class MaxwellJobSensor(BaseSensorOperator):
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_provider_maxwell.compat import AirflowSkipException
+        from airflow_provider_maxwell.links import known_job_page, show_job_link
         from airflow_provider_maxwell.triggers.job import JobEvent
 
         job_event = JobEvent.from_payload(event)
+        show_job_link(self, known_job_page(lambda: self._hook().config, job_event.job_id))
         outcome = job_event.outcome
         if outcome is not None:
             self._raise_unless(outcome, context)

@@ -111,7 +111,7 @@ def start_until_running(
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
-        # "RUNNING on maxwn26" from the worker's wait; the trigger's line from slurmctld's jobs/state has no node.
+        # "RUNNING on maxwn26", from the worker's wait or the trigger's.
         if re.search(r"Slurm job \d+: RUNNING\b", line):
             break
     return proc, "".join(lines), submitted_ids("".join(lines))[0]

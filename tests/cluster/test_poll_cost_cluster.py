@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from airflow_provider_maxwell.client.drivers import SlurmClient
 from airflow_provider_maxwell.effects import HttpCall
 from airflow_provider_maxwell.exceptions import MaxwellError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+from airflow_provider_maxwell.poll_round import DETAIL_READS, REASON_LOOKS
 from airflow_provider_maxwell.slurm import dialects
 from airflow_provider_maxwell.slurm.dialects import Route, Service
 from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
@@ -32,6 +34,7 @@ from airflow_provider_maxwell.watch import WatchSpec
 POLL = 2.0
 EXITS = (0, 1, 2, 0, 3)  # five fresh waits; a sixth is declared a day old
 RECORD_BUDGET = 8_000  # bytes: one accounting record without steps is ~2-5 KB; a jobs/state entry ~230 B
+JOB_RECORD = re.compile(r"/slurm/v0\.0\.\d+/job/\d+$")  # one job's slurmctld record: read for a progress line
 CLUSTER_PY = [sys.executable, str(Path(__file__).resolve().parents[2] / "devcluster" / "cluster.py")]
 
 pytestmark = pytest.mark.usefixtures("busy_s24")
@@ -105,7 +108,7 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(stack, cluster, 
     assert not [c for c in calls if c.url.endswith(("/jobs", "/jobs/")) and "/slurm/" in c.url], "the whole queue"
     waited = len(specs)
     steady = rounds[2:-1] or rounds  # after accounting caught up with the submissions
-    per_round = [len(r["calls"]) for r in steady]
+    per_round = [len(r["calls"]) - len(progress_reads(r["calls"])) for r in steady]
     bytes_ = [r["bytes"] for r in rounds]
     report = (
         f"{stack['name']}: {len(rounds)} rounds, requests/round {per_round}, bytes/round {bytes_}, "
@@ -117,7 +120,11 @@ def test_poll_rounds_cost_the_waited_jobs_not_the_users_history(stack, cluster, 
         assert history_records >= 3_000, report
     assert statistics.median(per_round) <= 2, report
     assert max(bytes_) <= waited * RECORD_BUDGET, report
-    quiet = [r for r in steady if all("/slurmdb/" not in c.url for c in r["calls"])]
+    # A started or newly pending job's own record, for the pending reason and the node in its progress
+    # line: a bounded number a round, a few per job in all.
+    assert all(len(progress_reads(r["calls"])) <= DETAIL_READS for r in rounds), report
+    assert len(progress_reads(calls)) <= waited * (2 + REASON_LOOKS), report
+    quiet = [r for r in steady if all("/slurmdb/" not in c.url for c in r["calls"]) and not progress_reads(r["calls"])]
     assert quiet, f"no round asked slurmctld alone while the jobs ran: {report}"
     assert all(r["bytes"] <= waited * 1_000 for r in quiet), report  # jobs/state: ~230 B per job
     # Accounting once per ended job (and again only while it lags behind slurmctld's end).
@@ -192,7 +199,7 @@ def test_waits_taking_turns_get_their_ends_from_accounting_windows(stack, cluste
     assert windows, report
     for window in windows:  # a window reaches back seconds, never over the user's history
         assert float(window.params["start_time"]) >= now - 120, window.params
-    assert max(len(r["calls"]) for r in rounds[1:]) <= 3, report
+    assert max(len(r["calls"]) - len(progress_reads(r["calls"])) for r in rounds[1:]) <= 3, report
 
 
 def submit_exiting(
@@ -251,3 +258,8 @@ async def _wait(
 
     events = await asyncio.wait_for(asyncio.gather(*(first(t) for t in triggers)), timeout=240)
     return events, rounds
+
+
+def progress_reads(calls: list[HttpCall]) -> list[HttpCall]:
+    """The reads of one job's slurmctld record a round made for progress lines (jobs/state names no reason or node)."""
+    return [c for c in calls if JOB_RECORD.search(c.url.split("?")[0])]

@@ -113,6 +113,8 @@ def check_accepted(config: MaxwellConnectionConfig, host: str, login: str, passw
     assert config.token_lifespan == float(lifespan) and not isinstance(lifespan, bool)
     timeout = options.get("timeout", field_default("timeout"))
     assert math.isfinite(config.timeout) and 0 < config.timeout <= 3600 and config.timeout == float(timeout)
+    submit_timeout = options.get("submit_timeout", field_default("submit_timeout"))
+    assert 0 < config.submit_timeout <= 3600 and config.submit_timeout == float(submit_timeout)
     assert config.api_version == options.get("api_version", "auto")
     assert config.verify in (True, False) or os.path.isfile(str(config.verify))
     for name in ("keycloak_realm", "keycloak_client_id", "keycloak_scope", "keycloak_client_secret"):

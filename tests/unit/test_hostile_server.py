@@ -146,3 +146,40 @@ def test_the_servers_cover_what_the_issue_lists() -> None:
     listed: Callable[[str], bool] = lambda name: name in BEHAVIOURS  # noqa: E731
     assert all(map(listed, ["slow headers", "trickled body", "truncated body", "huge body", "gzip bomb"]))
     assert all(map(listed, ["deeply nested JSON", "HTML labelled JSON", "wrong types", "echoed request"]))
+
+
+def _never_answers(conn: Any, request: bytes, server: HostileServer) -> None:
+    server.stopped.wait(60)  # reads the request, then says nothing until the test ends
+
+
+def test_a_submit_to_a_server_that_never_answers_fails_within_the_connections_submit_bound(
+    hostile_servers, monkeypatch
+):
+    from airflow_provider_maxwell.client.drivers import submit_bound
+
+    server = hostile_servers(_never_answers)
+    conn_id = f"hostile_submit_{os.getpid()}"
+    extra = {"auth_method": "token", "api_version": "v0.0.44", "timeout": 2, "submit_timeout": 4}
+    conn = {"conn_type": "maxwell", "host": server.url, "login": "alice", "password": slurm_token(), "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    hook = MaxwellHook(conn_id)
+    hook.get_token()  # the connection read and its token made: what the bound leaves out
+    began = time.monotonic()
+    with pytest.raises(SlurmTransientError) as failure:
+        hook.submit_job("#!/bin/bash\ntrue\n", name="never-answered")
+    took = time.monotonic() - began
+    # Exactly once: one sending, whose answer is lost, and no time left to look for its job and send again.
+    assert [r.split(b" ", 2)[:2] for r in server.requests] == [[b"POST", b"/slurm/v0.0.44/job/submit"]]
+    assert took < submit_bound(hook.config) == 1.1 * 4 + 1.5, took
+    assert "extra.submit_timeout" in str(failure.value) and "look for it by name" in str(failure.value)
+
+
+def test_a_submit_timeout_that_is_no_number_of_seconds_is_refused_naming_the_field():
+    from airflow_provider_maxwell.config import MaxwellConnectionConfig
+    from airflow_provider_maxwell.exceptions import MaxwellConfigError
+
+    for value in (0, -5, "soon", 10_000, True):
+        with pytest.raises(MaxwellConfigError, match=r"'x': extra\.submit_timeout is .*Give a number of seconds"):
+            MaxwellConnectionConfig.from_connection(
+                "x", host="https://rest.example/sapi", login="a", password="p", extra={"submit_timeout": value}
+            )

@@ -91,16 +91,60 @@ def test_the_sensor_stores_the_job_page_before_deferring(fake, linked):
     assert ti.pushed == {JOB_LINK_XCOM_KEY: "https://slurm-web.example/job/7?user=alice"}
 
 
-def test_the_link_reads_back_what_was_stored_and_nothing_when_nothing_was(monkeypatch):
-    # Airflow's worker stores get_link's answer under xcom_key when the task (or its deferral) ends.
+def stored_at_the_end_of_the_run(task: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What Airflow's worker stores for the task's extra links when a run ends (its own `finalize`, as after
+    a deferral), which must read no XCom for them."""
+    from airflow.sdk.execution_time import task_runner
     from airflow.sdk.execution_time.xcom import XCom
+    from airflow.utils.state import TaskInstanceState
 
-    stored: dict[tuple[str, str], Any] = {("t", JOB_LINK_XCOM_KEY): "https://slurm-web.example/job/7"}
-    monkeypatch.setattr(XCom, "get_value", classmethod(lambda cls, *, ti_key, key: stored.get((ti_key.task_id, key))))
-    link = SlurmJobLink()
-    assert link.get_link(None, ti_key=SimpleNamespace(task_id="t")) == "https://slurm-web.example/job/7"
-    assert link.get_link(None, ti_key=SimpleNamespace(task_id="other")) == ""
-    assert link.xcom_key == JOB_LINK_XCOM_KEY == "slurm_job_url"  # renaming it hides finished tasks' links
+    stored: dict[str, Any] = {}
+    monkeypatch.setattr(task_runner, "_xcom_push_to_db", lambda ti, key, value: stored.__setitem__(key, value))
+    reads: list[Any] = []
+    monkeypatch.setattr(XCom, "get_one", classmethod(lambda cls, **kwargs: reads.append(kwargs)))
+    ti = SimpleNamespace(
+        task=task, start_date=None, end_date=None, dag_id="d", task_id=task.task_id, run_id="r", map_index=-1
+    )
+    task_runner.finalize(ti, TaskInstanceState.DEFERRED, {"ti": ti}, structlog_logger())  # type: ignore[arg-type]
+    assert reads == [], "the link read XCom: a key not stored yet is an error line in the task log"
+    return stored
+
+
+def structlog_logger() -> Any:
+    import structlog
+
+    return structlog.get_logger("test")
+
+
+def test_a_run_without_a_job_page_stores_no_link_and_reads_none(fake, monkeypatch):
+    fake.script["/slurm/v0.0.44/job/7"] = [running(7)]
+    waiting = MaxwellJobSensor(task_id="wait", job_id="7", maxwell_conn_id=fake.conn_id, deferrable=True)
+    with pytest.raises(TaskDeferred):
+        waiting.execute({"ti": TaskInstance()})
+    assert stored_at_the_end_of_the_run(waiting, monkeypatch) == {}  # no XCom holding ""
+
+
+def test_a_run_with_a_job_page_stores_it_without_reading_it_back(fake, linked, monkeypatch):
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 41})]
+    fake.script["/slurm/v0.0.44/job/41"] = [running(41)]
+    task = MaxwellSubmitJobOperator(
+        task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=linked, deferrable=True, durable=False
+    )
+    with pytest.raises(TaskDeferred):
+        task.execute({"ti": TaskInstance()})
+    assert stored_at_the_end_of_the_run(task, monkeypatch) == {
+        JOB_LINK_XCOM_KEY: "https://slurm-web.example/job/41?user=alice"
+    }
+    assert SlurmJobLink().xcom_key == JOB_LINK_XCOM_KEY == "slurm_job_url"  # renaming it hides finished tasks' links
+
+
+def test_the_run_after_a_deferral_keeps_the_page_stored_before_it(linked, monkeypatch):
+    event = {"status": "success", "job_id": 41, "message": "ok", "summary": {"job_id": 41}}
+    task = MaxwellSubmitJobOperator(task_id="t", script="#!/bin/bash\ntrue\n", maxwell_conn_id=linked)
+    task.execute_complete({"ti": TaskInstance()}, event)
+    assert stored_at_the_end_of_the_run(task, monkeypatch) == {
+        JOB_LINK_XCOM_KEY: "https://slurm-web.example/job/41?user=alice"
+    }
 
 
 def test_airflow_serializes_the_link_for_the_ui_on_both_task_types():

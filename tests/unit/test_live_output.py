@@ -22,6 +22,7 @@ from airflow_provider_maxwell.live_output import (
     output_access,
     path_refusal,
     tail,
+    tail_text,
 )
 
 
@@ -347,7 +348,7 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
         worker.join(timeout=30)
     assert result == [41]
     assert ("Slurm job 41 | half way" in while_running) is (live_output_lines > 0)  # 0: off
-    assert "Last 1 lines of" in capsys.readouterr().out  # the end-of-job tail stays
+    assert "Last 1 line of" in capsys.readouterr().out  # the end-of-job tail stays
 
 
 def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_news(
@@ -392,3 +393,14 @@ def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_new
         return logged
 
     assert "Slurm job 7 | half way" in asyncio.run(main())
+
+
+def test_a_job_without_visible_output_adds_no_heading_and_blank_line_to_the_task_log(tmp_path: Path):
+    out = tmp_path / "slurm-3.out"
+    for empty in (b"", b"\n", b"\r\n\n", b"  \n\t\n"):
+        out.write_bytes(empty)
+        assert tail_text(str(out), 20, mine(tmp_path)) == ""
+    out.write_bytes(b"result 42\n\n")
+    assert tail_text(str(out), 20, mine(tmp_path)) == f"Last 1 line of {out}:\nresult 42"
+    out.write_bytes(b"a\n\nb\n")  # blank lines among others are left out, as live output leaves them
+    assert tail_text(str(out), 20, mine(tmp_path)) == f"Last 2 lines of {out}:\na\nb"

@@ -156,7 +156,7 @@ def test_the_jobs_own_output_file_is_copied_while_it_runs_and_at_its_end(
     os.chown(out, attacker.uid, attacker.gid)
     logged = run(str(out))
     assert f"Slurm job {JOB_ID} | {OWN}" in logged  # live, while the job runs
-    assert f"Last 1 lines of {out}:\n{OWN}" in logged  # the end-of-job tail
+    assert f"Last 1 line of {out}:\n{OWN}" in logged  # the end-of-job tail
     assert "not copied" not in logged
 
 
@@ -171,7 +171,7 @@ def test_a_file_the_server_names_outside_the_working_directory_is_not_read(
     assert SECRET not in logged
     assert "is no output path the task set" in logged  # said why, not what it holds
     assert logged.count("not copied here") == 2  # once while following, once for the tail: not every poll
-    assert f"Last 1 lines of {elsewhere}" not in logged
+    assert f"Last 1 line of {elsewhere}" not in logged
 
 
 def test_a_symlink_the_jobs_owner_plants_in_the_working_directory_is_not_followed(

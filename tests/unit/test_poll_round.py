@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell import poll_round as poll_round_rules
 from airflow_provider_maxwell.exceptions import SlurmApiError
 from airflow_provider_maxwell.poll_round import ENDS_AHEAD, ENDS_OVERLAP, PollRound, PollState, Wait
 from airflow_provider_maxwell.slurm import dialects
@@ -170,3 +171,10 @@ def test_ended_ending_and_ask_accounting_now_are_one_rule_for_records_and_jobs_s
     assert accounting_due([completing, status(JobState.FAILED)], ending_will_do=True)
     assert not accounting_due([completing, status(JobState.FAILED)], ending_will_do=False)
     assert not accounting_due([status(JobState.FAILED), status(JobState.PENDING)], ending_will_do=True)
+
+
+@pytest.fixture(autouse=True)
+def no_progress_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the requests that decide the waits; the reads of a started or pending job's own
+    record for its progress line (at most DETAIL_READS a round) are tested in test_progress_details.py."""
+    monkeypatch.setattr(poll_round_rules, "DETAIL_READS", 0)

@@ -283,3 +283,18 @@ def test_a_file_of_another_secret_under_the_same_name_is_a_miss_and_replaced():
     assert new.value != old.value and len(minter.values) == 2
     assert SharedTokenFile.for_connection(config("new-portal-token")).load() == new  # type: ignore[union-attr]
     assert SharedTokenFile.for_connection(config("old-portal-token")).load() is None  # type: ignore[union-attr]
+
+
+def test_the_task_log_says_minted_only_for_a_token_this_process_minted(capsys):
+    from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+    hook = MaxwellHook("shared")
+    client = client_with_adopted_token("minted-by-another-process-" + "a" * 30, hook._mask)
+    client.run(client.ops.token())
+    said = capsys.readouterr().out
+    assert "Using the Slurm token another process of this host minted for alice on connection shared" in said
+    assert "Minted" not in said
+    state = connection_state(config("portal-token-of-bob"))  # a file of its own: nothing to adopt
+    hook._mask(state, state.tokens.get(Minter()))
+    said = capsys.readouterr().out
+    assert "Minted a Slurm token for alice on connection shared via portal" in said and "Using" not in said

@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_maxwell import effects
 from airflow_provider_maxwell.auth.sources import token_source
 from airflow_provider_maxwell.auth.tokens import MintedToken
-from airflow_provider_maxwell.client import operations
+from airflow_provider_maxwell.client import lost_answers
 from airflow_provider_maxwell.client.exchange import RetryPolicy, exchange, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
@@ -249,7 +249,7 @@ def test_a_lost_submission_no_job_carries_is_sent_again_with_the_same_mark():
     posts = [c for c in script.sent if c.method == "POST"]
     assert job_id == 43 and len(posts) == 2 and mark_of(posts[0]) == mark_of(posts[1])
     assert posts[0].json["job"]["comment"].startswith("nightly ")  # the user's comment stays first
-    assert script.count(ACCOUNTING_JOBS) == len(operations.LOST_ANSWER_LOOKS)  # looked before resending
+    assert script.count(ACCOUNTING_JOBS) == len(lost_answers.LOST_ANSWER_LOOKS)  # looked before resending
 
 
 def test_a_lost_submission_never_found_ends_in_an_error_naming_its_mark():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_maxwell.client import operations
+from airflow_provider_maxwell.client import lost_answers
 from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.slurm.dialects import DIALECTS
@@ -31,14 +31,20 @@ LISTING = "/slurmdb/v0.0.45/jobs"
 SCRIPT = "#!/bin/bash\ntrue\n"
 
 
-@pytest.mark.parametrize(("connection_timeout", "submit_timeout"), [(30, 120.0), (300, 300.0)])
-def test_a_submission_waits_at_least_two_minutes_for_its_answer(connection_timeout, submit_timeout):
+@pytest.mark.parametrize(
+    ("connection_timeout", "extra", "answer_wait"),
+    [(30, {}, 120.0), (150, {}, 150.0), (300, {}, 180.0), (30, {"submit_timeout": 60}, 60.0)],
+)
+def test_a_submission_waits_at_least_two_minutes_for_its_answer_within_its_bound(
+    connection_timeout, extra, answer_wait
+):
     # slurmrestd holds a submission while slurmctld asks it to back off: a short connection timeout would
     # give up on an answer that is coming, and then look for the job the long way.
     script = Script({SUBMIT: [ok({**META, "job_id": 42})]})
-    assert script.run(ops_for(state_with(timeout=connection_timeout)).submit(SCRIPT, {})) == 42
+    assert script.run(ops_for(state_with(timeout=connection_timeout, **extra)).submit(SCRIPT, {})) == 42
     (call,) = script.sent
-    assert call.timeout == submit_timeout
+    # ...but no longer than what is left of the submission's bound (extra.submit_timeout, 180 s by default)
+    assert call.timeout == pytest.approx(answer_wait, abs=1.0) and call.timeout <= answer_wait
 
 
 def test_the_search_for_a_lost_submission_asks_for_the_users_jobs_of_its_name_without_steps():
@@ -47,7 +53,7 @@ def test_the_search_for_a_lost_submission_asks_for_the_users_jobs_of_its_name_wi
     with pytest.raises(SlurmTransientError):
         script.run(ops_for(state_with(), limit=1).submit(SCRIPT, {"name": "reduce"}))
     searches = [c for c in script.sent if c.url == HOST + LISTING]
-    assert len(searches) == len(operations.LOST_ANSWER_LOOKS)
+    assert len(searches) == len(lost_answers.LOST_ANSWER_LOOKS)
     params = dict(searches[0].params)
     assert params.pop("start_time").isdigit()
     assert params == {"job_name": "reduce", "users": "alice", "skip_steps": "true"}

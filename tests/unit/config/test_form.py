@@ -154,7 +154,7 @@ def test_a_signing_key_connection_saved_by_the_form_mints_hour_long_tokens():
 
 def test_the_form_saves_no_keycloak_setting_into_a_portal_connection():
     saved_defaults = {name for name, spec in CONN_FIELDS.items() if spec["schema"].get("default") is not None}
-    assert saved_defaults == {"auth_method", "api_version", "verify", "timeout", "shared_cache"}
+    assert saved_defaults == {"auth_method", "verify", "timeout", "submit_timeout", "shared_cache"}
     assert field_default("keycloak_scope") == "openid sun"  # applied all the same
 
 

@@ -121,7 +121,8 @@ PREFIX = "Maxwell connection 'c': "
             {"auth_metod": "portal"},
             "extra has unknown keys ['auth_metod']. Known keys: allow_plain_http, api_version, auth_method, "
             "ca_bundle, job_url_template, jwt_lifespan, keycloak_client_id, keycloak_client_secret, keycloak_realm, "
-            "keycloak_scope, keycloak_url, portal_url, rest_root, shared_cache, signing_secret, timeout, verify",
+            "keycloak_scope, keycloak_url, portal_url, rest_root, shared_cache, signing_secret, submit_timeout, "
+            "timeout, verify",
         ),
         (
             {"host": "rest.example/sapi"},

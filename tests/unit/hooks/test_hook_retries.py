@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_maxwell.client import operations
+from airflow_provider_maxwell.client import lost_answers
 from airflow_provider_maxwell.exceptions import SlurmApiError, SlurmTransientError
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 from tests.fake_slurm import META
@@ -39,7 +39,7 @@ def test_retries_are_bounded_and_end_in_a_clear_error(fake):
 
 
 def test_a_submit_whose_answer_is_lost_is_looked_for_before_it_is_sent_again(fake, monkeypatch):
-    monkeypatch.setattr(operations, "LOST_ANSWER_LOOKS", (0.01, 0.01))
+    monkeypatch.setattr(lost_answers, "LOST_ANSWER_LOOKS", (0.01, 0.01))
     submit, search = "/slurm/v0.0.44/job/submit", "/slurmdb/v0.0.44/jobs"
     fake.script[submit] = [(200, {}, "DROP"), (502, {}, "<html>502</html>"), (200, {}, {**META, "job_id": 9})]
     fake.script[search] = [(200, {}, {**META, "jobs": []})]

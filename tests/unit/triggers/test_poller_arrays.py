@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from airflow_provider_maxwell import poll_round
 from airflow_provider_maxwell.effects import HttpCall, HttpResult
 from airflow_provider_maxwell.triggers import poller as poller_module
@@ -119,3 +121,10 @@ def test_releases_without_jobs_state_read_arrays_from_accounting_every_round():
     poller = JobPoller(ScriptedClient(script, dialect="v0.0.41"), "key")  # type: ignore[arg-type]
     for _ in range(2):
         assert [c.get("step") for c in run_round(poller, [array], script)] == [["100"]]
+
+
+@pytest.fixture(autouse=True)
+def no_progress_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the requests that decide the waits; the reads of a started or pending job's own
+    record for its progress line (at most DETAIL_READS a round) are tested in test_progress_details.py."""
+    monkeypatch.setattr(poll_round, "DETAIL_READS", 0)

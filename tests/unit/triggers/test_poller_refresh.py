@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_maxwell import poll_round as poll_round_rules
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
 from airflow_provider_maxwell.effects import HttpResult
 from airflow_provider_maxwell.triggers import poller as poller_module
@@ -117,3 +118,10 @@ def test_22_05s_exit_codes_are_read_for_twenty_ended_jobs_a_round_and_a_busy_slu
     script.replies["/slurm/v0.0.38/job/101"] = [jobs(job_doc(101, "FAILED", exit_code=512))]
     asyncio.run(poller._round([waiting[0], *waiting[20:]]))
     assert [received(s)[0].live[0].exit_code for s in (waiting[0], *waiting[20:])] == [2, 3, 3]  # type: ignore[index]
+
+
+@pytest.fixture(autouse=True)
+def no_progress_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the requests that decide the waits; the reads of a started or pending job's own
+    record for its progress line (at most DETAIL_READS a round) are tested in test_progress_details.py."""
+    monkeypatch.setattr(poll_round_rules, "DETAIL_READS", 0)

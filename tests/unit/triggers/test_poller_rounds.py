@@ -402,3 +402,10 @@ def test_fast_rounds_never_wait_and_the_saved_share_is_capped():
     # Hours of quiet save no more than the burst: two 30 s rounds in a row, the second is rested.
     assert budget.rest_after(SERVER_BURST, now=1e6) == 0.0
     assert budget.rest_after(SERVER_BURST, now=1e6 + 30.0) == pytest.approx((SERVER_BURST - 5.0) * 6)
+
+
+@pytest.fixture(autouse=True)
+def no_progress_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the requests that decide the waits; the reads of a started or pending job's own
+    record for its progress line (at most DETAIL_READS a round) are tested in test_progress_details.py."""
+    monkeypatch.setattr(poll_round, "DETAIL_READS", 0)

@@ -267,3 +267,10 @@ def test_jobs_state_refused_by_a_proxy_for_an_array_ends_turns_and_windows(clock
     assert "state" not in first[-1] and len(first[-1]["step"]) == 5  # every wait by id, no window
     clock[0] += 10
     assert [r["path"] for r in cluster.round(poller, subscribers)] == ["jobs"]
+
+
+@pytest.fixture(autouse=True)
+def no_progress_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests count the requests that decide the waits; the reads of a started or pending job's own
+    record for its progress line (at most DETAIL_READS a round) are tested in test_progress_details.py."""
+    monkeypatch.setattr(poll_round, "DETAIL_READS", 0)

@@ -4,10 +4,12 @@ asked through Airflow's REST API with the admin login its site.env holds."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,37 @@ class Site:
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+
+TOKEN_LINE = re.compile(r"Slurm token for \S+ on connection (\S+) via \S+, valid until ([0-9-]+ [0-9:]+ UTC)")
+PROBE_LINE = re.compile(r"REST API v[0-9.]+ \((the newest of|server offers)")
+
+
+def token_use(hosts: dict[Path, str]) -> dict[str, dict[str, int]]:
+    """Per host, what a run's task logs say its processes did: `tokens`, the distinct Slurm tokens they
+    used (each token's expiry time tells it apart; an adopted token is announced like a minted one), and
+    `probes`, the API version probes they sent. `hosts` maps each log file of the run to its host."""
+    tokens: dict[str, set[str]] = {}
+    probes: Counter[str] = Counter()
+    for path, host in hosts.items():
+        text = path.read_text(errors="replace")
+        tokens.setdefault(host, set()).update(f"{m[1]} {m[2]}" for m in TOKEN_LINE.finditer(text))
+        probes[host] += len(PROBE_LINE.findall(text))
+    return {host: {"tokens": len(tokens[host]), "probes": probes[host]} for host in tokens}
+
+
+def run_log_hosts(
+    log_folder: Path, dag_id: str, run_id: str, tis: list[dict[str, Any]], triggerers: dict[int, str]
+) -> dict[Path, str]:
+    """Each log file of a run and who wrote it: a `.trigger.<job id>.log` file the triggerer of that job
+    id (its host); a try's own file "workers", since a deferred try resumes on whichever worker Celery
+    hands it to, so one file holds the lines of two hosts."""
+    found: dict[Path, str] = {}
+    for ti in tis:
+        folder = log_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+        if ti["map_index"] >= 0:
+            folder /= f"map_index={ti['map_index']}"
+        for path in folder.glob("attempt=*.log*"):
+            trigger = re.search(r"\.trigger\.(\d+)\.log$", path.name)
+            found[path] = triggerers.get(int(trigger[1]), f"triggerer job {trigger[1]}") if trigger else "workers"
+    return found

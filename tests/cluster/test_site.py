@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
 
 from .airflow_cli import alive, connection_env, tree_of
-from .site_api import Site
+from .site_api import Site, run_log_hosts, token_use
 
 DAG_ID = "maxwell_site_waits"
 WORKERS = {"site-worker-1", "site-worker-2"}
@@ -53,12 +54,15 @@ def test_deferred_jobs_run_through_both_hosts_and_survive_a_triggerer_killed(sit
     held: dict[int, set[str]] = {}  # map index -> triggerer hosts seen holding its wait
     ran_on: dict[int, str] = {}
     killed = ""
+    triggerers: dict[int, str] = {}  # triggerer job id -> its host
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and site.run_state(DAG_ID, run_id) not in ("success", "failed"):
         jobs = [ti for ti in site.task_instances(DAG_ID, run_id) if ti["task_id"] == "job"]
         for ti in jobs:
             if ti["hostname"]:
                 ran_on[ti["map_index"]] = ti["hostname"]
+            if ti["triggerer_job"]:
+                triggerers[ti["triggerer_job"]["id"]] = ti["triggerer_job"]["hostname"]
             if ti["state"] == "deferred" and ti["triggerer_job"]:
                 held.setdefault(ti["map_index"], set()).add(ti["triggerer_job"]["hostname"])
         deferred = [ti for ti in jobs if ti["state"] == "deferred" and ti["triggerer_job"]]
@@ -67,7 +71,8 @@ def test_deferred_jobs_run_through_both_hosts_and_survive_a_triggerer_killed(sit
             killed = Counter(ti["triggerer_job"]["hostname"] for ti in deferred).most_common(1)[0][0]
             os.kill(site.pids()[TRIGGERERS[killed]], signal.SIGKILL)
         time.sleep(1)
-    final = {ti["map_index"]: ti["state"] for ti in site.task_instances(DAG_ID, run_id) if ti["task_id"] == "job"}
+    tis = site.task_instances(DAG_ID, run_id)
+    final = {ti["map_index"]: ti["state"] for ti in tis if ti["task_id"] == "job"}
     assert final == dict.fromkeys(range(6), "success"), f"task states: {final}"
     assert killed, f"the waits were never all deferred at once; held: {held}"
     assert set(ran_on.values()) <= WORKERS, f"tasks ran on {ran_on}"
@@ -79,6 +84,14 @@ def test_deferred_jobs_run_through_both_hosts_and_survive_a_triggerer_killed(sit
     per_task = Counter((job.comment or "").split(" ", 1)[0] for job in jobs if run_id in (job.comment or ""))
     assert sorted(per_task.values()) == [1] * 6, f"jobs per task instance: {per_task}"
     assert all(job.is_terminal for job in jobs), [job.job_id for job in jobs if not job.is_terminal]
+    # One token and one version probe per host, whichever of its processes came first: each triggerer's,
+    # and the two workers' together (a deferred task resumes on either, so its log holds both hosts' lines).
+    logs = run_log_hosts(Path(site.settings["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]), DAG_ID, run_id, tis, triggerers)
+    logs |= {site.state / "logs" / f"{name}.log": host for host, name in TRIGGERERS.items()}
+    use = token_use(logs)
+    limits = {"workers": len(WORKERS), **dict.fromkeys(TRIGGERERS, 1)}
+    assert all(n["tokens"] <= limits[who] and n["probes"] <= limits[who] for who, n in use.items()), use
+    print(f"site: per host {use}")
     print(
         f"site: 6 waits, {killed} killed, {len(taken_over)} taken over by {survivor}; ran on {Counter(ran_on.values())}"
     )

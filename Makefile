@@ -60,7 +60,7 @@ site-down:
 
 # The tests against the site that take minutes (brought up and down by the tests; `make test` runs the smoke).
 site-test: site-venv
-	MAXWELL_SITE_FULL=1 devcluster/with-cluster.sh $(BIN)/python -m pytest -s -p no:cacheprovider tests/cluster/test_site.py $(PYTEST_ARGS)
+	MAXWELL_SITE_FULL=1 devcluster/with-cluster.sh $(BIN)/python -m pytest -s -p no:cacheprovider tests/cluster/test_site_full.py tests/cluster/test_site.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
 """The local site: Airflow as a facility runs it, all on 127.0.0.1, beside the local Maxwell.
 
-    python3 devcluster/site.py up [--dags FOLDER] [--venv VENV]   bring it up (idempotent: what runs stays)
+    python3 devcluster/site.py up [--dags FOLDER] [--venv VENV] [--shared-dir FOLDER]
+                                         bring it up (idempotent: what runs stays); --shared-dir: one
+                                         folder for all hosts' token and API version files
     python3 devcluster/site.py down      stop every process of it, by PID (and what each started)
     python3 devcluster/site.py pids      one `name pid` line per running process
     python3 devcluster/site.py status    each process, running or stopped
@@ -84,7 +86,7 @@ def maxwell_connections() -> dict[str, str]:
     return env
 
 
-def site_env(dags: Path, venv: Path) -> dict[str, str]:
+def site_env(dags: Path, venv: Path, shared: Path | None) -> dict[str, str]:
     """What every Airflow process of the site shares (written to site.env for the CLI and scripts)."""
     keys = site_secrets()
     database = f"airflow:{keys['postgres_password']}@127.0.0.1:{POSTGRES_PORT}/airflow"
@@ -117,10 +119,16 @@ def site_env(dags: Path, venv: Path) -> dict[str, str]:
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
         # a triggerer silent this long is taken for dead and its waits go to the other (default 30 s)
         "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+        # a task whose worker died is failed (and retried) after this long without a heartbeat (default 300 s)
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW_VAR_MAXWELL_WORKDIR": jobs_dir,
         # this checkout's provider, whatever the venv's editable install points at
         "PYTHONPATH": str(cluster.PROJECT),
         "PATH": f"{venv / 'bin'}{os.pathsep}/usr/sbin:/usr/bin:/sbin:/bin",
+        # A folder every host sees (GPFS on Maxwell, a volume for pods): one token and one version
+        # probe for the whole site instead of one per host.
+        **({"MAXWELL_SHARED_DIR": str(shared)} if shared else {}),
         "SITE_API_URL": f"http://127.0.0.1:{API_PORT}",
         "SITE_ADMIN_USER": "admin",
         "SITE_ADMIN_PASSWORD": keys["admin_password"],
@@ -243,7 +251,7 @@ def start_airflow(env: dict[str, str]) -> None:
         processes.wait_for(f"{name} serving", lambda n=name: logged_since(n, offsets[n], "riggerer"), 180, name=name)
 
 
-def up(dags: Path, venv: Path) -> int:
+def up(dags: Path, venv: Path, shared: Path | None = None) -> int:
     began = time.monotonic()
     if not (cluster.STATE / "connections.env").exists():
         log(f"no local Maxwell in {cluster.STATE}: `make cluster-up` first")
@@ -256,7 +264,7 @@ def up(dags: Path, venv: Path) -> int:
     SITE.chmod(0o755)
     ensure_postgres()
     ensure_redis()
-    env = site_env(dags.resolve(), venv.resolve())
+    env = site_env(dags.resolve(), venv.resolve(), shared.resolve() if shared else None)
     write_site_env(env)
     start_airflow(env)
     log(f"up in {time.monotonic() - began:.0f} s: UI {env['SITE_API_URL']} (admin, password in .devcluster/site.env)")
@@ -299,10 +307,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("up", "down", "pids", "status"))
     parser.add_argument("--dags", type=Path, default=cluster.PROJECT / "example_dags", help="the DAG folder")
+    parser.add_argument("--shared-dir", type=Path, help="one folder for every host's token and version files")
     parser.add_argument("--venv", type=Path, default=cluster.PROJECT / ".venv", help="the venv with Airflow")
     args = parser.parse_args()
     if args.command == "up":
-        return up(args.dags, args.venv)
+        return up(args.dags, args.venv, args.shared_dir)
     return {"down": down, "pids": pids, "status": status}[args.command]()
 
 

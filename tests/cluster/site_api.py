@@ -35,8 +35,10 @@ class Site:
         assert done.returncode == 0, f"site.py {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
         return done.stdout
 
-    def up(self, dags: Path = SITE_DAGS) -> None:
-        self.command("up", "--dags", str(dags), "--venv", sys.prefix)
+    def up(self, dags: Path = SITE_DAGS, shared: Path | None = None) -> None:
+        self.command(
+            "up", "--dags", str(dags), "--venv", sys.prefix, *(["--shared-dir", str(shared)] if shared else [])
+        )
         for line in (self.state.parent / "site.env").read_text().splitlines():
             if line.startswith("export "):
                 name, _, value = line.removeprefix("export ").partition("=")

@@ -1,0 +1,119 @@
+"""The site's promises at length (`make site-test`, minutes; `make test` runs test_site.py's smoke): a
+token folder shared by every host, and a worker killed while its tasks wait in it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_maxwell.hooks.maxwell import MaxwellHook
+
+from .airflow_cli import alive, connection_env, tree_of
+from .site_api import Site, run_log_hosts, token_use
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("MAXWELL_SITE_FULL"), reason="minutes of site runs: `make site-test` runs them"
+)
+WORKERS = {"site-worker-1": "worker-1", "site-worker-2": "worker-2"}
+PORT_BASE = 16950  # neither `make site`'s nor the smoke's
+
+
+@pytest.fixture(scope="module")
+def site(cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A site whose four hosts keep their token and version files in one folder, as on GPFS."""
+    folder = tmp_path_factory.mktemp("site-full")
+    site = Site(folder / "site", PORT_BASE)
+    try:
+        site.up(shared=folder / "shared-tokens")
+        yield site
+    finally:
+        site.down()
+
+
+@pytest.fixture(scope="module")
+def maxwell(monkeypatch_module: pytest.MonkeyPatch) -> MaxwellHook:
+    for name, value in connection_env().items():
+        monkeypatch_module.setenv(name, value)
+    return MaxwellHook("maxwell_default")
+
+
+def run_to_end(site: Site, dag_id: str, run_id: str, timeout: float, watch=None) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while site.run_state(dag_id, run_id) not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"{dag_id} did not end within {timeout:.0f} s"
+        if watch:
+            watch(site.task_instances(dag_id, run_id))
+        time.sleep(1)
+    return [ti for ti in site.task_instances(dag_id, run_id) if ti["task_id"] == "job"]
+
+
+def jobs_per_task(maxwell: MaxwellHook, dag_id: str, run_id: str, since: float) -> tuple[Counter[str], list[int]]:
+    jobs = [j for j in maxwell.find_jobs_by_name(f"{dag_id}.job", since=since) if run_id in (j.comment or "")]
+    return Counter((j.comment or "").split(" ", 1)[0] for j in jobs), [j.job_id for j in jobs if not j.is_terminal]
+
+
+def test_a_shared_folder_makes_one_token_and_one_probe_for_the_whole_site(site: Site, maxwell: MaxwellHook) -> None:
+    site.wait_for_dag("maxwell_site_waits")
+    run_id = site.trigger("maxwell_site_waits", {"tasks": 12, "seconds": 10})
+    triggerers: dict[int, str] = {}
+
+    def note(tis: list[dict[str, Any]]) -> None:
+        triggerers.update({ti["triggerer_job"]["id"]: "site" for ti in tis if ti["triggerer_job"]})
+
+    tis = run_to_end(site, "maxwell_site_waits", run_id, 240, note)
+    assert {ti["state"] for ti in tis} == {"success"}, Counter(ti["state"] for ti in tis)
+    hosts = {ti["hostname"] for ti in tis}
+    assert hosts == set(WORKERS), f"the tasks ran on {hosts}: both hosts must take part"
+    logs = {path: "site" for path in run_log_hosts(
+        Path(site.settings["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]), "maxwell_site_waits", run_id, tis, triggerers
+    )}  # fmt: skip
+    logs |= {site.state / "logs" / f"triggerer-{n}.log": "site" for n in (1, 2)}
+    use = token_use(logs)["site"]
+    print(f"site-full: shared folder, 12 waits on 2 workers and 2 triggerers: {use}")
+    assert use == {"tokens": 1, "probes": 1}, use
+
+
+def test_a_worker_killed_mid_wait_leaves_its_jobs_to_the_retries_on_the_other(site: Site, maxwell: MaxwellHook) -> None:
+    dag_id, tasks = "maxwell_site_worker_waits", 20
+    site.wait_for_dag(dag_id)
+    triggered = time.time()
+    run_id = site.trigger(dag_id, {"tasks": tasks, "seconds": 60})
+    deadline = time.monotonic() + 120
+    while True:
+        running = [
+            ti for ti in site.task_instances(dag_id, run_id) if ti["task_id"] == "job" and ti["state"] == "running"
+        ]
+        submitted, _ = jobs_per_task(maxwell, dag_id, run_id, triggered - 5)
+        if len(running) == tasks and len(submitted) == tasks:
+            break
+        assert time.monotonic() < deadline, f"{len(running)} running, {len(submitted)} submitted after 120 s"
+        time.sleep(1)
+    # kill -9 the host with the most waiting tasks: its worker, pool and task processes all at once
+    host = Counter(ti["hostname"] for ti in running).most_common(1)[0][0]
+    victims = {ti["map_index"] for ti in running if ti["hostname"] == host}
+    family = tree_of(site.pids()[WORKERS[host]])
+    for pid in family:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    tis = run_to_end(site, dag_id, run_id, 360)
+    took = time.monotonic() - killed_at
+    assert not alive(family)
+    states = Counter(ti["state"] for ti in tis)
+    assert states == {"success": tasks}, states
+    retried = {ti["map_index"]: (ti["try_number"], ti["hostname"]) for ti in tis if ti["map_index"] in victims}
+    survivor = next(h for h in WORKERS if h != host)
+    assert all(t == (2, survivor) for t in retried.values()), f"the killed host's tasks: {retried}"
+    per_task, left = jobs_per_task(maxwell, dag_id, run_id, triggered - 5)
+    print(
+        f"site-full: {host} killed with {len(victims)} of {tasks} tasks waiting in it; their retries on {survivor} "
+        f"re-attached, run ended {took:.0f} s after the kill; jobs {sum(per_task.values())}"
+    )
+    assert sorted(per_task.values()) == [1] * tasks, f"jobs per task instance: {per_task}"
+    assert not left, f"jobs left running: {left}"

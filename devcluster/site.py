@@ -39,7 +39,14 @@ import cluster
 from processes import Processes
 
 SITE = Path(os.environ.get("MAXWELL_SITE_STATE", cluster.PROJECT / ".devcluster" / "site")).resolve()
-PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), default=Path("/nonexistent"))
+
+
+def newest_postgres() -> Path:
+    found = Path("/usr/lib/postgresql").glob("*/bin")
+    return max(found, key=lambda p: int(p.parent.name), default=Path("/nonexistent"))
+
+
+PG_BIN = newest_postgres()
 # Seven ports from here: a second site (the tests' own) runs beside `make site` on another base.
 PORT_BASE = int(os.environ.get("MAXWELL_SITE_PORT_BASE", "16910"))
 POSTGRES_PORT = PORT_BASE
@@ -160,12 +167,30 @@ def host_env(base: dict[str, str], name: str) -> dict[str, str]:
 # ---------------------------------------------------------------- PostgreSQL and Redis
 
 
-def ensure_postgres() -> None:
-    if not (PG_BIN / "postgres").exists() or not shutil.which("redis-server"):
-        log("installing Debian's postgresql and redis-server")
+def ensure_packages() -> None:
+    """Debian's postgresql and redis-server, installed without starting their system-wide services
+    (a policy-rc.d that refuses, for the install only): the site runs its own, by PID."""
+    global PG_BIN
+    if (PG_BIN / "postgres").exists() and shutil.which("redis-server"):
+        return
+    log("installing Debian's postgresql and redis-server")
+    policy = Path("/usr/sbin/policy-rc.d")
+    made = not policy.exists()
+    if made:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
         cluster.run(["apt-get", "update", "-q"])
-        cluster.run(["apt-get", "install", "-y", "-q", "postgresql", "redis-server"],
+        cluster.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql", "redis-server"],
                     env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+    finally:
+        if made:
+            policy.unlink()
+    PG_BIN = newest_postgres()
+
+
+def ensure_postgres() -> None:
+    ensure_packages()
     data = SITE / "postgres"
     owner = ["setpriv", "--reuid", "postgres", "--regid", "postgres", "--init-groups"]
     data.mkdir(parents=True, exist_ok=True)
@@ -235,7 +260,10 @@ def start_airflow(env: dict[str, str]) -> None:
     processes.start("api-server", [airflow, "api-server"], env={**base, **connections})
     processes.start("scheduler", [airflow, "scheduler"], env=base)
     processes.start("dag-processor", [airflow, "dag-processor"], env=base)
-    offsets = {name: log_size(name) for name in (*WORKER_LOG_PORTS, *TRIGGER_LOG_PORTS)}
+    # only those started now announce themselves (a host brought back after it died)
+    offsets = {
+        name: log_size(name) for name in (*WORKER_LOG_PORTS, *TRIGGER_LOG_PORTS) if not processes.running_pid(name)
+    }
     for name, port in WORKER_LOG_PORTS.items():
         cmd = [airflow, "celery", "worker", "--celery-hostname", HOSTS[name], "--without-mingle", "--without-gossip"]
         host = {**host_env(base, name), "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port)}
@@ -245,10 +273,9 @@ def start_airflow(env: dict[str, str]) -> None:
         host = {**host_env(base, name), **connections, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port)}
         processes.start(name, as_host(name, [airflow, "triggerer"]), env=host)
     processes.wait_for("the API server", api_ready, 180, name="api-server")
-    for name in WORKER_LOG_PORTS:
-        processes.wait_for(f"{name} ready", lambda n=name: logged_since(n, offsets[n], " ready."), 180, name=name)
-    for name in TRIGGER_LOG_PORTS:
-        processes.wait_for(f"{name} serving", lambda n=name: logged_since(n, offsets[n], "riggerer"), 180, name=name)
+    for name, offset in offsets.items():
+        said = " ready." if name.startswith("worker") else "riggerer"
+        processes.wait_for(f"{name} ready", lambda n=name, o=offset, t=said: logged_since(n, o, t), 180, name=name)
 
 
 def up(dags: Path, venv: Path, shared: Path | None = None) -> int:

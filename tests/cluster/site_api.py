@@ -28,6 +28,7 @@ class Site:
         self.state = state
         self.env = {**os.environ, "MAXWELL_SITE_STATE": str(state), "MAXWELL_SITE_PORT_BASE": str(port_base)}
         self.settings: dict[str, str] = {}
+        self.up_args: list[str] = []
         self._token = ""
 
     def command(self, *args: str, timeout: float = 600) -> str:
@@ -36,13 +37,16 @@ class Site:
         return done.stdout
 
     def up(self, dags: Path = SITE_DAGS, shared: Path | None = None) -> None:
-        self.command(
-            "up", "--dags", str(dags), "--venv", sys.prefix, *(["--shared-dir", str(shared)] if shared else [])
-        )
+        self.up_args = ["--dags", str(dags), "--venv", sys.prefix, *(["--shared-dir", str(shared)] if shared else [])]
+        self.command("up", *self.up_args)
         for line in (self.state.parent / "site.env").read_text().splitlines():
             if line.startswith("export "):
                 name, _, value = line.removeprefix("export ").partition("=")
                 self.settings[name] = shlex.split(value)[0]
+
+    def bring_back(self) -> None:
+        """Start again what is not running (a killed host), as `up` started it."""
+        self.command("up", *self.up_args)
 
     def down(self) -> None:
         self.command("down")

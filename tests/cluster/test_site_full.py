@@ -117,3 +117,33 @@ def test_a_worker_killed_mid_wait_leaves_its_jobs_to_the_retries_on_the_other(si
     )
     assert sorted(per_task.values()) == [1] * tasks, f"jobs per task instance: {per_task}"
     assert not left, f"jobs left running: {left}"
+
+
+def test_a_worker_killed_between_submit_and_saving_the_job_id_leaves_one_job(site: Site, maxwell: MaxwellHook) -> None:
+    site.bring_back()  # both hosts again, after the test above killed one
+    dag_id = "maxwell_site_kill_before_save"
+    site.wait_for_dag(dag_id)
+    triggered = time.time()
+    run_id = site.trigger(dag_id, {})
+    deadline = time.monotonic() + 120
+    while True:
+        submitted, _ = jobs_per_task(maxwell, dag_id, run_id, triggered - 5)
+        tis = site.task_instances(dag_id, run_id)
+        if submitted and tis[0]["state"] == "running" and tis[0]["hostname"]:
+            break
+        assert time.monotonic() < deadline, f"no job submitted within 120 s: {tis}"
+        time.sleep(1)
+    host = tis[0]["hostname"]
+    time.sleep(2)  # well inside the operator's pause: submitted, not yet saved
+    for pid in tree_of(site.pids()[WORKERS[host]]):
+        os.kill(pid, signal.SIGKILL)
+    (ti,) = run_to_end(site, dag_id, run_id, 240)
+    per_task, left = jobs_per_task(maxwell, dag_id, run_id, triggered - 5)
+    print(
+        f"site-full: {host} killed before the job id was saved; try {ti['try_number']} on {ti['hostname']}: "
+        f"{ti['state']}"
+    )
+    assert (ti["state"], ti["try_number"]) == ("success", 2), ti
+    assert ti["hostname"] != host
+    assert list(per_task.values()) == [1], f"jobs of the task instance: {per_task}"
+    assert not left

@@ -146,6 +146,7 @@ def write_site_env(env: dict[str, str]) -> None:
     path = SITE.parent / "site.env"
     lines = ["# Written by `make site`: the local site's Airflow. Holds the site's secrets: keep it private."]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items() if name != "PATH"]
+    lines.append(f'export PATH={shlex.quote(env["PATH"].split(os.pathsep)[0])}:"$PATH"  # its `airflow`')
     path.touch(mode=0o600)
     path.write_text("\n".join(lines) + "\n")
 

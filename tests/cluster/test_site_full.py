@@ -147,3 +147,43 @@ def test_a_worker_killed_between_submit_and_saving_the_job_id_leaves_one_job(sit
     assert ti["hostname"] != host
     assert list(per_task.values()) == [1], f"jobs of the task instance: {per_task}"
     assert not left
+
+
+def restart(site: Site, name: str, outage: float) -> None:
+    """Stop one of the site's processes by its PID (as an admin's restart does), then start it
+    again after `outage` seconds, and with it whatever fell over meanwhile."""
+    pid = site.pids()[name]
+    # PostgreSQL's SIGTERM waits for every client to leave; SIGINT is `pg_ctl restart -m fast`
+    os.kill(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while alive({pid}):
+        assert time.monotonic() < deadline, f"{name} (pid {pid}) still runs 60 s after SIGTERM"
+        time.sleep(0.5)
+    time.sleep(outage)
+    site.bring_back()
+
+
+def test_restarts_of_the_scheduler_database_broker_and_api_lose_no_wait_and_double_none(
+    site: Site, maxwell: MaxwellHook
+) -> None:
+    site.bring_back()
+    dag_id, tasks = "maxwell_site_waits", 20
+    triggered = time.time()
+    run_id = site.trigger(dag_id, {"tasks": tasks, "seconds": 100})
+    deadline = time.monotonic() + 120
+    while sum(ti["state"] == "deferred" for ti in site.task_instances(dag_id, run_id)) < tasks:
+        assert time.monotonic() < deadline, "the waits were not all deferred within 120 s"
+        time.sleep(1)
+    done = []
+    for name, outage in (("scheduler", 5), ("postgres", 5), ("redis", 5), ("api-server", 30)):
+        began = time.monotonic()
+        restart(site, name, outage)
+        done.append(f"{name} {time.monotonic() - began:.0f} s")
+    tis = run_to_end(site, dag_id, run_id, 300)
+    per_task, left = jobs_per_task(maxwell, dag_id, run_id, triggered - 5)
+    states = Counter(ti["state"] for ti in tis)
+    print(f"site-full: {tasks} deferred waits through restarts ({', '.join(done)}): {dict(states)}, "
+          f"jobs {sum(per_task.values())}")  # fmt: skip
+    assert states == {"success": tasks}, states
+    assert sorted(per_task.values()) == [1] * tasks, f"jobs per task instance: {per_task}"
+    assert not left, f"jobs left running: {left}"

@@ -187,3 +187,30 @@ def test_restarts_of_the_scheduler_database_broker_and_api_lose_no_wait_and_doub
     assert states == {"success": tasks}, states
     assert sorted(per_task.values()) == [1] * tasks, f"jobs per task instance: {per_task}"
     assert not left, f"jobs left running: {left}"
+
+
+def test_a_task_marked_failed_through_the_api_cancels_its_job_on_the_workers_host(
+    site: Site, maxwell: MaxwellHook
+) -> None:
+    site.bring_back()
+    dag_id = "maxwell_site_worker_waits"
+    triggered = time.time()
+    run_id = site.trigger(dag_id, {"tasks": 1, "seconds": 300})
+    deadline = time.monotonic() + 120
+    while True:
+        tis = [ti for ti in site.task_instances(dag_id, run_id) if ti["task_id"] == "job"]
+        jobs = [
+            j for j in maxwell.find_jobs_by_name(f"{dag_id}.job", since=triggered - 5) if run_id in (j.comment or "")
+        ]
+        if jobs and tis and tis[0]["state"] == "running":
+            break
+        assert time.monotonic() < deadline, f"no running task with a job within 120 s: {tis}"
+        time.sleep(1)
+    marked = time.monotonic()
+    site.request("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/job/0", json={"new_state": "failed"})
+    while not (job := maxwell.get_job(jobs[0].job_id)).is_terminal:
+        assert time.monotonic() - marked < 120, f"job {job.job_id} still {job.state_text} 120 s after the mark"
+        time.sleep(1)
+    print(f"site-full: task on {tis[0]['hostname']} marked failed; job {job.job_id} {job.state_text} "
+          f"{time.monotonic() - marked:.0f} s later")  # fmt: skip
+    assert "CANCELLED" in job.state_text, job.state_text

@@ -58,7 +58,8 @@ site: site-venv
 site-down:
 	$(PYTHON) devcluster/site.py down
 
-# The tests against the site that take minutes (brought up and down by the tests; `make test` runs the smoke).
+# The tests against the site that take minutes (about 11 for test_site_full.py, 2 for the smoke `make test` runs;
+# each module brings its own site up and down).
 site-test: site-venv
 	MAXWELL_SITE_FULL=1 devcluster/with-cluster.sh $(BIN)/python -m pytest -s -p no:cacheprovider tests/cluster/test_site_full.py tests/cluster/test_site.py $(PYTEST_ARGS)
 

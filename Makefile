@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOWEST_AIRFLOW ?= 3.1.0
 LOWEST := .venv-lowest
 
-.PHONY: venv docs browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest unit-pythons bench bench-tasks test-rate-limit mutation record soak test-events
+.PHONY: venv docs site-venv site site-down site-test browser cluster-up cluster-down cluster-status demo test lint unit unit-lowest unit-pythons bench bench-tasks test-rate-limit mutation record soak test-events
 
 venv: $(VENV)/.installed
 
@@ -15,6 +15,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,docs]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+# The local site's parts (devcluster/site.py) in the same venv: the Celery executor, and the drivers of
+# its broker (Redis) and metadata database (PostgreSQL, sync and async). Celery stays below 5.7, which
+# dropped a name this Celery provider imports. The lowest-Airflow venv runs no site and gets none of it.
+SITE_PACKAGES := apache-airflow-providers-celery==3.26.0 "celery[redis]==5.6.3" psycopg2-binary==2.9.13 asyncpg==0.32.0
+
+site-venv: $(VENV)/.site-installed
+
+$(VENV)/.site-installed: $(VENV)/.installed
+	$(BIN)/pip install -q $(SITE_PACKAGES) "apache-airflow==$(AIRFLOW_VERSION)"
 	touch $@
 
 $(LOWEST)/.installed: pyproject.toml .ci/lowest-airflow-constraints.txt
@@ -37,6 +48,21 @@ cluster-down:
 cluster-status:
 	$(PYTHON) devcluster/cluster.py status
 
+# Airflow as a site runs it, beside the local Maxwell (`make cluster-up` first): PostgreSQL, Redis, the API
+# server, scheduler, DAG processor, two Celery workers and two triggerers, each worker and triggerer a host
+# of its own (devcluster/site.py). UI and login: .devcluster/site.env. SITE_DAGS picks the DAG folder.
+SITE_DAGS ?= example_dags
+site: site-venv
+	$(PYTHON) devcluster/site.py up --dags $(SITE_DAGS) --venv $(VENV)
+
+site-down:
+	$(PYTHON) devcluster/site.py down
+
+# The tests against the site that take minutes (about 11 for test_site_full.py, 2 for the smoke `make test` runs;
+# each module brings its own site up and down).
+site-test: site-venv
+	MAXWELL_SITE_FULL=1 devcluster/with-cluster.sh $(BIN)/python -m pytest -s -p no:cacheprovider tests/cluster/test_site_full.py tests/cluster/test_site.py $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -44,7 +70,7 @@ lint: venv
 
 # Everything: lint, the documentation site, unit tests on the lowest Airflow, then the whole suite on
 # the newest against the local Maxwell (brought up and down if needed), packaging included.
-test: lint docs unit-lowest browser
+test: lint docs unit-lowest browser site-venv
 	devcluster/with-cluster.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml: docs/ and the package's docstrings) into site/, any warning an

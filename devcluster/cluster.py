@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from processes import Processes
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -135,74 +136,12 @@ def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True, *
 # ---------------------------------------------------------------- processes, by PID only
 
 
-def pid_file(name: str) -> Path:
-    return STATE / "pids" / f"{name}.pid"
-
-
-def running_pid(name: str) -> int | None:
-    """The PID recorded for `name` if that process still lives (and is not a reused PID)."""
-    path = pid_file(name)
-    if not path.exists():
-        return None
-    pid, _, started = path.read_text().partition(" ")
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    # Field 22 of /proc/PID/stat is the start time: a reused PID has another one.
-    if started.strip() and stat.rsplit(")", 1)[1].split()[19] != started.strip():
-        return None
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return None
-    return int(pid)
-
-
-def start(name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: str = "/") -> int:
-    """Start a long-running process in the background, logging to .devcluster/logs, and record its PID."""
-    existing = running_pid(name)
-    if existing:
-        return existing
-    with open(STATE / "logs" / f"{name}.log", "ab") as logfile:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=cwd,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    stat = Path(f"/proc/{proc.pid}/stat").read_text()
-    pid_file(name).write_text(f"{proc.pid} {stat.rsplit(')', 1)[1].split()[19]}")
-    return proc.pid
-
-
-def stop(name: str, timeout: float = 20) -> None:
-    pid = running_pid(name)
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while running_pid(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if running_pid(name):
-            log(f"{name} (pid {pid}) ignored SIGTERM for {timeout:.0f} s: SIGKILL")
-            os.kill(pid, signal.SIGKILL)
-    pid_file(name).unlink(missing_ok=True)
-
-
-def wait_for(what: str, check, timeout: float = 60, name: str | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        if name and not running_pid(name):
-            tail = (STATE / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{name} exited while waiting for {what}; its log ends:\n{tail}")
-        time.sleep(0.25)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+_processes = Processes(STATE)
+pid_file = _processes.pid_file
+running_pid = _processes.running_pid
+start = _processes.start
+stop = _processes.stop
+wait_for = _processes.wait_for
 
 
 def port_open(port: int) -> bool:

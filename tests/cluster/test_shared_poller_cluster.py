@@ -25,7 +25,7 @@ def test_many_triggers_one_poller_right_outcomes_few_requests(stack, cluster, us
     exits = {}
     for i in range(JOBS):
         job_id = hook.submit_job(
-            f"#!/bin/bash\nsleep {3 + i % 4}\nexit {i % 3}\n",
+            f"#!/bin/bash\nsleep {10 + i % 4}\nexit {i % 3}\n",
             name=f"shared-poller-{i}",
             partition="maxcpu",
             time_limit=5,
@@ -60,6 +60,7 @@ def test_many_triggers_one_poller_right_outcomes_few_requests(stack, cluster, us
         if expected:
             assert f"exit code {expected}" in event["message"], event
     sent = hook.state.requests_sent - sent_before
+    # Jobs of 10 to 13 s, so that the rounds, not each job's few reads of its own, make the cost.
     # Polling each job on its own would send at least JOBS requests per round; the shared poller one
     # listing per round plus a bounded number of one-by-one lookups (accounting lag right after
     # submission; 22.05's lost exit codes; each ended job's own record once, for its usage; a started

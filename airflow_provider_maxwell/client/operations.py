@@ -86,7 +86,7 @@ class SlurmOperations:
         for sending in range(1, self.policy.limit + 1):
             sent_at = time.time()
             try:
-                answer = yield from self._call("POST", dialect.submit(), body=body, resend_safe=False, timeout=timeout)
+                answer = yield from self._call("POST", dialect.submit, body=body, resend_safe=False, timeout=timeout)
             except SlurmTransientError as lost:
                 if lost.never_sent:
                     raise  # nothing reached slurmrestd, after the retries such a failure allows
@@ -103,7 +103,7 @@ class SlurmOperations:
                     ) from None
                 yield Note(f"The answer to submission {mark} was lost ({lost}) and no job carries it: sending it again")
                 continue
-            return self._submitted_job_id(answer, dialect.submit())
+            return self._submitted_job_id(answer, dialect.submit)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _find_marked(self, mark: str, name: object, since: float) -> Protocol[int | None]:
@@ -120,7 +120,7 @@ class SlurmOperations:
         for pause in LOST_ANSWER_LOOKS:
             yield Sleep(pause)
             what = f"Could not look for the job of submission {mark}"
-            records = yield from self._accounting_query(dialect.accounting_jobs(), what, params)
+            records = yield from self._accounting_query(dialect.accounting_jobs, what, params)
             marked = [r.job_id for r in records if carries(r, mark)]
             if marked:
                 return min(marked)
@@ -172,10 +172,10 @@ class SlurmOperations:
         """Every job slurmctld holds (all users): large on a busy cluster, so used only where nothing
         narrower exists."""
         dialect = yield from self.dialect()
-        answer = yield from self._call("GET", dialect.jobs())
+        answer = yield from self._call("GET", dialect.jobs)
         if answers.is_error(answer):
             raise SlurmApiError(
-                "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs()), errors=answer.errors
+                "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs), errors=answer.errors
             )
         return parse_controller_jobs(job_documents(answer))
 
@@ -210,7 +210,7 @@ class SlurmOperations:
         records: list[SlurmJob] = []
         for params in dialect.accounting_by_id(self.state.config.login, job_ids):
             what = f"Could not read accounting records of {len(job_ids)} jobs"
-            records += yield from self._accounting_query(dialect.accounting_jobs(), what, params)
+            records += yield from self._accounting_query(dialect.accounting_jobs, what, params)
         return records
 
     def accounting_ended(self, since: float, until: float) -> Protocol[list[SlurmJob]]:
@@ -219,7 +219,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         params = dialect.ended_jobs_query(self.state.config.login, since, until)
         what = "Could not read the Slurm jobs that ended lately"
-        return (yield from self._accounting_query(dialect.accounting_jobs(), what, params))
+        return (yield from self._accounting_query(dialect.accounting_jobs, what, params))
 
     def job_statuses(self, job_ids: list[int]) -> Protocol[list[JobStatus] | None]:
         """slurmctld's state of the given jobs (~230 bytes each; ids it does not hold are left out), or
@@ -228,7 +228,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         if not dialect.controller_states_by_id:
             return None
-        route = dialect.job_states()
+        route = dialect.job_states
         statuses: list[JobStatus] = []
         for params in dialect.job_state_queries(job_ids):
             try:
@@ -289,7 +289,7 @@ class SlurmOperations:
             params["start_time"] = dialect.accounting_time(since)
         try:
             in_accounting = yield from self._accounting_query(
-                dialect.accounting_jobs(), f"Could not search accounting for jobs named {name!r}", params=params
+                dialect.accounting_jobs, f"Could not search accounting for jobs named {name!r}", params=params
             )
         except SlurmAccountingUnavailable as down:
             yield Note(f"{down}: searching slurmctld's listing of all jobs for {name!r} instead")
@@ -345,12 +345,12 @@ class SlurmOperations:
     def diag(self) -> Protocol[ApiDialect]:
         """slurmctld's diagnostics: the cheapest call that checks the token (ping and openapi do not)."""
         dialect = yield from self.dialect()
-        answer = yield from self._call("GET", dialect.diag())
+        answer = yield from self._call("GET", dialect.diag)
         if answers.is_error(answer):
             raise SlurmApiError(
                 "Slurm refused the diagnostic call",
                 status=answer.status,
-                url=self.url(dialect.diag()),
+                url=self.url(dialect.diag),
                 errors=answer.errors,
             )
         return dialect

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_provider_maxwell.decorators.maxwell import MaxwellDecoratedOperator
 from airflow_provider_maxwell.python_job import job_script
 from tests.fake_slurm import META
+from tests.unit.operators.test_array_retries import task_record
 from tests.unit.operators.test_durable import SUBMIT, Store
 
 
@@ -77,3 +78,43 @@ def test_a_value_read_by_an_earlier_try_is_computed_again_not_lost(fake, tmp_pat
     # Try 3 (the try that read it failed later, or the task was cleared): the function runs again.
     assert task.execute(context(store, try_number=3)) == 42
     assert fake.count("POST", SUBMIT) == 1 and store.saved["maxwell_job_id"] == 42
+
+
+def test_an_array_an_earlier_try_left_only_some_values_of_runs_again(fake, tmp_path: Path):
+    # A try read every task's value, deleted task 0's file, could not delete task 1's, and failed later:
+    # a COMPLETED array serves only while every task's value is there, else its values are read as missing.
+    task = MaxwellDecoratedOperator(
+        task_id="t",
+        python_callable=double,
+        op_args=[21],
+        maxwell_conn_id=fake.conn_id,
+        array="0-1",
+        current_working_directory=str(tmp_path),
+        log_output_lines=0,
+        live_output_lines=0,
+        wait_for_completion=False,
+        poll_interval=0.1,
+    )
+    store = Store({"maxwell_job_id": 41})
+    returns = task._return_values(context(store, 1))
+    script = job_script(double, [21], {}, python=sys.executable, setup=[], serializer="pickle", returns=returns)
+    (tmp_path.parent / "job.sh").write_text(script)
+    for index in (0, 1):
+        env = {**os.environ, "SLURM_JOB_ID": str(41 + index), "SLURM_ARRAY_JOB_ID": "41"}
+        env["SLURM_ARRAY_TASK_ID"] = str(index)
+        assert subprocess.run(["bash", str(tmp_path.parent / "job.sh")], cwd=tmp_path, env=env).returncode == 0
+    os.remove(returns.path(41, 0))
+    assert os.path.exists(returns.path(41, 1))
+    login = task._hook().config.login
+    tasks = [{**task_record(41, i, 1, "COMPLETED"), "user": login} for i in (0, 1)]  # as accounting has them
+    controller = [
+        {"job_id": t["job_id"], "array_job_id": 41, "array_task_id": i, "user_name": login, "name": "d.t"}
+        | {"job_state": ["COMPLETED"], "submit_time": t["time"]["submission"]}
+        for i, t in enumerate(tasks)
+    ]
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": controller})]
+    fake.script["/slurmdb/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": tasks})]
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 50})]
+
+    assert task.execute(context(store, try_number=2)) == 50  # the function runs again, not a missing value
+    assert fake.count("POST", SUBMIT) == 1 and store.saved["maxwell_job_id"] == 50

@@ -152,11 +152,12 @@ def decorated(fake: Any, tmp_path: Path, python_callable: Any, **kwargs: Any) ->
 def test_the_submitted_script_leaves_the_value_the_task_returns(fake, tmp_path: Path):
     # Try 1 submits and stops (its worker died, say); the job runs the script Slurm was given; try 2
     # finds the job COMPLETED and returns the function's value, computed from the task's arguments.
-    task = decorated(fake, tmp_path, scaled, op_args=[21], op_kwargs={"factor": 3})
+    task = decorated(fake, tmp_path, scaled, op_args=[21], op_kwargs={"factor": 3}, setup="export STEP=setup")
     store = Store({})
     fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 41})]
     assert task.execute(context(store, try_number=1)) == 41
     (submitted,) = [body["job"]["script"] for path, body in fake.bodies if path == SUBMIT]
+    assert "export STEP=setup" in submitted.splitlines()  # one setup line given as a string
     (tmp_path.parent / "job.sh").write_text(submitted)
     env = {**os.environ, "SLURM_JOB_ID": "41"}
     assert subprocess.run(["bash", str(tmp_path.parent / "job.sh")], cwd=tmp_path, env=env).returncode == 0

@@ -77,42 +77,35 @@ class MaxwellConnectionConfig:
         login = fields.read_login(login, bad)
         method = fields.read_auth_method(options, bad)
         password, client_secret = fields.read_secrets(password, method, options, bad)
-        lifespan = fields.read_lifespan(given, method, bad)
-        signing_key = fields.read_signing_key(options, method, login, bad)
-        api_version = fields.read_api_version(options, bad)
-        verify = fields.read_tls(options, bad)
-        timeout = fields.read_timeout(options["timeout"], bad)
-        submit_timeout = fields.read_timeout(options["submit_timeout"], bad, "extra.submit_timeout")
         portal_url, keycloak_url = fields.read_service_urls(options, host_parts, bad)
-        realm = fields.read_realm(options, bad)
-        job_url_template = fields.read_job_url_template(options.get("job_url_template"), bad)
         in_clear = fields.plain_http_in_use(
             given, {rest_root_field: host, "extra.portal_url": portal_url, "extra.keycloak_url": keycloak_url}, bad
         )
-        shared_cache = fields.read_flag(options["shared_cache"], "extra.shared_cache", bad)
-        # Warned only once the connection is known good, so a refused one says one thing: why.
-        _warn_insecure(conn_id, in_clear, verify)
-        return cls(
+        # Each field read where it is set; keyword arguments are evaluated in this order.
+        config = cls(
             conn_id=conn_id,
             host=host,
             login=login,
             auth_method=method,
             password=password,
+            token_lifespan=fields.read_lifespan(given, method, bad),
+            signing_key=fields.read_signing_key(options, method, login, bad),
+            api_version=fields.read_api_version(options, bad),
+            verify=fields.read_tls(options, bad),
+            timeout=fields.read_timeout(options["timeout"], bad),
             portal_url=portal_url,
-            token_lifespan=lifespan,
             keycloak_url=keycloak_url,
-            keycloak_realm=realm,
+            keycloak_realm=fields.read_realm(options, bad),
             keycloak_client_id=str(options["keycloak_client_id"]),
             keycloak_client_secret=client_secret,
             keycloak_scope=str(options["keycloak_scope"]),
-            signing_key=signing_key,
-            api_version=api_version,
-            verify=verify,
-            timeout=timeout,
-            submit_timeout=submit_timeout,
-            shared_cache=shared_cache,
-            job_url_template=job_url_template,
+            submit_timeout=fields.read_timeout(options["submit_timeout"], bad, "extra.submit_timeout"),
+            job_url_template=fields.read_job_url_template(options.get("job_url_template"), bad),
+            shared_cache=fields.read_flag(options["shared_cache"], "extra.shared_cache", bad),
         )
+        # Warned only once the connection is known good, so a refused one says one thing: why.
+        _warn_insecure(conn_id, in_clear, config.verify)
+        return config
 
     def job_url(self, job_id: int) -> str | None:
         """The page of a job for the task's "Slurm job" link; None when the connection has no URL template."""

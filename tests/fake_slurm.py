@@ -42,7 +42,9 @@ class FakeSlurm:
                         fake.bodies.append((path, json.loads(sent)))
                     except ValueError:
                         fake.bodies.append((path, sent))
-                replies = fake.script.get(path) or [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
+                # An entry under "METHOD /path" answers that method only (a refused cancel of a live job).
+                replies = fake.script.get(f"{self.command} {path}") or fake.script.get(path)
+                replies = replies or [(404, {}, {**META, "errors": [{"error_number": 2017}]})]
                 status, headers, body = replies.pop(0) if len(replies) > 1 else replies[0]
                 if body == "DROP":  # read the request, then hang up without answering
                     self.close_connection = True

@@ -91,7 +91,7 @@ def _probe_once_per_host(state: ConnectionState, policy: RetryPolicy) -> Protoco
 def _probe(state: ConnectionState, policy: RetryPolicy) -> Protocol[tuple[ApiDialect, str]]:
     """The newest known version whose ping answers; the OpenAPI document decides when none clearly does."""
     for version in reversed(SUPPORTED_VERSIONS):
-        answer = yield from exchange(state, policy, "GET", DIALECTS[version].ping())
+        answer = yield from exchange(state, policy, "GET", DIALECTS[version].ping)
         if answer.status == 200 and answer.is_slurm:
             return DIALECTS[version], f"the newest of {', '.join(SUPPORTED_VERSIONS)} it answers"
         if answer.status != 404:

@@ -20,22 +20,12 @@ import httpx
 import requests
 import urllib3
 
+from airflow_provider_maxwell import effects
 from airflow_provider_maxwell.auth.tokens import MintedToken
 from airflow_provider_maxwell.client.exchange import RetryPolicy, mint
 from airflow_provider_maxwell.client.operations import SlurmOperations
 from airflow_provider_maxwell.client.state import ConnectionState
 from airflow_provider_maxwell.config import MaxwellConnectionConfig
-from airflow_provider_maxwell.effects import (
-    GetToken,
-    HttpCall,
-    HttpResult,
-    Note,
-    Protocol,
-    Send,
-    Sleep,
-    TransportFailure,
-    unhandled,
-)
 from airflow_provider_maxwell.exceptions import scrub
 
 T = TypeVar("T")
@@ -69,24 +59,24 @@ class SlurmClient:
     def _session(self) -> requests.Session:
         return requests.Session()
 
-    def run(self, protocol: Protocol[T]) -> T:
+    def run(self, protocol: effects.Protocol[T]) -> T:
         """Carry out a protocol with blocking I/O; returns what it returns, raises what it raises."""
         result: Any = None
         try:
             while True:
                 effect = protocol.send(result)
-                if isinstance(effect, Send):
+                if isinstance(effect, effects.Send):
                     result = self._send(effect.call)
-                elif isinstance(effect, Sleep):
+                elif isinstance(effect, effects.Sleep):
                     time.sleep(effect.seconds)
                     result = None
-                elif isinstance(effect, Note):
+                elif isinstance(effect, effects.Note):
                     self._note(effect.message)
                     result = None
-                elif isinstance(effect, GetToken):
+                elif isinstance(effect, effects.GetToken):
                     result = self._announce(self.state.tokens.get(self._mint, stale=effect.stale))
                 else:
-                    unhandled(effect)
+                    effects.unhandled(effect)
         except StopIteration as done:
             return done.value
 
@@ -100,13 +90,13 @@ class SlurmClient:
             self._minted(self.state, token)
         return token
 
-    def _send(self, call: HttpCall) -> HttpResult | TransportFailure:
+    def _send(self, call: effects.HttpCall) -> effects.HttpResult | effects.TransportFailure:
         """One request, bounded as a whole by the connection's timeout (requests bounds only each read:
         a server trickling its headers or body a byte at a time would otherwise hold a worker for good).
         It runs in a thread the caller stops waiting for at the deadline."""
         self.state.requests_sent += 1
         deadline = time.monotonic() + whole_request_seconds(call.timeout or self.state.config.timeout)
-        outcome: list[HttpResult | TransportFailure | BaseException] = []
+        outcome: list[effects.HttpResult | effects.TransportFailure | BaseException] = []
 
         def attempt() -> None:
             try:
@@ -118,18 +108,20 @@ class SlurmClient:
         worker.start()
         worker.join(max(deadline - time.monotonic(), 0.0))
         if not outcome:
-            return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), before_send=False)
+            return effects.TransportFailure(
+                self._failure_text(None, "no whole answer within the timeout"), before_send=False
+            )
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
 
-    def _send_now(self, call: HttpCall, deadline: float) -> HttpResult | TransportFailure:
+    def _send_now(self, call: effects.HttpCall, deadline: float) -> effects.HttpResult | effects.TransportFailure:
         config = self.state.config
         try:
             request = requests.Request(call.method, call.url, **call.request_kwargs())
             prepared = self._session.prepare_request(request)
         except (requests.exceptions.RequestException, ValueError) as error:  # nothing left this process
-            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
+            return effects.TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
         # proxies from the environment, verify, stream=True (the body is read against the deadline)
         settings = self._session.merge_environment_settings(prepared.url, {}, True, config.verify, None)
         try:
@@ -139,20 +131,20 @@ class SlurmClient:
             with response:
                 body = self._read_body(response.raw, deadline)
             if body is None:
-                return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
+                return effects.TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
         except urllib3.exceptions.HTTPError as error:  # broken or stalled body (read timeout per read)
-            return TransportFailure(self._failure_text(error), before_send=False)
+            return effects.TransportFailure(self._failure_text(error), before_send=False)
         except requests.exceptions.ConnectTimeout as error:
-            return TransportFailure(self._failure_text(error), before_send=True)
+            return effects.TransportFailure(self._failure_text(error), before_send=True)
         except requests.exceptions.SSLError as error:
-            return TransportFailure(self._failure_text(error, "TLS verification failed"), before_send=True)
+            return effects.TransportFailure(self._failure_text(error, "TLS verification failed"), before_send=True)
         except requests.exceptions.ConnectionError as error:
             refused = "refused" in str(error).lower() or "NewConnectionError" in repr(error)
-            return TransportFailure(self._failure_text(error), before_send=refused)
+            return effects.TransportFailure(self._failure_text(error), before_send=refused)
         except (requests.exceptions.RequestException, ValueError) as error:  # after sending: maybe arrived
-            return TransportFailure(self._failure_text(error), before_send=False)
+            return effects.TransportFailure(self._failure_text(error), before_send=False)
         self._count(response.elapsed.total_seconds(), len(body))
-        return HttpResult(response.status_code, body, dict(response.headers))
+        return effects.HttpResult(response.status_code, body, dict(response.headers))
 
     @staticmethod
     def _read_body(raw: urllib3.response.BaseHTTPResponse, deadline: float) -> bytes | None:
@@ -181,31 +173,31 @@ class SlurmClient:
 
     # ------------------------------------------------------------------ async (the triggerer)
 
-    async def arun(self, protocol: Protocol[T]) -> T:
+    async def arun(self, protocol: effects.Protocol[T]) -> T:
         """Carry out a protocol in the running event loop; returns what it returns, raises what it raises."""
         result: Any = None
         try:
             while True:
                 effect = protocol.send(result)
-                if isinstance(effect, Send):
+                if isinstance(effect, effects.Send):
                     result = await self._asend(effect.call)
-                elif isinstance(effect, Sleep):
+                elif isinstance(effect, effects.Sleep):
                     await asyncio.sleep(effect.seconds)
                     result = None
-                elif isinstance(effect, Note):
+                elif isinstance(effect, effects.Note):
                     self._note(effect.message)
                     result = None
-                elif isinstance(effect, GetToken):
+                elif isinstance(effect, effects.GetToken):
                     result = self._announce(await self.state.tokens.aget(self._amint, stale=effect.stale))
                 else:
-                    unhandled(effect)
+                    effects.unhandled(effect)
         except StopIteration as done:
             return done.value
 
     async def _amint(self) -> MintedToken:
         return await self.arun(mint(self.state, self.policy))
 
-    async def _asend(self, call: HttpCall) -> HttpResult | TransportFailure:
+    async def _asend(self, call: effects.HttpCall) -> effects.HttpResult | effects.TransportFailure:
         self.state.requests_sent += 1
         client = self._async_client()
         per_call = httpx.Timeout(call.timeout) if call.timeout else client.timeout
@@ -217,15 +209,15 @@ class SlurmClient:
                 whole_request_seconds(call.timeout or self.state.config.timeout),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            return TransportFailure(self._failure_text(error), before_send=True)
+            return effects.TransportFailure(self._failure_text(error), before_send=True)
         except asyncio.TimeoutError:
-            return TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
+            return effects.TransportFailure(self._failure_text(None, "no whole answer within the timeout"), False)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError, ValueError) as error:
-            return TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
+            return effects.TransportFailure(self._failure_text(error, "request not sendable"), before_send=True)
         except httpx.HTTPError as error:
-            return TransportFailure(self._failure_text(error), before_send=False)
+            return effects.TransportFailure(self._failure_text(error), before_send=False)
         self._count(response.elapsed.total_seconds(), len(response.content))
-        return HttpResult(response.status_code, response.content, dict(response.headers))
+        return effects.HttpResult(response.status_code, response.content, dict(response.headers))
 
     def _async_client(self) -> httpx.AsyncClient:
         clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})

@@ -96,7 +96,7 @@ def _look(
 ) -> Protocol[int | None]:
     """One look: accounting's records of the name, then the live ones' slurmctld records."""
     what = f"Could not look for the job of submission {mark}"
-    records = yield from ops.accounting_query(dialect.accounting_jobs(), what, params, deadline=deadline)
+    records = yield from ops.accounting_query(dialect.accounting_jobs, what, params, deadline=deadline)
     marked = [r.job_id for r in records if carries(r, mark)]
     if marked:
         return min(marked)

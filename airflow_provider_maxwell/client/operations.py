@@ -89,7 +89,7 @@ class SlurmOperations:
             sent_at = time.time()
             try:
                 answer = yield from self._call(
-                    "POST", dialect.submit(), body=body, resend_safe=False, timeout=timeout, deadline=deadline
+                    "POST", dialect.submit, body=body, resend_safe=False, timeout=timeout, deadline=deadline
                 )
             except SlurmTransientError as lost:
                 if lost.never_sent:
@@ -108,7 +108,7 @@ class SlurmOperations:
                     ) from None
                 yield Note(f"The answer to submission {mark} was lost ({lost}) and no job carries it: sending it again")
                 continue
-            return self._submitted_job_id(answer, dialect.submit())
+            return self._submitted_job_id(answer, dialect.submit)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _submitted_job_id(self, answer: Answer, route: Route) -> int:
@@ -150,10 +150,10 @@ class SlurmOperations:
         """Every job slurmctld holds (all users): large on a busy cluster, so used only where nothing
         narrower exists."""
         dialect = yield from self.dialect()
-        answer = yield from self._call("GET", dialect.jobs())
+        answer = yield from self._call("GET", dialect.jobs)
         if answers.is_error(answer):
             raise SlurmApiError(
-                "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs()), errors=answer.errors
+                "Could not list Slurm jobs", status=answer.status, url=self.url(dialect.jobs), errors=answer.errors
             )
         return parse_controller_jobs(job_documents(answer))
 
@@ -193,7 +193,7 @@ class SlurmOperations:
         records: list[SlurmJob] = []
         for params in dialect.accounting_by_id(self.state.config.login, job_ids):
             what = f"Could not read accounting records of {len(job_ids)} jobs"
-            records += yield from self.accounting_query(dialect.accounting_jobs(), what, params)
+            records += yield from self.accounting_query(dialect.accounting_jobs, what, params)
         return records
 
     def accounting_ended(self, since: float, until: float, users: Sequence[str] = ()) -> Protocol[list[SlurmJob]]:
@@ -202,7 +202,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         params = dialect.ended_jobs_query(",".join(users) or self.state.config.login, since, until)
         what = "Could not read the Slurm jobs that ended lately"
-        return (yield from self.accounting_query(dialect.accounting_jobs(), what, params))
+        return (yield from self.accounting_query(dialect.accounting_jobs, what, params))
 
     def job_statuses(self, job_ids: list[int]) -> Protocol[list[JobStatus] | None]:
         """slurmctld's state of the given jobs (~230 bytes each; ids it does not hold are left out), or
@@ -211,7 +211,7 @@ class SlurmOperations:
         dialect = yield from self.dialect()
         if not dialect.controller_states_by_id:
             return None
-        route = dialect.job_states()
+        route = dialect.job_states
         statuses: list[JobStatus] = []
         for params in dialect.job_state_queries(job_ids):
             try:
@@ -272,7 +272,7 @@ class SlurmOperations:
             params["start_time"] = dialect.accounting_time(since)
         try:
             in_accounting = yield from self.accounting_query(
-                dialect.accounting_jobs(), f"Could not search accounting for jobs named {name!r}", params=params
+                dialect.accounting_jobs, f"Could not search accounting for jobs named {name!r}", params=params
             )
         except SlurmAccountingUnavailable as down:
             yield Note(f"{down}: searching slurmctld's listing of all jobs for {name!r} instead")
@@ -328,12 +328,12 @@ class SlurmOperations:
     def diag(self) -> Protocol[ApiDialect]:
         """slurmctld's diagnostics: the cheapest call that checks the token (ping and openapi do not)."""
         dialect = yield from self.dialect()
-        answer = yield from self._call("GET", dialect.diag())
+        answer = yield from self._call("GET", dialect.diag)
         if answers.is_error(answer):
             raise SlurmApiError(
                 "Slurm refused the diagnostic call",
                 status=answer.status,
-                url=self.url(dialect.diag()),
+                url=self.url(dialect.diag),
                 errors=answer.errors,
             )
         return dialect

@@ -44,12 +44,29 @@ class Route:
         refused token; None for paths outside /slurm."""
         if self.service is not Service.SLURM or self.version is None:
             return None
-        return Route(Service.SLURM, f"/slurm/{self.version}/ping", self.version)
+        return Route.of(Service.SLURM, self.version, "ping")
+
+    @classmethod
+    def of(cls, service: Service, version: str, rest: str) -> Route:
+        """The route to `rest` under a service's versioned prefix: /slurm/v0.0.42/jobs."""
+        return cls(service, f"/{service.value}/{version}/{rest}", version)
 
 
 def openapi_route(path: str) -> Route:
     """One of OPENAPI_PATHS as a route."""
     return Route(Service.OPENAPI, path)
+
+
+class _Endpoint:
+    """A route whose path differs between versions only by the version: read on a dialect
+    (`dialect.jobs`), the route of that dialect's version."""
+
+    def __init__(self, service: Service, rest: str) -> None:
+        self.service = service
+        self.rest = rest
+
+    def __get__(self, dialect: ApiDialect, owner: type[ApiDialect]) -> Route:
+        return Route.of(self.service, dialect.version, self.rest)
 
 
 @dataclass(frozen=True)
@@ -87,43 +104,26 @@ class ApiDialect:
         """The version as a sortable tuple."""
         return version_key(self.version)
 
-    def _slurm(self, rest: str) -> Route:
-        return Route(Service.SLURM, f"/slurm/{self.version}/{rest}", self.version)
-
-    def _slurmdb(self, rest: str) -> Route:
-        return Route(Service.SLURMDB, f"/slurmdb/{self.version}/{rest}", self.version)
-
-    def submit(self) -> Route:
-        """POST: submit a batch job."""
-        return self._slurm("job/submit")
+    #: POST: submit a batch job.
+    submit = _Endpoint(Service.SLURM, "job/submit")
+    #: GET: every job slurmctld holds.
+    jobs = _Endpoint(Service.SLURM, "jobs")
+    #: GET: slurmctld's state of the jobs named by `job_id` parameters (only on `controller_states_by_id`).
+    job_states = _Endpoint(Service.SLURM, "jobs/state")
+    #: GET: accounting's records matching query parameters.
+    accounting_jobs = _Endpoint(Service.SLURMDB, "jobs")
+    #: GET: slurmctld's statistics (checks the token, unlike ping).
+    diag = _Endpoint(Service.SLURM, "diag")
+    #: GET: slurmctld's ping (checks no token).
+    ping = _Endpoint(Service.SLURM, "ping")
 
     def job(self, job_id: int) -> Route:
         """GET: slurmctld's records of a job (an array's tasks too); DELETE: cancel it."""
-        return self._slurm(f"job/{job_id}")
-
-    def jobs(self) -> Route:
-        """GET: every job slurmctld holds."""
-        return self._slurm("jobs")
-
-    def job_states(self) -> Route:
-        """GET: slurmctld's state of the jobs named by `job_id` parameters (only on `controller_states_by_id`)."""
-        return self._slurm("jobs/state")
+        return Route.of(Service.SLURM, self.version, f"job/{job_id}")
 
     def accounting_job(self, job_id: int) -> Route:
         """GET: accounting's records of a job."""
-        return self._slurmdb(f"job/{job_id}")
-
-    def accounting_jobs(self) -> Route:
-        """GET: accounting's records matching query parameters."""
-        return self._slurmdb("jobs")
-
-    def diag(self) -> Route:
-        """GET: slurmctld's statistics (checks the token, unlike ping)."""
-        return self._slurm("diag")
-
-    def ping(self) -> Route:
-        """GET: slurmctld's ping (checks no token)."""
-        return self._slurm("ping")
+        return Route.of(Service.SLURMDB, self.version, f"job/{job_id}")
 
     def accounting_search(self, job_name: str, user: str) -> dict[str, str]:
         """Query parameters of /slurmdb/vX/jobs for one job name (and user, where the version can)."""

@@ -183,10 +183,6 @@ def number(value: Any) -> int | None:
 LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31: beyond it no datetime, and no real job
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def timestamp(value: Any) -> datetime | None:
     """A datetime (UTC) from any timestamp shape; None if unset, zero or out of range."""
     seconds = number(value)
@@ -315,77 +311,85 @@ def parse_job_statuses(docs: Iterable[Any]) -> list[JobStatus]:
     return statuses
 
 
+#: Where slurmctld's job record (/slurm/vX/job/{id}) and accounting's (/slurmdb/vX/job/{id}) keep each
+#: field: a dotted path of keys, or several, the first that says something winning. The rules that turn
+#: the values into a job are the same for both (`_parse_record`).
+_PLACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # field: (in slurmctld's record, in accounting's)
+    "state": (("job_state",), ("state.current",)),
+    "reason": (("state_reason",), ("state.reason",)),
+    "user": (("user_name",), ("user",)),
+    "submit_time": (("submit_time",), ("time.submission",)),
+    "start_time": (("start_time",), ("time.start",)),
+    "end_time": (("end_time",), ("time.end",)),
+    "comment": (("comment",), ("comment.job", "comment")),
+    "working_directory": (("current_working_directory",), ("working_directory",)),
+    "standard_output": (("standard_output",), ("stdout_expanded", "stdout")),
+    "standard_error": (("standard_error",), ("stderr_expanded", "stderr")),
+    "array_job_id": (("array_job_id",), ("array.job_id",)),
+    "array_task_id": (("array_task_id",), ("array.task_id",)),
+    "user_id": (("user_id",), ()),  # accounting names the user only
+}
+
+
 def parse_controller_job(doc: Mapping[str, Any]) -> SlurmJob:
     """A job as /slurm/vX/job/{id} describes it (one element of its `jobs`); UnreadableJobRecord when
     it names no usable job id."""
-    job_id = record_job_id(doc)
-    state, flags = state_and_flags(doc.get("job_state"))
-    code, sig = exit_status(doc.get("exit_code"))
-    array_job = number(doc.get("array_job_id")) or None
-    return SlurmJob(
-        job_id=job_id,
-        name=text(doc.get("name")) or "",
-        user=text(doc.get("user_name")) or "",
-        partition=text(doc.get("partition")) or "",
-        state=state,
-        flags=flags,
-        source="slurmctld",
-        reason=_reason(doc.get("state_reason")),
-        # While a job has not ended its exit code means nothing yet.
-        exit_code=code if state.is_terminal else None,
-        signal=sig if state.is_terminal else None,
-        submit_time=timestamp(doc.get("submit_time")),
-        start_time=timestamp(doc.get("start_time")),
-        end_time=timestamp(doc.get("end_time")) if state.is_terminal else None,
-        nodes=text(doc.get("nodes")),
-        comment=text(doc.get("comment")),
-        working_directory=text(doc.get("current_working_directory")),
-        standard_output=text(doc.get("standard_output")),
-        standard_error=text(doc.get("standard_error")),
-        array_job_id=array_job,
-        array_task_id=number(doc.get("array_task_id")) if array_job else None,
-        user_id=number(doc.get("user_id")),
-        account=text(doc.get("account")),
-    )
+    return _parse_record(doc, "slurmctld")
 
 
 def parse_accounting_job(doc: Mapping[str, Any], *, exit_code_reliable: bool = True) -> SlurmJob:
     """A job as /slurmdb/vX/job/{id} describes it (one element of its `jobs`); UnreadableJobRecord when
     it names no usable job id."""
-    job_id = record_job_id(doc)
-    state_doc = _mapping(doc.get("state"))
-    state, flags = state_and_flags(state_doc.get("current"))
+    return _parse_record(doc, "slurmdb", exit_code_reliable=exit_code_reliable)
+
+
+def _parse_record(doc: Mapping[str, Any], source: Source, *, exit_code_reliable: bool = True) -> SlurmJob:
+    column = 0 if source == "slurmctld" else 1
+
+    def at(name: str) -> Any:
+        values = (_at_path(doc, path) for path in _PLACES[name][column])
+        return next((v for v in values if v not in (None, "")), None)
+
+    state, flags = state_and_flags(at("state"))
     code, sig = exit_status(doc.get("exit_code"))
     if not exit_code_reliable and state is not JobState.COMPLETED and code == 0:
         code = None  # 22.05 says 0 whatever the job returned: unknown is the honest answer
-    times = _mapping(doc.get("time"))
-    array = _mapping(doc.get("array"))
-    array_job = number(array.get("job_id")) or None
-    comment = doc.get("comment")
+    array_job = number(at("array_job_id")) or None
     return SlurmJob(
-        job_id=job_id,
+        job_id=record_job_id(doc),
         name=text(doc.get("name")) or "",
-        user=text(doc.get("user")) or "",
+        user=text(at("user")) or "",
         partition=text(doc.get("partition")) or "",
         state=state,
         flags=flags,
-        source="slurmdb",
-        reason=_reason(state_doc.get("reason")),
+        source=source,
+        reason=_reason(at("reason")),
+        # While a job has not ended its exit code means nothing yet.
         exit_code=code if state.is_terminal else None,
         signal=sig if state.is_terminal else None,
-        submit_time=timestamp(times.get("submission")),
-        start_time=timestamp(times.get("start")),
-        end_time=timestamp(times.get("end")) if state.is_terminal else None,
+        submit_time=timestamp(at("submit_time")),
+        start_time=timestamp(at("start_time")),
+        end_time=timestamp(at("end_time")) if state.is_terminal else None,
         nodes=_nodes(doc.get("nodes")),
-        comment=text(comment.get("job")) if isinstance(comment, Mapping) else text(comment),
-        working_directory=text(doc.get("working_directory")),
-        standard_output=text(doc.get("stdout_expanded")) or text(doc.get("stdout")),
-        standard_error=text(doc.get("stderr_expanded")) or text(doc.get("stderr")),
+        comment=text(at("comment")),
+        working_directory=text(at("working_directory")),
+        standard_output=text(at("standard_output")),
+        standard_error=text(at("standard_error")),
         array_job_id=array_job,
-        array_task_id=number(array.get("task_id")) if array_job else None,
-        usage=parse_usage(doc),
+        array_task_id=number(at("array_task_id")) if array_job else None,
+        user_id=number(at("user_id")),
+        usage=parse_usage(doc) if source == "slurmdb" else None,  # slurmctld's records carry none
         account=text(doc.get("account")),
     )
+
+
+def _at_path(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of keys; None where a step is missing or no mapping."""
+    value: Any = doc
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 def _reason(value: Any) -> str | None:

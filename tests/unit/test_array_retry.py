@@ -50,6 +50,8 @@ def test_the_merged_record_keeps_each_index_from_the_try_that_decided_it():
     second = merged_results(first, [1], [], 2, 107)
     assert second["1"] == {"state": "COMPLETED", "exit_code": 0, "try": 2, "job_id": 107}
     assert second["0"] == first["0"] and list(second) == ["0", "1", "2"]
+    # In index order, as numbers: task 2 before task 10, whatever order the tries decided them in.
+    assert list(merged_results({"10": first["0"]}, [2], [], 3, 108)) == ["2", "10"]
 
 
 def test_what_the_store_gives_back_is_checked_before_use():

@@ -351,12 +351,15 @@ def test_the_operators_blocking_wait_logs_new_lines_while_the_job_runs(
     assert "Last 1 line of" in capsys.readouterr().out  # the end-of-job tail stays
 
 
+@pytest.mark.parametrize("timeout", [None, 3600.0])
 def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_news(
-    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, timeout: float | None
 ):
     # The poller sends news only when the job's state changes (jobs/state, v0.0.42 on): a job printing
-    # while it stays RUNNING sends none, and its lines must still reach the log within an interval.
+    # while it stays RUNNING sends none, and its lines must still reach the log within an interval, also
+    # when the wait has a timeout an hour away.
     import asyncio
+    import time
     from contextlib import asynccontextmanager
     from types import SimpleNamespace
 
@@ -377,7 +380,8 @@ def test_the_trigger_reads_the_output_every_interval_while_the_poller_has_no_new
     monkeypatch.setattr(MaxwellHook, "aclient", client)  # the trigger's client comes from its hook
     out = tmp_path / "slurm-7.out"
     out.write_bytes(b"")
-    spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2)
+    deadline = time.time() + timeout if timeout else None
+    spec = WatchSpec(job_id=7, user="alice", submitted_after=1_700_000_000, poll_interval=0.2, deadline=deadline)
     trigger = MaxwellJobTrigger(
         maxwell_conn_id="c", spec=spec.to_kwargs(), live_output=OutputFollower(str(out), mine(tmp_path)).to_kwargs()
     )

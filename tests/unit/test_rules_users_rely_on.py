@@ -300,8 +300,8 @@ def test_routes_say_what_they_reach():
 
     d = DIALECTS["v0.0.44"]
     assert d.job(7) == Route(Service.SLURM, "/slurm/v0.0.44/job/7", "v0.0.44")
-    assert d.accounting_jobs() == Route(Service.SLURMDB, "/slurmdb/v0.0.44/jobs", "v0.0.44")
-    assert d.diag().path == "/slurm/v0.0.44/diag" and d.submit().path == "/slurm/v0.0.44/job/submit"
+    assert d.accounting_jobs == Route(Service.SLURMDB, "/slurmdb/v0.0.44/jobs", "v0.0.44")
+    assert d.diag.path == "/slurm/v0.0.44/diag" and d.submit.path == "/slurm/v0.0.44/job/submit"
     assert d.accounting_job(7).ping() is None  # only slurmctld's routes have a ping to ask
     assert d.job(7).ping() == Route(Service.SLURM, "/slurm/v0.0.44/ping", "v0.0.44")
 

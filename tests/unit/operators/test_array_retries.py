@@ -5,6 +5,7 @@ those indices, and the summary's `array_results` keeps each index from the try t
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from airflow_provider_maxwell.array_retry import FAILED_INDICES_KEY
 from airflow_provider_maxwell.compat import AirflowFailException
 from airflow_provider_maxwell.operators.job import MaxwellSubmitJobOperator
 from airflow_provider_maxwell.outcome import SUMMARY_XCOM_KEY
-from airflow_provider_maxwell.triggers.job import MaxwellJobTrigger
 from tests.fake_slurm import META
 from tests.unit.operators.test_durable import SUBMIT, Store
 
@@ -115,14 +115,16 @@ def run_try(request: pytest.FixtureRequest, fake: Any) -> Try:
             fake.script[f"/slurm/v0.0.44/job/{job_id}"] = [answer(*(running_task(job_id, i, last) for i in ends))]
             with pytest.raises(TaskDeferred) as deferred:
                 operator(fake, array, deferrable=True).execute(context)
-            _, kwargs = deferred.value.trigger.serialize()
-            trigger = MaxwellJobTrigger(**json.loads(json.dumps(kwargs)))  # as the triggerer rebuilds it
+            classpath, kwargs = deferred.value.trigger.serialize()
+            module, _, name = classpath.rpartition(".")  # the triggerer imports the class by this path
+            trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
             async def wait() -> dict[str, Any]:
                 return (await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload
 
             event = asyncio.run(wait())
-            return ti, operator(fake, array, deferrable=True).execute_complete(context, event)  # a new instance
+            resumed = operator(fake, array, deferrable=True)  # a new instance, at the method the deferral named
+            return ti, getattr(resumed, deferred.value.method_name)(context, event)
         except (AirflowException, AirflowFailException) as error:
             return ti, error
 

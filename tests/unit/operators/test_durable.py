@@ -73,3 +73,32 @@ def test_after_a_crash_before_the_id_was_saved_a_retry_reattaches_to_the_newest_
     fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
     assert operator(fake).execute(context(Store(), try_number=3)) == 41
     assert fake.count("POST", SUBMIT) == 0
+
+
+def test_a_second_try_finds_its_own_newest_job_by_the_tag_before_the_dags_comment(fake):
+    # Earlier jobs of this task instance (38, 40) failed; the last, 41, runs, and its try died before saving
+    # its id. The jobs with the task's name include another run's and one with no comment.
+    tag = "airflow:d/t/r/-1"
+
+    def listed(job_id: int, state: str, comment: str | None) -> dict[str, Any]:
+        doc = {"job_id": job_id, "name": "d.t", "user": "alice", "state": {"current": [state]}}
+        return doc | {"time": {"submission": 1_790_000_000 + job_id}, "comment": {"job": comment}}
+
+    jobs = [listed(37, "COMPLETED", "airflow:d/t/other-run/-1 nightly"), listed(38, "FAILED", tag)]
+    jobs += [
+        listed(39, "COMPLETED", None),
+        listed(40, "FAILED", f"{tag} beamtime 42"),
+        listed(41, "RUNNING", f"{tag} beamtime 42"),
+    ]
+    fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": jobs})]
+    running = {
+        "job_id": 41,
+        "job_state": ["RUNNING"],
+        "user_name": "alice",
+        "name": "d.t",
+        "comment": f"{tag} beamtime 42",
+    }
+    fake.script["/slurm/v0.0.44/job/41"] = [(200, {}, {**META, "jobs": [{**running, "submit_time": 1_790_000_041}]})]
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
+    assert operator(fake).execute(context(Store(), try_number=2)) == 41
+    assert fake.count("POST", SUBMIT) == 0

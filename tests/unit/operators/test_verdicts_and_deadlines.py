@@ -142,6 +142,27 @@ def test_a_wait_past_the_timeout_cancels_the_job_on_the_worker(fake):
     assert fake.count("DELETE", JOB) == 1
 
 
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "triggerer"])
+def test_a_refused_cancel_at_the_timeout_is_said_not_claimed(fake, deferrable: bool):
+    # The job may still be running: the task's failure must not say it was cancelled.
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": JOB_ID})]
+    fake.script[JOB] = [live("RUNNING")]
+    fake.script[f"DELETE {JOB}"] = [(403, {}, {**META, "errors": [{"error_number": 1, "error": "Access denied"}]})]
+    fake.script[LISTING] = [(200, {}, {**META, "jobs": []})]
+    with pytest.raises(AirflowException, match="could not cancel it") as failed:
+        if not deferrable:
+            operator(fake, timeout=0.3).execute(context())
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(fake, deferrable=True, timeout=0.3).execute(context())
+        trigger = MaxwellJobTrigger(**json.loads(json.dumps(deferred.value.trigger.serialize()[1])))
+
+        async def wait() -> dict[str, Any]:
+            return (await asyncio.wait_for(anext(aiter(trigger.run())), 30)).payload
+
+        operator(fake, deferrable=True, timeout=0.3).execute_complete(context(), asyncio.run(wait()))
+    assert "cancelled it" not in str(failed.value) and fake.count("DELETE", JOB) >= 1
+
+
 def test_a_deferred_wait_past_the_timeout_cancels_the_job_in_the_triggerer(fake):
     fake.script[SUBMIT] = [(200, {}, {**META, "job_id": JOB_ID})]
     fake.script[JOB] = [live("RUNNING")]

@@ -452,11 +452,11 @@ def test_a_cancel_reports_each_jobs_failure_but_not_an_ended_job():
 
 def test_routes_name_their_service_and_version():
     v41 = DIALECTS["v0.0.41"]
-    assert v41.accounting_jobs() == Route(Service.SLURMDB, "/slurmdb/v0.0.41/jobs", "v0.0.41")
+    assert v41.accounting_jobs == Route(Service.SLURMDB, "/slurmdb/v0.0.41/jobs", "v0.0.41")
     assert v41.accounting_job(7) == Route(Service.SLURMDB, "/slurmdb/v0.0.41/job/7", "v0.0.41")
-    assert v41.diag() == Route(Service.SLURM, "/slurm/v0.0.41/diag", "v0.0.41")
+    assert v41.diag == Route(Service.SLURM, "/slurm/v0.0.41/diag", "v0.0.41")
     assert v41.job(7).ping() == Route(Service.SLURM, "/slurm/v0.0.41/ping", "v0.0.41")
-    assert v41.accounting_jobs().ping() is None
+    assert v41.accounting_jobs.ping() is None
     assert openapi_route("/openapi/v3") == Route(Service.OPENAPI, "/openapi/v3") and openapi_route("/x").ping() is None
 
 

@@ -38,14 +38,9 @@ class Reads(Structure):
         ...
 
     def accounting_query(
-        self,
-        route: Route,
-        what: str,
-        params: Mapping[str, str] | None = None,
-        missing_ok: bool = False,
-        deadline: float | None = None,
+        self, route: Route, what: str, params: Mapping[str, str] | None = None, *, deadline: float | None = None
     ) -> Protocol[list[SlurmJob]]:
-        """An accounting route's jobs."""
+        """An accounting route's jobs (only what the search passes: the route, the params, a deadline)."""
         ...
 
     def controller_jobs(self, job_id: int, deadline: float | None = None) -> Protocol[list[SlurmJob] | None]:

@@ -7,6 +7,7 @@ runs or once it completed; a failed one (an array with any failed task) is not: 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_maxwell.compat import TaskLog
@@ -74,12 +75,15 @@ def job_to_build_on(
 
 def whole_array(hook: MaxwellHook, job: SlurmJob, log: TaskLog) -> SlurmJob | None:
     """An earlier array job to build on, judged by all its tasks (one record says one task's state):
-    a live task to re-attach to, the job if every task completed, else None (submit afresh)."""
-    tasks = hook.get_controller_jobs(job.job_id) or hook.get_accounting_jobs(job.job_id) or [job]
+    a live task's record to re-attach to, the job if every task completed, else None (submit afresh).
+    Either comes under the array's id, which the wait follows: `job` may be one started task's record
+    (a search by tag finds those under their own ids)."""
+    array_id = job.array_job_id or job.job_id
+    tasks = hook.get_controller_jobs(array_id) or hook.get_accounting_jobs(array_id) or [job]
     live = [t for t in tasks if not t.is_terminal]
     if live:
-        return live[0]
+        return replace(live[0], job_id=array_id)
     if all(t.is_success for t in tasks):
-        return job
-    log.info("Earlier Slurm array job %s of this task instance had failed tasks: submitting anew", job.job_id)
+        return replace(job, job_id=array_id)
+    log.info("Earlier Slurm array job %s of this task instance had failed tasks: submitting anew", array_id)
     return None

@@ -102,3 +102,28 @@ def test_a_second_try_finds_its_own_newest_job_by_the_tag_before_the_dags_commen
     fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 42})]
     assert operator(fake).execute(context(Store(), try_number=2)) == 41
     assert fake.count("POST", SUBMIT) == 0
+
+
+def test_after_a_crash_an_array_retry_reattaches_to_the_whole_array_not_the_task_it_found(fake):
+    # Try 1 submitted array 500 and died before saving its id; accounting lists each started task under
+    # its own id (501 is task 1). The retry waits for the array, under the array's id, not for one task.
+    tag = "airflow:d/t/r/-1"
+
+    def listed(job_id: int, task: int, state: str) -> dict[str, Any]:
+        doc = {"job_id": job_id, "name": "d.t", "user": "alice", "state": {"current": [state]}}
+        doc |= {"array": {"job_id": 500, "task_id": task}, "comment": {"job": tag}}
+        return doc | {"time": {"submission": 1_790_000_000}}
+
+    found = [listed(500, 0, "COMPLETED"), listed(501, 1, "RUNNING")]
+    fake.script["/slurmdb/v0.0.44/jobs"] = [(200, {}, {**META, "jobs": found})]
+
+    def held(job_id: int, task: int, state: str) -> dict[str, Any]:
+        doc = {"job_id": job_id, "job_state": [state], "user_name": "alice", "name": "d.t", "comment": tag}
+        return doc | {"array_job_id": 500, "array_task_id": task, "submit_time": 1_790_000_000}
+
+    tasks = [held(500, 0, "COMPLETED"), held(501, 1, "RUNNING"), held(502, 2, "PENDING")]
+    fake.script["/slurm/v0.0.44/job/500"] = [(200, {}, {**META, "jobs": tasks})] * 3
+    fake.script["/slurm/v0.0.44/job/501"] = [(200, {}, {**META, "jobs": [tasks[1]]})] * 3
+    fake.script[SUBMIT] = [(200, {}, {**META, "job_id": 503})]
+    assert operator(fake, array="0-2").execute(context(Store(), try_number=2)) == 500
+    assert fake.count("POST", SUBMIT) == 0

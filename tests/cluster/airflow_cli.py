@@ -64,6 +64,18 @@ def task_sections(output: str) -> dict[str, str]:
     return sections
 
 
+def noisy_task_lines(output: str) -> list[str]:
+    """The lines at warning level or above in the tasks' part of `airflow dags test`'s output. The CLI's
+    own lines are not a task's: those before the first task (graphviz), and the warning of starlette's
+    test client, through which `dags test` runs the Execution API in its own process (a worker does not)."""
+    return [
+        f"{task}: {line}"
+        for task, text in task_sections(output).items()
+        for line in text.splitlines()
+        if re.search(r"\[(warning|error|critical)\s*\]", line) and "starlette.testclient" not in line
+    ]
+
+
 def task_state(env: dict[str, str], dag_id: str, task_id: str) -> str | None:
     """The state Airflow's database holds for the newest run of a task (after `airflow dags test`)."""
     database = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")

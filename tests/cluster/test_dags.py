@@ -27,6 +27,7 @@ from .airflow_cli import (
     EXAMPLES,
     TEST_DAGS,
     dags_test,
+    noisy_task_lines,
     start_until_running,
     submitted_ids,
     task_sections,
@@ -79,6 +80,7 @@ def test_beamtime_processing_maps_one_job_per_run_and_sums_each_runs_photons(air
     assert rc == 0, out[-3000:]
     assert len(set(submitted_ids(out))) == 2
     assert "Pausing task as DEFERRED" in out
+    assert not noisy_task_lines(out), "\n".join(noisy_task_lines(out))  # healthy: no warning or error
     summary = task_sections(out)["summarize"]
     # The summary read each job's output: the sums the jobs computed on Maxwell, checked here by Gauss.
     assert photons(400) == 80200 and photons(1200) == 720600

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 
-from .airflow_cli import EXAMPLES, TEST_DAGS, dags_test, submitted_ids, task_sections
+from .airflow_cli import EXAMPLES, TEST_DAGS, dags_test, noisy_task_lines, submitted_ids, task_sections
 
 
 def return_files(cluster: dict, job_ids: set[int]) -> list[str]:
@@ -51,6 +51,8 @@ def test_the_python_example_dag_sums_each_runs_photons_on_maxwell(airflow_env):
     assert len(set(jobs)) == 2
     # Run N has N x 300 frames, frame k counted k photons: n frames hold n(n+1)/2, a mean of (n+1)/2.
     summary = task_sections(out)["summarize"]
+    # A healthy run's tasks log nothing at warning level or above, deferred waits included.
+    assert not noisy_task_lines(out), "\n".join(noisy_task_lines(out))
     for run, frames, photons, mean in ((2, 600, 180300, 300.5), (5, 1500, 1125750, 750.5)):
         assert frames * (frames + 1) // 2 == photons
         assert re.search(

@@ -28,13 +28,12 @@ from airflow_provider_maxwell.job_events import (
     step,
 )
 from airflow_provider_maxwell.outcome import summarize
+from airflow_provider_maxwell.triggers.poller import JITTER, MAX_BACKOFF, backed_off
 
 if TYPE_CHECKING:
     from airflow_provider_maxwell.client.drivers import SlurmClient
     from airflow_provider_maxwell.slurm.job import SlurmJob
 
-MAX_BACKOFF = 300.0  # seconds: the longest pause after repeated failed reads
-JITTER = 0.1  # +-10 % on every pause, so watchers started together do not read in lockstep
 CURSOR_KEY = "maxwell_job_events"  # the asset state store's key, followed by the filter's digest
 
 
@@ -190,7 +189,7 @@ class MaxwellJobEventTrigger(BaseEventTrigger):
             else:
                 failures = 0
                 yield window
-            pause = min(self.poll_interval * 2 ** min(failures, 10), max(MAX_BACKOFF, self.poll_interval))
+            pause = backed_off(self.poll_interval, failures, longest=max(MAX_BACKOFF, self.poll_interval))
             pause = max(pause * random.uniform(1 - JITTER, 1 + JITTER), pause_at_least)
             await asyncio.sleep(max(pause - (time.monotonic() - began), pause_at_least))
 

@@ -65,6 +65,12 @@ class ServerTimeBudget:
         return max(-self.saved * (BUSY_RATIO + 1), 0.0)
 
 
+def backed_off(interval: float, failures: int, longest: float = MAX_BACKOFF) -> float:
+    """The pause after `failures` failed reads in a row: the interval, doubled per failure (up to 2**10
+    times), never longer than `longest`."""
+    return min(interval * 2 ** min(failures, 10), longest) if failures else interval
+
+
 class JobPoller:
     """Runs one round per interval for every trigger waiting on one connection's jobs."""
 
@@ -146,10 +152,7 @@ class JobPoller:
         """Seconds from one round's start to the next's: the interval with jitter, longer after failures,
         never shorter than a server's Retry-After. (The server's rest after a slow round is added by
         the loop: ServerTimeBudget.)"""
-        base = self.interval()
-        if self.failures:
-            base = min(base * 2 ** min(self.failures, 10), MAX_BACKOFF)
-        base = max(base, at_least)
+        base = max(backed_off(self.interval(), self.failures), at_least)
         return max(base * random.uniform(1 - JITTER, 1 + JITTER), at_least)
 
     async def _round(self, subscribers: list[Subscriber]) -> None:
